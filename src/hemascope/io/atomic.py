@@ -1,0 +1,68 @@
+"""Atomic file writes: a reader never sees a half-written output, a crash leaves none.
+
+Data is written to a temporary file in the target's folder, flushed, fsynced and renamed
+over the target with :func:`os.replace` (atomic on POSIX and Windows).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import IO, Any, Iterable, Iterator
+
+from hemascope.errors import HemascopeError
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | Path, mode: str = "w", *, encoding: str = "utf-8",
+                 protect: Iterable[str | Path] = ()) -> Iterator[IO[Any]]:
+    """Open a temporary sibling of ``path`` for writing and move it into place on success.
+
+    Args:
+        path: final file path; its folder is created if needed.
+        mode: ``"w"`` (text) or ``"wb"`` (binary).
+        encoding: text encoding for ``"w"``.
+        protect: input files that must never be overwritten (raises if ``path`` is one).
+    """
+    if mode not in ("w", "wb"):
+        raise ValueError("atomic_write mode must be 'w' or 'wb'")
+    target = Path(path)
+    guard_inputs(target, protect)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    except OSError as e:
+        raise HemascopeError(f"cannot write {target}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, mode, **({"encoding": encoding, "newline": ""} if mode == "w" else {})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def write_text(path: str | Path, text: str, **kw: Any) -> Path:
+    with atomic_write(path, "w", **kw) as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, **kw: Any) -> Path:
+    """Serialise ``obj`` as UTF-8 JSON atomically (keys kept in insertion order)."""
+    text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
+    return write_text(path, text + "\n", **kw)
+
+
+def guard_inputs(target: str | Path, inputs: Iterable[str | Path]) -> None:
+    """Raise if ``target`` resolves to one of ``inputs`` (outputs never overwrite inputs)."""
+    t = Path(target).resolve()
+    for p in inputs:
+        if Path(p).resolve() == t:
+            raise HemascopeError(f"refusing to overwrite input file {p}")

@@ -62,6 +62,26 @@ def read_header(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Im
     return header
 
 
+def verify_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """Fully decode the first page (catches truncation) and return the header.
+
+    Cheaper than :func:`read_image` (no orientation or colour conversion); for scans.
+    """
+    header = read_header(path, max_pixels=max_pixels)
+    p = Path(path)
+    if p.suffix.lower() in _TIFF:
+        _read_tiff(p, page=0, max_pixels=max_pixels)
+        return header
+    from PIL import Image
+
+    try:
+        with _quiet_pil(), Image.open(p) as im:
+            im.load()
+    except Exception as e:
+        raise ImageReadError(p, _reason(e)) from None
+    return header
+
+
 def read_image(
     path: str | Path, *, page: int = 0, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> np.ndarray:

@@ -1,0 +1,40 @@
+"""Small helpers shared by the command modules: output, progress, formatter."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Iterable
+
+from hemascope.io.atomic import write_json
+
+
+class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Show defaults and keep the description's line breaks."""
+
+
+def add_json_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
+                        help="machine-readable JSON: to stdout, or to the file OUT")
+
+
+def emit_json(obj: Any, dest: str) -> None:
+    """Print JSON to stdout (``-``) or write it atomically to a file."""
+    if dest == "-":
+        json.dump(obj, sys.stdout, indent=2, ensure_ascii=False)
+        sys.stdout.write("\n")
+    else:
+        write_json(dest, obj)
+        print(f"wrote {dest}", file=sys.stderr)
+
+
+def progress(items: Iterable, *, desc: str, total: int | None = None) -> Iterable:
+    """A tqdm bar on an interactive terminal, the bare iterable otherwise."""
+    if not sys.stderr.isatty():
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        return items
+    return tqdm(items, desc=desc, total=total, unit="img", leave=False)

@@ -1,0 +1,83 @@
+"""Cell-part masks: CellaVision 0/128/255 images and indexed label images.
+
+Internally a part mask is a 2-D ``uint8`` array whose values index
+:data:`hemascope.taxonomy.CELL_PARTS` (0 background, 1 nucleus, 2 cytoplasm, 3 vacuole,
+4 platelet, 5 red cell).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from hemascope.errors import ImageReadError
+from hemascope.io.image import read_mask
+from hemascope.taxonomy import CELL_PARTS
+
+#: CellaVision convention (Zheng et al. 2018): grey value -> part index.
+CELLAVISION_VALUES = {0: 0, 128: 2, 255: 1}
+#: Colours used when writing indexed masks (viewable, still indices underneath).
+PALETTE = ((0, 0, 0), (95, 40, 140), (120, 170, 230), (255, 255, 255), (200, 110, 200),
+           (220, 90, 90))
+
+
+def read_part_mask(path: str | Path, *, convention: str = "auto") -> np.ndarray:
+    """Read a part mask as indices into ``CELL_PARTS``.
+
+    Args:
+        path: PNG/BMP/TIFF mask.
+        convention: ``"cellavision"`` (0 other, 128 cytoplasm, 255 nucleus), ``"indexed"``
+            (values are part indices) or ``"auto"`` (cellavision if the values are a subset
+            of {0, 128, 255} including 128 or 255, indexed if all values are < 6).
+
+    Raises:
+        ImageReadError: unreadable file, or values that fit neither convention.
+    """
+    raw = read_mask(path)
+    return decode_part_mask(raw, convention=convention, path=path)
+
+
+def decode_part_mask(raw: np.ndarray, *, convention: str = "auto",
+                     path: str | Path = "<array>") -> np.ndarray:
+    """Pure version of :func:`read_part_mask` for an already decoded 2-D array."""
+    values = set(np.unique(raw).tolist())
+    if convention == "auto":
+        if values <= set(CELLAVISION_VALUES) and values & {128, 255}:
+            convention = "cellavision"
+        elif max(values) < len(CELL_PARTS):
+            convention = "indexed"
+        else:
+            raise ImageReadError(path, f"mask values {sorted(values)[:8]} fit neither the "
+                                 "CellaVision 0/128/255 nor the indexed 0..5 convention")
+    if convention == "cellavision":
+        bad = values - set(CELLAVISION_VALUES)
+        if bad:
+            raise ImageReadError(path, f"CellaVision mask has values {sorted(bad)[:8]} "
+                                 "outside 0/128/255")
+        lut = np.zeros(256, np.uint8)
+        for grey, idx in CELLAVISION_VALUES.items():
+            lut[grey] = idx
+        return lut[raw.astype(np.uint8)]
+    if convention == "indexed":
+        if max(values) >= len(CELL_PARTS):
+            raise ImageReadError(path, f"indexed mask has value {max(values)}; parts are "
+                                 f"0..{len(CELL_PARTS) - 1} ({', '.join(CELL_PARTS.classes)})")
+        return raw.astype(np.uint8)
+    raise ValueError(f"unknown mask convention {convention!r}")
+
+
+def write_part_mask(path: str | Path, mask: np.ndarray) -> Path:
+    """Write part indices as a palette PNG (indices preserved, colours for viewing)."""
+    from PIL import Image
+
+    from hemascope.io.atomic import atomic_write
+
+    m = np.asarray(mask)
+    if m.ndim != 2 or m.min(initial=0) < 0 or m.max(initial=0) >= len(CELL_PARTS):
+        raise ValueError(f"part mask must be 2-D with values 0..{len(CELL_PARTS) - 1}")
+    im = Image.fromarray(m.astype(np.uint8), mode="P")
+    im.putpalette([c for rgb in PALETTE for c in rgb])
+    with atomic_write(path, "wb") as fh:
+        im.save(fh, format="PNG")
+    return Path(path)

@@ -1,0 +1,34 @@
+import numpy as np
+import pytest
+from PIL import Image
+
+from hemascope.errors import ImageReadError
+from hemascope.io.masks import decode_part_mask, read_part_mask, write_part_mask
+from hemascope.synthetic import make_cell
+
+
+def test_cellavision_convention(tmp_path):
+    raw = np.array([[0, 128], [255, 255]], np.uint8)
+    Image.fromarray(raw, "L").save(tmp_path / "m.png")
+    out = read_part_mask(tmp_path / "m.png")
+    assert out.tolist() == [[0, 2], [1, 1]]  # 255 nucleus = 1, 128 cytoplasm = 2
+
+
+def test_indexed_round_trip(tmp_path):
+    mask = make_cell("neutrophil", seed=1, size=32).mask
+    assert set(np.unique(mask)) >= {0, 1, 2}
+    p = write_part_mask(tmp_path / "m.png", mask)
+    np.testing.assert_array_equal(read_part_mask(p, convention="indexed"), mask)
+    np.testing.assert_array_equal(read_part_mask(p), mask)
+
+
+def test_values_fitting_no_convention_raise():
+    with pytest.raises(ImageReadError, match="neither"):
+        decode_part_mask(np.array([[0, 77]], np.uint8))
+    with pytest.raises(ImageReadError, match="outside 0/128/255"):
+        decode_part_mask(np.array([[0, 3]], np.uint8), convention="cellavision")
+
+
+def test_write_rejects_out_of_range(tmp_path):
+    with pytest.raises(ValueError):
+        write_part_mask(tmp_path / "m.png", np.full((2, 2), 9, np.uint8))

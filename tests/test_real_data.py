@@ -1,0 +1,47 @@
+"""Short checks on the real sets in ../shared/data (skipped when it is absent)."""
+
+import pytest
+
+from hemascope.data import detect_format, load_dataset
+from hemascope.data.info import inspect_dataset
+from hemascope.io.masks import read_part_mask
+
+pytestmark = pytest.mark.realdata
+
+PBC_COUNTS = {"basophil": 1218, "eosinophil": 3117, "erythroblast": 1551,
+              "immature_granulocyte": 2895, "lymphocyte": 1214, "monocyte": 1420,
+              "neutrophil": 3329, "platelet": 2348}
+
+
+def test_pbc_counts(shared_data):
+    info = inspect_dataset(shared_data / "pbc" / "PBC_dataset_normal_DIB", check="none")
+    assert info.n_images == 17092
+    assert info.class_counts == PBC_COUNTS
+    assert info.subclass_counts["band_neutrophil"] == 1633
+    assert info.subclass_counts["segmented_neutrophil"] == 1646
+    assert not info.problems
+
+
+def test_pbc_as_wbc5_leaves_out_three_classes(shared_data):
+    ds = load_dataset(shared_data / "pbc" / "PBC_dataset_normal_DIB", vocabulary="wbc5")
+    assert len(ds) == 10298
+    assert ds.unmapped == {"erythroblast": 1551, "immature_granulocyte": 2895, "platelet": 2348}
+
+
+def test_cellavision_images_masks_labels(shared_data):
+    root = shared_data / "cellavision"
+    assert detect_format(root) == "csv"
+    info = inspect_dataset(root, check="header")
+    assert info.n_images == 100 and info.n_masks == 100 and not info.problems
+    assert info.class_counts == {"basophil": 3, "eosinophil": 12, "lymphocyte": 37,
+                                 "monocyte": 15, "neutrophil": 33}
+    mask = read_part_mask(root / "001.png")
+    assert mask.shape == (300, 300) and set(mask.ravel().tolist()) <= {0, 1, 2}
+
+
+def test_wbcatt_official_split(shared_data):
+    info = inspect_dataset(shared_data / "wbcatt", check="none")
+    assert info.split_counts == {"train": 6169, "val": 1030, "test": 3099}
+    assert len(info.attribute_counts) == 11
+    assert info.attribute_counts["cytoplasm_vacuole"] == {"no": 9509, "yes": 789}
+    assert not info.problems

@@ -67,6 +67,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                          help="output: a .json (coco) / .xml (cvat) file or a folder (voc, yolo)")
     convert.add_argument("--format", default="auto", choices=FORMATS, help=FORMAT_HELP)
     convert.add_argument("--images", default=None, help="image folder, when annotations do not say")
+    convert.add_argument("--overwrite", action="store_true", help="replace existing output files")
     add_json_option(convert)
     convert.set_defaults(handler=_convert)
 
@@ -125,7 +126,8 @@ def _convert(args: argparse.Namespace) -> int:
     ds = load_dataset(args.path, format=args.format, image_root=args.images)
     if not isinstance(ds, DetectionSet):
         raise DatasetError("data convert works on detection sets (VOC, COCO, YOLO, CVAT)")
-    out = convert_detection_set(ds, to=args.to, out=args.out, protect=[args.path])
+    out = convert_detection_set(ds, to=args.to, out=args.out, protect=[args.path],
+                                overwrite=args.overwrite)
     summary = {"out": str(out), "to": args.to, "n_images": len(ds.images),
                "n_boxes": sum(len(im.instances) for im in ds.images),
                "problems": [p.to_dict() for p in ds.problems]}

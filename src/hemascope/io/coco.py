@@ -21,9 +21,11 @@ from typing import Any, Mapping, Sequence
 
 from hemascope.errors import AnnotationError, HemascopeError, UnknownLabelError
 from hemascope.io.annotations import (
+    Box,
     DetectionSet,
     ImageAnnotation,
     Instance,
+    Polygon,
     box_from_polygon,
     check_instance,
 )
@@ -238,7 +240,7 @@ def _annotation(ann: Any, index: int, images: Mapping[Any, ImageAnnotation],
                               score=score, attributes=attributes)
 
 
-def _parse_box(bbox: Any, polygons: tuple, rle: dict[str, Any] | None) -> tuple[float, ...]:
+def _parse_box(bbox: Any, polygons: tuple[Polygon, ...], rle: dict[str, Any] | None) -> Box:
     if bbox is None:
         if polygons:
             return box_from_polygon(p for poly in polygons for p in poly)
@@ -257,7 +259,7 @@ def _parse_box(bbox: Any, polygons: tuple, rle: dict[str, Any] | None) -> tuple[
 
 
 def _parse_segmentation(seg: Any, height: int, width: int
-                        ) -> tuple[tuple[tuple[tuple[float, float], ...], ...], dict | None]:
+                        ) -> tuple[tuple[Polygon, ...], dict[str, Any] | None]:
     if seg is None or seg == []:
         return (), None
     if isinstance(seg, list):

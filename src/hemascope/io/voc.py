@@ -16,7 +16,7 @@ import math
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from hemascope.errors import AnnotationError, DatasetError, HemascopeError, ImageReadError
 from hemascope.io.annotations import DetectionSet, ImageAnnotation, Instance, check_instance
@@ -91,7 +91,8 @@ def read_voc(root: str | Path, *, strict: bool = False) -> DetectionSet:
     problems: list[Problem] = []
     images: list[ImageAnnotation] = []
     parts = _layout(base)
-    split_of = _read_image_sets(base, problems, strict=strict) if parts[0][2] is None else {}
+    is_voc = parts[0][2] is None  # CBC folders carry their split, VOC uses ImageSets/
+    split_of = _read_image_sets(base, problems, strict=strict) if is_voc else {}
     for ann_dir, img_dir, split in parts:
         images += _read_part(base, ann_dir, img_dir, split, split_of, problems, strict=strict)
     classes = sorted({inst.label for im in images for inst in im.instances})
@@ -314,7 +315,7 @@ def _split_lists(by_stem: dict[str, ImageAnnotation]) -> dict[str, list[str]]:
     return lists
 
 
-def _refuse_existing(paths: Sequence[Path] | dict[Path, str]) -> None:
+def _refuse_existing(paths: Iterable[Path]) -> None:
     for path in paths:
         if Path(path).exists():
             raise HemascopeError(f"refusing to overwrite existing {path} (pass overwrite=True)")

@@ -10,6 +10,7 @@ means an image without objects, as in Ultralytics.
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections import Counter
@@ -102,7 +103,8 @@ def parse_yolo_line(line: str, *, n_classes: int, width: int, height: int) -> tu
         cls_value, *values = (float(f) for f in fields)
     except ValueError:
         raise ValueError(f"non-numeric value in {line.strip()!r}") from None
-    if cls_value != int(cls_value) or not 0 <= cls_value < n_classes:
+    if not math.isfinite(cls_value) or cls_value != int(cls_value) \
+            or not 0 <= cls_value < n_classes:
         raise ValueError(f"class id {fields[0]} is not one of 0..{n_classes - 1}")
     if any(not -YOLO_TOLERANCE <= v <= 1 + YOLO_TOLERANCE for v in values):
         raise ValueError("coordinates must be normalised to [0, 1]; got "
@@ -157,7 +159,8 @@ def write_yolo(images: Sequence[ImageAnnotation], classes: Sequence[str], out_di
         text = "".join(f"{line}\n" for line in _label_lines(im, class_id, width, height))
         target = out / "images" / split / name
         plan.append((src, target, label_path(target), text))
-    splits = list(dict.fromkeys(im.split or "train" for im in images))
+    used = {im.split or "train" for im in images}
+    splits = [s for s in _SPLITS if s in used] + sorted(used - set(_SPLITS))
     yaml_path = out / "data.yaml"
     _check_targets([yaml_path, *(p[2] for p in plan),
                     *(p[1] for p in plan if link != "none")], {p[0] for p in plan},
@@ -323,7 +326,8 @@ def _target_names(images: Sequence[ImageAnnotation]) -> list[str]:
 def _check_targets(targets: Sequence[Path], inputs: set[Path], *, overwrite: bool) -> None:
     sources = {p.resolve() for p in inputs}
     for t in targets:
-        if t.resolve() in sources:
+        # resolve the folder only: an existing symlink output must not count as its source
+        if t.parent.resolve() / t.name in sources:
             raise HemascopeError(f"refusing to overwrite input file {t}")
         if t.exists() and not overwrite:
             raise HemascopeError(f"refusing to overwrite existing {t} (pass overwrite=True)")

@@ -43,3 +43,15 @@ class Problem:
 
     def to_dict(self) -> dict[str, str]:
         return {"path": self.path, "kind": self.kind, "message": self.message}
+
+
+def record(problems: list[Problem], problem: Problem, *, strict: bool) -> None:
+    """Collect ``problem``, or raise it as an :class:`AnnotationError` when ``strict``.
+
+    The one rule every reader follows: a scan reports and goes on; a strict read stops.
+    """
+    if strict:
+        from hemascope.errors import AnnotationError
+
+        raise AnnotationError(problem.path, problem.message)
+    problems.append(problem)

@@ -95,8 +95,10 @@ def load_dataset(path: str | Path, *, format: str = "auto", vocabulary: str | No
 
         if p.is_file():
             ann = parse_voc_xml(p)
+            guess = p.parent.parent / "JPEGImages"  # VOC keeps XML and images in sibling folders
+            root = image_root or (guess if (guess / ann.file_name).is_file() else p.parent)
             return DetectionSet(images=[ann], classes=sorted(set(ann.labels())),
-                                image_root=str(image_root or p.parent), format="voc")
+                                image_root=str(root), format="voc")
         return read_voc(p, strict=strict)
     if fmt == "coco":
         from hemascope.io.coco import read_coco

@@ -66,3 +66,12 @@ def guard_inputs(target: str | Path, inputs: Iterable[str | Path]) -> None:
     for p in inputs:
         if Path(p).resolve() == t:
             raise HemascopeError(f"refusing to overwrite input file {p}")
+
+
+def refuse_existing(paths: Iterable[str | Path], *, overwrite: bool) -> None:
+    """Raise if any of ``paths`` exists and ``overwrite`` is false (writers' default)."""
+    if overwrite:
+        return
+    for p in paths:
+        if Path(p).exists():
+            raise HemascopeError(f"refusing to overwrite existing {p} (pass overwrite=True)")

@@ -19,7 +19,7 @@ import math
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from hemascope.errors import AnnotationError, HemascopeError, UnknownLabelError
+from hemascope.errors import AnnotationError, UnknownLabelError
 from hemascope.io.annotations import (
     Box,
     DetectionSet,
@@ -29,8 +29,8 @@ from hemascope.io.annotations import (
     box_from_polygon,
     check_instance,
 )
-from hemascope.io.atomic import write_json
-from hemascope.problems import Problem
+from hemascope.io.atomic import refuse_existing, write_json
+from hemascope.problems import Problem, record
 
 _REQUIRED = ("images", "annotations", "categories")
 _SAMPLE = 20  # image files probed when guessing the image folder
@@ -88,11 +88,11 @@ def coco_to_detection_set(obj: Any, *, source: str | Path | None = None,
         try:
             image_id, inst = _annotation(ann, index, entries, categories)
         except ValueError as e:
-            _note(problems, Problem(where, "malformed_annotation", str(e)), strict=strict)
+            record(problems, Problem(where, "malformed_annotation", str(e)), strict=strict)
             continue
         im = entries[image_id]
         for p in check_instance(inst, width=im.width, height=im.height, path=im.file_name):
-            _note(problems, p, strict=strict)
+            record(problems, p, strict=strict)
         found[image_id].append(inst)
     images = [ImageAnnotation(im.file_name, im.width, im.height, tuple(found[i]), im.split)
               for i, im in entries.items()]
@@ -132,8 +132,7 @@ def write_coco(images: Sequence[ImageAnnotation], classes: Sequence[str], path: 
                *, overwrite: bool = False) -> Path:
     """Write :func:`to_coco_dict` atomically; refuses to replace a file unless ``overwrite``."""
     target = Path(path)
-    if target.exists() and not overwrite:
-        raise HemascopeError(f"refusing to overwrite existing {target} (pass overwrite=True)")
+    refuse_existing([target], overwrite=overwrite)
     return write_json(target, to_coco_dict(images, classes))
 
 
@@ -393,8 +392,3 @@ def _short(v: Any) -> str:
     text = repr(v)
     return text if len(text) <= 80 else text[:77] + "..."
 
-
-def _note(problems: list[Problem], problem: Problem, *, strict: bool) -> None:
-    if strict:
-        raise AnnotationError(problem.path, problem.message)
-    problems.append(problem)

@@ -14,7 +14,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Sequence
 
-from hemascope.errors import AnnotationError, HemascopeError, UnknownLabelError
+from hemascope.errors import AnnotationError, UnknownLabelError
 from hemascope.io.annotations import (
     DetectionSet,
     ImageAnnotation,
@@ -22,9 +22,10 @@ from hemascope.io.annotations import (
     box_from_polygon,
     check_instance,
 )
-from hemascope.io.atomic import write_text
+from hemascope.io._xml import parse_xml_root
+from hemascope.io.atomic import refuse_existing, write_text
 from hemascope.io.geojson import class_color
-from hemascope.problems import Problem
+from hemascope.problems import Problem, record
 
 #: Shape attributes kept in :attr:`Instance.attributes` (only when not the default).
 SHAPE_ATTRIBUTES = {"occluded": "0", "z_order": "0", "group_id": "0"}
@@ -67,7 +68,7 @@ def read_cvat(xml_path: str | Path, *, image_root: str | Path | None = None,
         for inst in image.instances:
             if inst.label not in classes:
                 if meta_labels:
-                    _note(problems, Problem(where, "unknown_label", f"label {inst.label!r} is "
+                    record(problems, Problem(where, "unknown_label", f"label {inst.label!r} is "
                                             "used by a shape but not listed in <meta>"),
                           strict=strict)
                 classes.append(inst.label)
@@ -137,21 +138,12 @@ def write_cvat(images: Sequence[ImageAnnotation], classes: Sequence[str], path: 
                *, overwrite: bool = False) -> Path:
     """Write :func:`cvat_xml` atomically; refuses to replace a file unless ``overwrite``."""
     target = Path(path)
-    if target.exists() and not overwrite:
-        raise HemascopeError(f"refusing to overwrite existing {target} (pass overwrite=True)")
+    refuse_existing([target], overwrite=overwrite)
     return write_text(target, cvat_xml(images, classes))
 
 
 def _parse(path: Path) -> ET.Element:
-    try:
-        root = ET.parse(path).getroot()
-    except ET.ParseError as e:
-        raise AnnotationError(path, f"malformed XML ({e})") from None
-    except OSError as e:
-        raise AnnotationError(path, f"cannot read file ({e.strerror or e})") from None
-    if root.tag != "annotations":
-        raise AnnotationError(path, f"not a CVAT XML file: root element is <{root.tag}>, "
-                                    "expected <annotations>")
+    root = parse_xml_root(path, where=path, expected="annotations", what="a CVAT XML file")
     version = (root.findtext("version") or "1.1").strip()
     if not version.startswith("1."):
         raise AnnotationError(path, f"CVAT XML version {version} is not supported (1.x only)")
@@ -181,15 +173,15 @@ def _read_image(element: ET.Element, where: str, problems: list[Problem], *,
         try:
             inst = _shape(shape)
         except ValueError as e:
-            _note(problems, Problem(where, "malformed_annotation", f"image {name}: "
+            record(problems, Problem(where, "malformed_annotation", f"image {name}: "
                                     f"<{shape.tag}> #{k} ({shape.get('label')}): {e}"),
                   strict=strict)
             continue
         for p in check_instance(inst, width=width, height=height, path=name):
-            _note(problems, p, strict=strict)
+            record(problems, p, strict=strict)
         instances.append(inst)
     for tag, n in skipped.items():
-        _note(problems, Problem(where, "malformed_annotation", f"image {name}: {n} <{tag}> "
+        record(problems, Problem(where, "malformed_annotation", f"image {name}: {n} <{tag}> "
                                 "shape(s) skipped; only boxes and polygons are supported"),
               strict=strict)
     split = SUBSETS.get((element.get("subset") or "").strip().lower())
@@ -262,8 +254,3 @@ def _guess_image_root(path: Path, names: Sequence[str]) -> Path:
 def _fmt(v: float) -> str:
     return repr(float(v))  # shortest text that reads back to the same float
 
-
-def _note(problems: list[Problem], problem: Problem, *, strict: bool) -> None:
-    if strict:
-        raise AnnotationError(problem.path, problem.message)
-    problems.append(problem)

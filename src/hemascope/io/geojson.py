@@ -17,9 +17,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from hemascope.errors import AnnotationError, HemascopeError
+from hemascope.errors import AnnotationError
 from hemascope.io.annotations import ImageAnnotation, Instance, Polygon, box_from_polygon
-from hemascope.io.atomic import write_json
+from hemascope.io.atomic import refuse_existing, write_json
 
 #: QuPath object types a feature may declare.
 OBJECT_TYPES = ("annotation", "detection", "cell", "tile")
@@ -67,8 +67,7 @@ def write_geojson(ann: ImageAnnotation, path: str | Path, *, object_type: str = 
                   overwrite: bool = False) -> Path:
     """Write :func:`to_geojson` atomically; refuses to replace a file unless ``overwrite``."""
     target = Path(path)
-    if target.exists() and not overwrite:
-        raise HemascopeError(f"refusing to overwrite existing {target} (pass overwrite=True)")
+    refuse_existing([target], overwrite=overwrite)
     return write_json(target, to_geojson(ann, object_type=object_type))
 
 

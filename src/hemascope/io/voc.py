@@ -16,13 +16,14 @@ import math
 import xml.etree.ElementTree as ET
 from dataclasses import replace
 from pathlib import Path, PurePosixPath
-from typing import Iterable, Sequence
+from typing import Sequence
 
-from hemascope.errors import AnnotationError, DatasetError, HemascopeError, ImageReadError
+from hemascope.errors import AnnotationError, DatasetError, ImageReadError
 from hemascope.io.annotations import DetectionSet, ImageAnnotation, Instance, check_instance
-from hemascope.io.atomic import write_text
+from hemascope.io._xml import parse_xml_root
+from hemascope.io.atomic import refuse_existing, write_text
 from hemascope.io.image import is_image_file, read_header
-from hemascope.problems import Problem
+from hemascope.problems import Problem, record
 
 #: Object fields kept as :attr:`Instance.attributes` when present.
 VOC_ATTRIBUTES = ("difficult", "truncated", "occluded")
@@ -49,15 +50,7 @@ def parse_voc_xml(source: str | Path, *, path_hint: str | None = None) -> ImageA
             ``<name>`` or ``<bndbox>`` field, or a non-numeric coordinate.
     """
     where = path_hint if path_hint is not None else str(source)
-    try:
-        root = ET.parse(source).getroot()
-    except ET.ParseError as e:
-        raise AnnotationError(where, f"malformed XML ({e})") from None
-    except OSError as e:
-        raise AnnotationError(where, f"cannot read file ({e.strerror or e})") from None
-    if root.tag != "annotation":
-        raise AnnotationError(where, f"not a VOC annotation: root element is <{root.tag}>, "
-                                     "expected <annotation>")
+    root = parse_xml_root(source, where=where, expected="annotation", what="a VOC annotation")
     file_name = _required_text(root, "filename", where, "<annotation>")
     size = root.find("size")
     if size is None:
@@ -130,8 +123,7 @@ def write_voc(images: Sequence[ImageAnnotation], out_dir: str | Path, *,
                for stem, im in by_stem.items()}
     targets.update({out / "ImageSets" / "Main" / f"{split}.txt": "".join(f"{s}\n" for s in ids)
                     for split, ids in lists.items()})
-    if not overwrite:
-        _refuse_existing(targets)
+    refuse_existing(targets, overwrite=overwrite)
     for path, text in targets.items():
         write_text(path, text)
     return out
@@ -243,7 +235,7 @@ def _read_image_sets(root: Path, problems: list[Problem], *, strict: bool) -> di
             if split == "trainval":
                 split_of.setdefault(image_id, "train")
             elif image_id in split_of:
-                _note(problems, Problem(_rel(path, root), "duplicate", f"{image_id} is listed "
+                record(problems, Problem(_rel(path, root), "duplicate", f"{image_id} is listed "
                       f"in both {split_of[image_id]}.txt and {split}.txt"), strict=strict)
             else:
                 split_of[image_id] = split
@@ -263,13 +255,13 @@ def _read_part(root: Path, ann_dir: Path, img_dir: Path | None, split: str | Non
         try:
             ann = parse_voc_xml(xml, path_hint=where)
         except AnnotationError as e:
-            _note(problems, Problem(where, "malformed_annotation", e.reason), strict=strict)
+            record(problems, Problem(where, "malformed_annotation", e.reason), strict=strict)
             continue
         named = PurePosixPath(ann.file_name.replace("\\", "/")).name
         image = by_name.get(named) or by_stem.get(xml.stem) or by_stem.get(Path(named).stem)
         if image is None:
             folder = _rel(img_dir, root) + "/" if img_dir else "any image folder"
-            _note(problems, Problem(where, "missing_image",
+            record(problems, Problem(where, "missing_image",
                                     f"image {named} is not in {folder}"), strict=strict)
             continue
         used.add(image)
@@ -279,11 +271,11 @@ def _read_part(root: Path, ann_dir: Path, img_dir: Path | None, split: str | Non
         ann = replace(ann, split=split or split_of.get(xml.stem))
         for inst in ann.instances:
             for p in check_instance(inst, width=ann.width, height=ann.height, path=where):
-                _note(problems, p, strict=strict)
+                record(problems, p, strict=strict)
         out.append(ann)
     for image in files:
         if image not in used:
-            _note(problems, Problem(_rel(image, root), "unannotated_image",
+            record(problems, Problem(_rel(image, root), "unannotated_image",
                                     f"no XML in {_rel(ann_dir, root)}/ for this image"),
                   strict=strict)
     return out
@@ -295,11 +287,11 @@ def _with_image(ann: ImageAnnotation, image: Path, root: Path, where: str,
     try:
         header = read_header(image)
     except ImageReadError as e:
-        _note(problems, Problem(_rel(image, root), "unreadable_image", e.reason), strict=strict)
+        record(problems, Problem(_rel(image, root), "unreadable_image", e.reason), strict=strict)
         return None
     # labelImg sometimes writes 0x0; only a real disagreement is worth a report
     if ann.width and ann.height and (ann.width, ann.height) != (header.width, header.height):
-        _note(problems, Problem(where, "size_mismatch", f"<size> says {ann.width}x{ann.height}"
+        record(problems, Problem(where, "size_mismatch", f"<size> says {ann.width}x{ann.height}"
                                 f" but the image is {header.width}x{header.height}"),
               strict=strict)
     return replace(ann, file_name=_rel(image, root), width=header.width, height=header.height)
@@ -315,16 +307,6 @@ def _split_lists(by_stem: dict[str, ImageAnnotation]) -> dict[str, list[str]]:
     return lists
 
 
-def _refuse_existing(paths: Iterable[Path]) -> None:
-    for path in paths:
-        if Path(path).exists():
-            raise HemascopeError(f"refusing to overwrite existing {path} (pass overwrite=True)")
-
-
-def _note(problems: list[Problem], problem: Problem, *, strict: bool) -> None:
-    if strict:
-        raise AnnotationError(problem.path, problem.message)
-    problems.append(problem)
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -26,9 +26,9 @@ from hemascope.io.annotations import (
     check_instance,
     clip_box,
 )
-from hemascope.io.atomic import atomic_write, write_text
+from hemascope.io.atomic import atomic_write, refuse_existing, write_text
 from hemascope.io.image import is_image_file, read_header
-from hemascope.problems import Problem
+from hemascope.problems import Problem, record
 
 #: How far (normalised) a value may stray outside ``[0, 1]`` before the line is rejected.
 YOLO_TOLERANCE = 0.01
@@ -67,7 +67,7 @@ def read_yolo(source: str | Path, *, strict: bool = False) -> DetectionSet:
                                    strict=strict):
             key = image.resolve()
             if key in seen:
-                _note(problems, Problem(_rel(image, root), "duplicate", f"listed in both "
+                record(problems, Problem(_rel(image, root), "duplicate", f"listed in both "
                                         f"{seen[key]} and {split}; kept in {seen[key]}"),
                       strict=strict)
                 continue
@@ -231,7 +231,7 @@ def _split_images(entry: Any, root: Path, split: str, yaml_path: Path,
         elif p.is_file() and is_image_file(p):
             out.append(p)
         else:
-            _note(problems, Problem(yaml_path.name, "missing_image", f"{split} entry "
+            record(problems, Problem(yaml_path.name, "missing_image", f"{split} entry "
                                     f"{item!r} is not a folder, image or .txt list"),
                   strict=strict)
     return out
@@ -247,7 +247,7 @@ def _image_list(list_file: Path, root: Path, problems: list[Problem], *,
         if image.is_file():
             out.append(image)
         else:
-            _note(problems, Problem(_rel(list_file, root), "missing_image",
+            record(problems, Problem(_rel(list_file, root), "missing_image",
                                     f"listed image {line.strip()} does not exist"), strict=strict)
     return out
 
@@ -257,7 +257,7 @@ def _read_image(image: Path, root: Path, names: list[str], split: str,
     try:
         header = read_header(image)
     except ImageReadError as e:
-        _note(problems, Problem(_rel(image, root), "unreadable_image", e.reason), strict=strict)
+        record(problems, Problem(_rel(image, root), "unreadable_image", e.reason), strict=strict)
         return None
     labels = label_path(image)
     where = _rel(labels, root)
@@ -270,12 +270,12 @@ def _read_image(image: Path, root: Path, names: list[str], split: str,
             cls, inst = parse_yolo_line(line, n_classes=len(names), width=header.width,
                                         height=header.height)
         except ValueError as e:
-            _note(problems, Problem(where, "malformed_annotation", f"line {number}: {e}"),
+            record(problems, Problem(where, "malformed_annotation", f"line {number}: {e}"),
                   strict=strict)
             continue
         inst = inst.with_label(names[cls])
         for p in check_instance(inst, width=header.width, height=header.height, path=where):
-            _note(problems, p, strict=strict)
+            record(problems, p, strict=strict)
         instances.append(inst)
     return ImageAnnotation(_rel(image, root), header.width, header.height, tuple(instances),
                            split=split)
@@ -288,7 +288,7 @@ def _read_lines(labels: Path, where: str, problems: list[Problem], *,
     try:
         return labels.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as e:
-        _note(problems, Problem(where, "malformed_annotation", f"cannot read label file ({e})"),
+        record(problems, Problem(where, "malformed_annotation", f"cannot read label file ({e})"),
               strict=strict)
         return []
 
@@ -329,8 +329,7 @@ def _check_targets(targets: Sequence[Path], inputs: set[Path], *, overwrite: boo
         # resolve the folder only: an existing symlink output must not count as its source
         if t.parent.resolve() / t.name in sources:
             raise HemascopeError(f"refusing to overwrite input file {t}")
-        if t.exists() and not overwrite:
-            raise HemascopeError(f"refusing to overwrite existing {t} (pass overwrite=True)")
+    refuse_existing(targets, overwrite=overwrite)
 
 
 def _place_image(src: Path, target: Path, *, link: str) -> None:
@@ -382,11 +381,6 @@ def _fmt(v: float) -> str:
     # fixed notation (no exponents) with enough digits for sub-micro-pixel round trips
     return f"{v:.10f}".rstrip("0").rstrip(".") or "0"
 
-
-def _note(problems: list[Problem], problem: Problem, *, strict: bool) -> None:
-    if strict:
-        raise AnnotationError(problem.path, problem.message)
-    problems.append(problem)
 
 
 def _rel(path: Path, root: Path) -> str:

@@ -134,3 +134,15 @@ def test_csv_without_usable_columns(tmp_path):
     p.write_text("foo,bar\n1,2\n")
     with pytest.raises(AnnotationError, match="cannot tell which columns"):
         read_label_csv(p)
+
+
+def test_lisc_folder_names(tmp_path):
+    """LISC's 'Main Dataset' folders: abbreviations resolve, 'mixt' is reported as unknown."""
+    img = make_cell("monocyte", size=16).image
+    for name in ("Baso", "eosi", "lymp", "mono", "neut", "mixt"):
+        write_image(tmp_path / "Main Dataset" / name / "1.bmp", img)
+    ds = read_class_folders(tmp_path / "Main Dataset", vocabulary="wbc5")
+    assert ds.class_counts() == dict.fromkeys(
+        ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"], 1)
+    [prob] = ds.problems
+    assert "'mixt'" in prob.message and "wbc5" in prob.message

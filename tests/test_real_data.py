@@ -45,3 +45,18 @@ def test_wbcatt_official_split(shared_data):
     assert len(info.attribute_counts) == 11
     assert info.attribute_counts["cytoplasm_vacuole"] == {"no": 9509, "yes": 789}
     assert not info.problems
+
+
+def test_committed_pbc_splits_are_reproducible(shared_data):
+    from pathlib import Path
+
+    from hemascope.data.splits import check_covers, load_split, stratified_kfold, stratified_split
+
+    ds = load_dataset(shared_data / "pbc" / "PBC_dataset_normal_DIB")
+    keys, labels = [s.path for s in ds.samples], ds.labels()
+    splits = Path(__file__).resolve().parents[1] / "splits"
+    fixed = load_split(splits / "pbc8_seed0.json")
+    check_covers(fixed, keys)
+    assert fixed.assignments == stratified_split(keys, labels, val=0.1, test=0.2, seed=0)
+    folds = load_split(splits / "pbc8_kfold5_seed0.json")
+    assert folds.assignments == stratified_kfold(keys, labels, k=5, seed=0)

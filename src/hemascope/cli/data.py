@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from hemascope.cli._common import Formatter, add_json_option, emit_json, progress
 
@@ -104,7 +105,7 @@ def _split(args: argparse.Namespace) -> int:
         method, params = "stratified", {"val": args.val, "test": args.test}
     vocab = f" (vocabulary {ds.vocabulary})" if ds.vocabulary else ""
     split = SplitFile(assignments=assignments, method=method, seed=args.seed, params=params,
-                      dataset=f"{ds.format}{vocab}: {len(keys)} images")
+                      dataset=f"{Path(args.path).name} ({ds.format}{vocab}): {len(keys)} images")
     save_split(args.out, split)
     summary = {"out": args.out, "method": method, "seed": args.seed, "counts": split.counts()}
     if args.json:

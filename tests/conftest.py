@@ -38,3 +38,42 @@ def cell_folder(tmp_path: Path) -> Path:
             pre = prefixes[kind][i % len(prefixes[kind])]
             write_image(root / folder / f"{pre}_{i}.png", make_cell(kind, seed=i, size=32).image)
     return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _private_cache(tmp_path_factory):
+    """Keep the image cache of tests out of the user's ~/.cache."""
+    old = os.environ.get("HEMASCOPE_CACHE")
+    os.environ["HEMASCOPE_CACHE"] = str(tmp_path_factory.mktemp("hemascope-cache"))
+    yield
+    if old is None:
+        os.environ.pop("HEMASCOPE_CACHE", None)
+    else:
+        os.environ["HEMASCOPE_CACHE"] = old
+
+
+@pytest.fixture(scope="session")
+def synthetic_cells(tmp_path_factory) -> Path:
+    """4 classes x 16 synthetic cells (48 px), a set a tiny CNN learns in seconds."""
+    from hemascope.io.image import write_image
+    from hemascope.synthetic import make_cell
+
+    root = tmp_path_factory.mktemp("synthetic_cells")
+    for kind in ("eosinophil", "lymphocyte", "monocyte", "neutrophil"):
+        for i in range(16):
+            write_image(root / kind / f"{i:02d}.png", make_cell(kind, seed=100 + i, size=48).image)
+    return root
+
+
+@pytest.fixture(scope="session")
+def tiny_model(synthetic_cells, tmp_path_factory) -> Path:
+    """A tinycnn trained for a few epochs on ``synthetic_cells`` (a real model folder)."""
+    from hemascope.data.folder import read_class_folders
+    from hemascope.train.classifier import train_classifier
+    from hemascope.train.config import ClassifierTrainConfig
+
+    out = tmp_path_factory.mktemp("tiny_model")
+    cfg = ClassifierTrainConfig(arch="tinycnn", image_size=32, epochs=8, batch_size=16, lr=3e-3,
+                                threads=1)
+    train_classifier(read_class_folders(synthetic_cells), cfg, out, log=lambda s: None)
+    return out

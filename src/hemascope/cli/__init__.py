@@ -17,7 +17,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PROBLEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hemascope.cli import data
+    from hemascope.cli import data, predict, train
 
     parser = argparse.ArgumentParser(
         prog="hemascope",
@@ -27,6 +27,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"hemascope {__version__}")
     groups = parser.add_subparsers(dest="group", metavar="COMMAND", required=True)
     data.register(groups)
+    train.register(groups)
+    predict.register(groups)
     return parser
 
 

@@ -1,0 +1,127 @@
+"""Batched training augmentation for single cells, on tensors (no per-image Python).
+
+One random affine per image does the geometric part in a single ``grid_sample``: random
+resized crop (area ``scale``, aspect ``ratio``, as in the bone-marrow study), random zoom
+in or out, rotation up to ``rotation`` degrees and horizontal / vertical flips; borders are
+reflected so the background stays plausible. Then colour jitter (brightness, contrast,
+saturation, hue) and resolution degradation (downsample then upsample, the cross-lab
+study's trick to make sharp source images look like other scanners). Train-only: inference
+never calls this.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Augmentation switches and ranges (all probabilities per image).
+
+    The defaults suit centred single cells; ``AugmentConfig.bone_marrow_study()`` gives the
+    bone-marrow protocol (crop scale 0.08-1).
+    """
+
+    scale: tuple[float, float] = (0.5, 1.0)
+    ratio: tuple[float, float] = (0.75, 1.333)
+    zoom: tuple[float, float] = (0.85, 1.15)
+    rotation: float = 180.0
+    hflip: bool = True
+    vflip: bool = True
+    brightness: float = 0.15
+    contrast: float = 0.15
+    saturation: float = 0.15
+    hue: float = 0.03
+    degrade_p: float = 0.25
+    degrade_factor: tuple[float, float] = (0.35, 0.85)
+    enabled: bool = True
+
+    @classmethod
+    def bone_marrow_study(cls) -> "AugmentConfig":
+        """Glüge et al. 2023: crop 0.08-1, aspect 0.75-1.33, rotation 0-180, flips; no colour."""
+        return cls(scale=(0.08, 1.0), zoom=(1.0, 1.0), brightness=0, contrast=0, saturation=0,
+                   hue=0, degrade_p=0)
+
+    @classmethod
+    def none(cls) -> "AugmentConfig":
+        return cls(enabled=False)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def augment_batch(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Generator | None = None
+                  ) -> torch.Tensor:
+    """Augment a float batch ``(B, 3, H, W)`` in ``[0, 1]``; returns a new tensor, same shape."""
+    if not cfg.enabled:
+        return x
+    b = x.shape[0]
+    g = generator
+
+    def uniform(lo: float, hi: float) -> torch.Tensor:
+        return lo + (hi - lo) * torch.rand(b, generator=g)
+
+    # geometry: random resized crop box (normalised side lengths) + zoom + rotation + flips
+    area = uniform(*cfg.scale)
+    log_r = uniform(math.log(cfg.ratio[0]), math.log(cfg.ratio[1]))
+    aspect = torch.exp(log_r)
+    sw = torch.sqrt(area * aspect).clamp(max=1.0)
+    sh = torch.sqrt(area / aspect).clamp(max=1.0)
+    zoom = uniform(*cfg.zoom)
+    sw, sh = sw / zoom, sh / zoom
+    tx = (torch.rand(b, generator=g) * 2 - 1) * (1 - sw).clamp(min=0)
+    ty = (torch.rand(b, generator=g) * 2 - 1) * (1 - sh).clamp(min=0)
+    angle = uniform(-cfg.rotation, cfg.rotation) * math.pi / 180
+    fx = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0) if cfg.hflip else torch.ones(b)
+    fy = torch.where(torch.rand(b, generator=g) < 0.5, -1.0, 1.0) if cfg.vflip else torch.ones(b)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0] = cos * sw * fx
+    theta[:, 0, 1] = -sin * sh * fy
+    theta[:, 1, 0] = sin * sw * fx
+    theta[:, 1, 1] = cos * sh * fy
+    theta[:, 0, 2] = tx
+    theta[:, 1, 2] = ty
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+
+    # colour
+    if cfg.brightness:
+        out = out * uniform(1 - cfg.brightness, 1 + cfg.brightness).view(b, 1, 1, 1)
+    if cfg.contrast:
+        mean = out.mean(dim=(1, 2, 3), keepdim=True)
+        out = (out - mean) * uniform(1 - cfg.contrast, 1 + cfg.contrast).view(b, 1, 1, 1) + mean
+    if cfg.saturation:
+        gray = (0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3])
+        out = (out - gray) * uniform(1 - cfg.saturation, 1 + cfg.saturation).view(b, 1, 1, 1) + gray
+    if cfg.hue:
+        out = _rotate_hue(out, uniform(-cfg.hue, cfg.hue) * 2 * math.pi)
+    out = out.clamp(0, 1)
+
+    # resolution degradation on a random subset
+    if cfg.degrade_p > 0:
+        pick = torch.rand(b, generator=g) < cfg.degrade_p
+        if pick.any():
+            h, w = x.shape[-2:]
+            f = float(uniform(*cfg.degrade_factor)[0])  # one factor per batch keeps it batched
+            small = F.interpolate(out[pick], size=(max(4, int(h * f)), max(4, int(w * f))),
+                                  mode="area")
+            out[pick] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    return out
+
+
+def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
+    """Rotate chroma in YIQ space by ``angle`` radians per image."""
+    to_yiq = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322],
+                           [0.211, -0.523, 0.312]], dtype=x.dtype)
+    to_rgb = torch.linalg.inv(to_yiq)
+    c, s = torch.cos(angle), torch.sin(angle)
+    rot = torch.zeros(x.shape[0], 3, 3, dtype=x.dtype)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
+    m = to_rgb @ rot @ to_yiq  # (B, 3, 3)
+    return torch.einsum("bij,bjhw->bihw", m, x)

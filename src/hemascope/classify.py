@@ -1,0 +1,109 @@
+"""Classify single-cell images with a model artifact: class, probability and top-2.
+
+Preprocessing comes from the artifact's config (size, normalisation), never from guesses.
+Unreadable files are reported in the result and skipped; the rest are classified.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterable, Sequence
+
+import numpy as np
+import torch
+
+from hemascope.data.preprocess import letterbox_resize
+from hemascope.errors import DatasetError, ImageReadError
+from hemascope.io.image import is_image_file, read_image
+from hemascope.models.artifact import LoadedModel, load_classifier
+
+
+@dataclass(frozen=True)
+class CellPrediction:
+    """One image's prediction: best class, its probability, the runner-up, all probabilities."""
+
+    path: str
+    label: str
+    probability: float
+    second_label: str
+    second_probability: float
+    probabilities: dict[str, float]
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "class": self.label, "probability": self.probability,
+                "top2": [[self.label, self.probability],
+                         [self.second_label, self.second_probability]],
+                "probabilities": self.probabilities}
+
+
+@dataclass
+class ClassifyResult:
+    predictions: list[CellPrediction]
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given, folders expanded recursively to their images (sorted)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+        else:
+            out.append(p)
+    if not out:
+        raise DatasetError("no images found in " + ", ".join(str(p) for p in paths))
+    return out
+
+
+def preprocess(images: Sequence[np.ndarray], config: dict) -> torch.Tensor:
+    """RGB uint8 images -> the normalised, channels-last batch the artifact expects."""
+    size = int(config["image_size"])
+    arr = np.stack([letterbox_resize(im, size) for im in images])
+    x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255)
+    mean = torch.tensor(config["mean"]).view(1, 3, 1, 1)
+    std = torch.tensor(config["std"]).view(1, 3, 1, 1)
+    return ((x - mean) / std).contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def predict_arrays(model: LoadedModel, images: Sequence[np.ndarray], *,
+                   batch_size: int = 64) -> np.ndarray:
+    """Class probabilities ``(N, C)`` for RGB uint8 arrays."""
+    out = []
+    for i in range(0, len(images), batch_size):
+        logits = model.model(preprocess(images[i:i + batch_size], model.config))
+        out.append(torch.softmax(logits, 1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, len(model.classes)), np.float32)
+
+
+def to_predictions(paths: Sequence[str], probs: np.ndarray, classes: Sequence[str]) -> list[CellPrediction]:
+    order = np.argsort(-probs, axis=1)
+    preds = []
+    for path, p, o in zip(paths, probs, order):
+        second = o[1] if len(o) > 1 else o[0]
+        preds.append(CellPrediction(path, classes[o[0]], float(p[o[0]]), classes[second],
+                                    float(p[second]),
+                                    {c: round(float(v), 6) for c, v in zip(classes, p)}))
+    return preds
+
+
+def classify_paths(paths: Iterable[str | Path], *, model: str | Path | LoadedModel | None = None,
+                   batch_size: int = 64, progress=None) -> ClassifyResult:
+    """Classify image files and folders (recursive); unreadable files land in ``errors``."""
+    loaded = model if isinstance(model, LoadedModel) else load_classifier(model)
+    files = expand_paths(paths)
+    result = ClassifyResult([])
+    wrap = progress or (lambda it: it)
+    for start in wrap(range(0, len(files), batch_size)):
+        names, images = [], []
+        for f in files[start:start + batch_size]:
+            try:
+                images.append(read_image(f))
+                names.append(str(f))
+            except ImageReadError as e:
+                result.errors[str(f)] = e.reason
+        if images:
+            probs = predict_arrays(loaded, images, batch_size=batch_size)
+            result.predictions += to_predictions(names, probs, loaded.classes)
+    return result

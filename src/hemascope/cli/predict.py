@@ -1,0 +1,90 @@
+"""``hemascope classify`` and ``hemascope evaluate``: use and measure trained models."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from hemascope.cli._common import Formatter, add_json_option, emit_json, progress
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    from hemascope.data import FORMATS
+
+    cls = groups.add_parser(
+        "classify", formatter_class=Formatter, help="classify single-cell images",
+        description="Class, probability and runner-up for every image (folders are searched "
+                    "recursively). Unreadable files are listed and skipped.")
+    cls.add_argument("paths", nargs="+", help="image files and/or folders")
+    cls.add_argument("--model", default="default",
+                     help="model folder, or 'default' for the shipped PBC classifier")
+    cls.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    add_json_option(cls)
+    cls.set_defaults(handler=_classify)
+
+    ev = groups.add_parser("evaluate", help="measure a model on labelled data",
+                           formatter_class=Formatter)
+    verbs = ev.add_subparsers(dest="verb", metavar="VERB", required=True)
+    ec = verbs.add_parser(
+        "classifier", formatter_class=Formatter, help="accuracy, macro-F1, per-class scores",
+        description="Accuracy, balanced accuracy, macro precision/recall/F1, per-class scores, "
+                    "row-normalised confusion matrix and bootstrap 95%% CIs. Labels of --data "
+                    "are mapped onto the model's classes through the taxonomy.")
+    ec.add_argument("--model", default="default", help="model folder or 'default'")
+    ec.add_argument("--data", required=True, help="labelled single-cell data set")
+    ec.add_argument("--format", default="auto", choices=FORMATS, help="layout of --data")
+    ec.add_argument("--split", default=None, choices=("train", "val", "test"),
+                    help="only the images of this part of the model's recorded split")
+    ec.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    ec.add_argument("--predictions", default=None, metavar="CSV",
+                    help="also write per-image predictions (path, true, predicted, top-2) here")
+    add_json_option(ec)
+    ec.set_defaults(handler=_evaluate_classifier)
+
+
+def _classify(args: argparse.Namespace) -> int:
+    from hemascope.classify import classify_paths
+
+    result = classify_paths(args.paths, model=args.model, batch_size=args.batch_size,
+                            progress=lambda it: progress(it, desc="classifying"))
+    if args.json:
+        emit_json({"predictions": [p.to_dict() for p in result.predictions],
+                   "errors": result.errors}, args.json)
+    if args.json != "-":
+        for p in result.predictions:
+            print(f"{p.path}\t{p.label}\t{p.probability:.3f}\t(2nd {p.second_label} "
+                  f"{p.second_probability:.3f})")
+    for path, reason in result.errors.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0 if result.predictions else 1
+
+
+def _evaluate_classifier(args: argparse.Namespace) -> int:
+    from hemascope.evaluate.classifier import evaluate_classifier
+    from hemascope.io.atomic import atomic_write
+
+    ev = evaluate_classifier(args.data, model=args.model, split=args.split, format=args.format,
+                             n_bootstrap=args.bootstrap,
+                             progress=lambda it: progress(it, desc="evaluating"))
+    rep = ev.report
+    if args.predictions:
+        import csv
+
+        with atomic_write(args.predictions) as fh:
+            w = csv.writer(fh)
+            w.writerow(["path", "true", "predicted", "probability", "second", "second_probability"])
+            for p in ev.predictions:
+                w.writerow([p.path, ev.truth[p.path], p.label, f"{p.probability:.6f}",
+                            p.second_label, f"{p.second_probability:.6f}"])
+    if args.json:
+        emit_json(rep.to_dict(), args.json)
+    if args.json != "-":
+        lo, hi = rep.ci95.get("accuracy", (float("nan"),) * 2)
+        print(f"{rep.n_images} images: accuracy {rep.accuracy:.4f} (95% CI {lo:.4f}-{hi:.4f}), "
+              f"balanced {rep.balanced_accuracy:.4f}, macro-F1 {rep.macro_f1:.4f}")
+        print(f"{'class':<22}{'precision':>10}{'recall':>9}{'f1':>8}{'support':>9}")
+        for c, s in rep.per_class.items():
+            print(f"{c:<22}{s.precision:>10.4f}{s.recall:>9.4f}{s.f1:>8.4f}{s.support:>9}")
+    for path, reason in ev.errors.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0

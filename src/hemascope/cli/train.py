@@ -1,0 +1,88 @@
+"""``hemascope train``: fit models from labelled data."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import shlex
+import sys
+
+from hemascope.cli._common import Formatter, add_json_option, emit_json
+
+AUGMENT_PRESETS = ("default", "bone-marrow", "none")
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    from hemascope import taxonomy
+    from hemascope.data import FORMATS
+    from hemascope.models import list_encoders
+    from hemascope.train.config import ClassifierTrainConfig
+
+    train = groups.add_parser("train", help="train models", formatter_class=Formatter)
+    verbs = train.add_subparsers(dest="verb", metavar="VERB", required=True)
+    clf = verbs.add_parser(
+        "classifier", formatter_class=Formatter, help="train a single-cell classifier",
+        description="Train a single-cell classifier on a labelled set (class folders or label "
+                    "table). Images are decoded once and cached; the best-on-validation model "
+                    "is written to --out with its config, split and test metrics.")
+    clf.add_argument("--data", required=True, help="labelled single-cell data set")
+    clf.add_argument("--out", required=True, help="run / model folder to write")
+    clf.add_argument("--format", default="auto", choices=FORMATS, help="layout of --data")
+    clf.add_argument("--vocabulary", default=None, choices=taxonomy.vocabularies(),
+                     help="map labels into this vocabulary (None keeps the data's classes)")
+    clf.add_argument("--split", default=None,
+                     help="split file (hemascope data split); default: a new stratified split")
+    clf.add_argument("--augment", default="default", choices=AUGMENT_PRESETS,
+                     help="augmentation preset")
+    clf.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    defaults = ClassifierTrainConfig()
+    for f in dataclasses.fields(ClassifierTrainConfig):
+        if f.name == "augment":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        if isinstance(value, bool):
+            clf.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+        elif f.name == "arch":
+            clf.add_argument(flag, default=value, choices=list_encoders(), metavar="ARCH",
+                             help="encoder: " + ", ".join(list_encoders()))
+        else:
+            clf.add_argument(flag, type=type(value), default=value)
+    add_json_option(clf)
+    clf.set_defaults(handler=_classifier)
+
+
+def _classifier(args: argparse.Namespace) -> int:
+    from hemascope.augment import AugmentConfig
+    from hemascope.data import ClassificationSet, load_dataset
+    from hemascope.data.splits import load_split
+    from hemascope.errors import DatasetError
+    from hemascope.train.classifier import train_classifier
+    from hemascope.train.config import ClassifierTrainConfig
+
+    ds = load_dataset(args.data, format=args.format, vocabulary=args.vocabulary)
+    if not isinstance(ds, ClassificationSet):
+        raise DatasetError("train classifier needs a single-cell set (class folders or label table)")
+    if ds.problems:
+        print(f"note: {len(ds.problems)} file(s) left out because of problems "
+              f"(see `hemascope data info {args.data}`)", file=sys.stderr)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifierTrainConfig)
+              if f.name != "augment"}
+    aug = {"default": AugmentConfig(), "bone-marrow": AugmentConfig.bone_marrow_study(),
+           "none": AugmentConfig.none()}[args.augment]
+    cfg = ClassifierTrainConfig(**values, augment=aug)
+    split = load_split(args.split) if args.split else None
+    command = "hemascope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = train_classifier(ds, cfg, args.out, split=split, resume=args.resume, command=command)
+    summary = {"out": str(result.out_dir), "best_epoch": result.best_epoch,
+               "wall_time_s": round(result.wall_time_s, 1),
+               "test": result.test.to_dict() if result.test else None}
+    if args.json:
+        emit_json(summary, args.json)
+    else:
+        t = result.test
+        print(f"wrote {result.out_dir} (best epoch {result.best_epoch}, "
+              f"{result.wall_time_s / 60:.1f} min)"
+              + (f": test accuracy {t.accuracy:.4f}, macro-F1 {t.macro_f1:.4f} on {t.n_images} images"
+                 if t else ""))
+    return 0

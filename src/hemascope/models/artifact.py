@@ -1,0 +1,125 @@
+"""A trained model is a folder: ``config.json`` + ``model.safetensors`` (+ ``split.json``).
+
+The config carries everything inference needs (architecture, classes, input size,
+normalisation, stain reference) and everything a reader needs to trust the numbers
+(training data, split, command, measured metrics). Weights are safetensors only: nothing
+is ever unpickled. ``"default"`` names the classifier shipped inside the package.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hemascope.errors import HemascopeError
+from hemascope.io.atomic import atomic_write, write_json
+
+ARTIFACT_FORMAT = "hemascope-model/1"
+CONFIG, WEIGHTS, SPLIT = "config.json", "model.safetensors", "split.json"
+_DEFAULTS = {"classifier": "pbc8_resnet18"}
+
+
+class ModelError(HemascopeError):
+    """A model folder is missing, incomplete or does not match its config."""
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for inference plus its config and folder."""
+
+    model: torch.nn.Module
+    config: dict[str, Any]
+    path: Path
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.config["classes"])
+
+
+def default_model_dir(task: str = "classifier") -> Path:
+    """Folder of the model shipped in the package for ``task``."""
+    return Path(__file__).resolve().parent.parent / "weights" / _DEFAULTS[task]
+
+
+def resolve_model_dir(spec: str | Path | None, task: str = "classifier") -> Path:
+    """``None`` / ``"default"`` -> the shipped model; else the given folder (checked)."""
+    path = default_model_dir(task) if spec in (None, "default") else Path(spec)
+    if not path.is_dir():
+        hint = " (the shipped default is missing: reinstall hemascope)" if spec in (None, "default") else ""
+        raise ModelError(f"model folder {path} does not exist{hint}")
+    for name in (CONFIG, WEIGHTS):
+        if not (path / name).is_file():
+            raise ModelError(f"model folder {path} lacks {name}")
+    return path
+
+
+def save_artifact(out_dir: str | Path, model: torch.nn.Module, config: dict[str, Any], *,
+                  dtype: str = "float32") -> Path:
+    """Write weights (as ``dtype``: float32 or float16) and config; returns the folder."""
+    from safetensors.torch import save as st_save
+
+    if dtype not in ("float32", "float16"):
+        raise ValueError("dtype must be float32 or float16")
+    out = Path(out_dir)
+    tensors = {k: (v.detach().to(torch.float16) if dtype == "float16" and v.is_floating_point()
+                   else v.detach()).contiguous().cpu() for k, v in model.state_dict().items()}
+    blob = st_save(tensors, metadata={"format": ARTIFACT_FORMAT})
+    with atomic_write(out / WEIGHTS, "wb") as fh:
+        fh.write(blob)
+    cfg = {"format": ARTIFACT_FORMAT, **config, "weights_dtype": dtype,
+           "weights_sha256": hashlib.sha256(blob).hexdigest()}
+    write_json(out / CONFIG, cfg)
+    return out
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    p = Path(path) / CONFIG
+    try:
+        cfg = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ModelError(f"cannot read {p}: {e}") from None
+    if not isinstance(cfg, dict) or cfg.get("format") != ARTIFACT_FORMAT:
+        raise ModelError(f"{p} is not a hemascope model config ({ARTIFACT_FORMAT!r} expected)")
+    return cfg
+
+
+def load_classifier(spec: str | Path | None = "default") -> LoadedModel:
+    """Load a classifier folder (or the shipped default) in eval mode on the CPU.
+
+    Raises:
+        ModelError: missing files, a config without the needed keys, or weights that do
+            not fit the architecture the config describes.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from hemascope.models.classifier import CellClassifier
+
+    path = resolve_model_dir(spec)
+    cfg = read_config(path)
+    need = ("arch", "classes", "image_size", "mean", "std")
+    missing = [k for k in need if k not in cfg]
+    if missing:
+        raise ModelError(f"{path / CONFIG} lacks {', '.join(missing)}")
+    model = CellClassifier(cfg["arch"], len(cfg["classes"]), embed_dim=cfg.get("embed_dim", 128),
+                           hidden_dim=cfg.get("hidden_dim", 512), dropout=cfg.get("dropout", 0.2),
+                           image_size=cfg["image_size"])
+    try:
+        state = load_file(str(path / WEIGHTS))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise ModelError(f"cannot read {path / WEIGHTS}: {e}") from None
+    own = model.state_dict()
+    unexpected, absent = sorted(set(state) - set(own)), sorted(set(own) - set(state))
+    wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
+    if unexpected or absent or wrong:
+        raise ModelError(f"{path / WEIGHTS} does not match architecture {cfg['arch']!r} with "
+                         f"{len(cfg['classes'])} classes (missing {absent[:3]}, unexpected "
+                         f"{unexpected[:3]}, wrong shape {wrong[:3]})")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
+    model.eval()
+    return LoadedModel(model.to(memory_format=torch.channels_last), cfg, path)

@@ -1,0 +1,1 @@
+"""Training recipes (classifier first); the CLI's ``train`` verbs call these."""

@@ -1,0 +1,283 @@
+"""Training a single-cell classifier (the recipe lives in ``ClassifierTrainConfig``).
+
+Images are decoded and resized once (:mod:`hemascope.data.cache`); an epoch only runs the
+network. Every epoch writes ``history.jsonl`` and a resumable ``checkpoint.pt`` (tensors
+only, read back with ``weights_only=True``); the best-on-validation weights become the
+model artifact, evaluated once on the held-out test split at the end.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import platform
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from hemascope.augment import augment_batch
+from hemascope.data.cache import load_cached
+from hemascope.data.samples import ClassificationSet
+from hemascope.data.splits import SplitFile, check_covers, save_split, stratified_split
+from hemascope.errors import DatasetError
+from hemascope.evaluate.classification import ClassificationReport, classification_report
+from hemascope.io.atomic import atomic_write, write_json
+from hemascope.models.artifact import SPLIT, save_artifact
+from hemascope.models.classifier import CellClassifier
+from hemascope.train.config import ClassifierTrainConfig
+
+
+@dataclass
+class TrainResult:
+    out_dir: Path
+    best_epoch: int
+    val: dict
+    test: ClassificationReport | None
+    wall_time_s: float
+
+
+def prepare_split(ds: ClassificationSet, cfg: ClassifierTrainConfig,
+                  split: SplitFile | None) -> SplitFile:
+    """The given split (checked against the data) or a new stratified one."""
+    keys = [s.path for s in ds.samples]
+    if split is not None:
+        check_covers(split, keys, source="split file")
+        return split
+    a = stratified_split(keys, ds.labels(), val=cfg.val_fraction, test=cfg.test_fraction,
+                         seed=cfg.seed)
+    return SplitFile(a, "stratified", cfg.seed,
+                     {"val": cfg.val_fraction, "test": cfg.test_fraction}, str(ds.root))
+
+
+def to_batch(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *, aug=None,
+             generator=None) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` -> normalised float ``(B, 3, H, W)`` channels-last."""
+    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+    if aug is not None:
+        x = augment_batch(x, aug, generator=generator)
+    x = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+@torch.inference_mode()
+def predict_probs(model: torch.nn.Module, images: np.ndarray, mean, std, *,
+                  batch_size: int = 128) -> np.ndarray:
+    model.eval()
+    out = []
+    for i in range(0, len(images), batch_size):
+        out.append(F.softmax(model(to_batch(images[i:i + batch_size], mean, std)), 1).numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0))
+
+
+def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir: str | Path, *,
+                     split: SplitFile | None = None, resume: bool = False,
+                     command: str = "", log: Callable[[str], None] | None = None) -> TrainResult:
+    """Train on the ``train`` part, pick the epoch by ``val``, report ``test``; write artifact.
+
+    Args:
+        ds: labelled single cells (classes = ``ds.classes``).
+        cfg: the recipe.
+        out_dir: run folder: artifact, ``split.json``, ``history.jsonl``, ``checkpoint.pt``.
+        split: fixed split (``train``/``val``/``test``); a new stratified one otherwise.
+        resume: continue from ``out_dir/checkpoint.pt`` if present.
+        command: the command line, recorded in the model card.
+        log: receives one line per epoch (default: stderr).
+    """
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    split = prepare_split(ds, cfg, split)
+    save_split(out / SPLIT, split)
+    classes = list(ds.classes)
+    if len(classes) < 2:
+        raise DatasetError(f"need at least two classes to train, found {classes}")
+    cls_index = {c: i for i, c in enumerate(classes)}
+    parts = {p: [s for s in ds.samples if split.assignments[s.path] == p] for p in ("train", "val", "test")}
+    if not parts["train"] or not parts["val"]:
+        raise DatasetError(f"the split has {len(parts['train'])} train and {len(parts['val'])} "
+                           "val images; both must be non-empty")
+    data = {}
+    for p, samples in parts.items():
+        cached = load_cached([ds.root / s.path for s in samples], cfg.image_size)
+        for path, reason in cached.errors.items():
+            log(f"skipping unreadable image {path}: {reason}")
+        labels = np.array([cls_index[samples[i].label] for i in cached.index], np.int64)
+        data[p] = (cached.images, labels)
+    x_train, y_train = data["train"]
+    mean = torch.tensor(x_train.reshape(-1, 3).mean(0) / 255, dtype=torch.float32)
+    std = torch.tensor(x_train.reshape(-1, 3).std(0) / 255, dtype=torch.float32).clamp(min=1e-3)
+
+    model = CellClassifier(cfg.arch, len(classes), embed_dim=cfg.embed_dim,
+                           hidden_dim=cfg.hidden_dim, dropout=cfg.dropout,
+                           image_size=cfg.image_size).to(memory_format=torch.channels_last)
+    ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
+    opt = _optimizer(model, cfg)
+    steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
+    sched = _scheduler(opt, cfg, steps_per_epoch)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    start, best, best_epoch, stale = 0, -1.0, -1, 0
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        gen.set_state(state["gen"])
+        start, best, best_epoch, stale = (int(state["epoch"]) + 1, float(state["best"]),
+                                          int(state["best_epoch"]), int(state["stale"]))
+        log(f"resuming at epoch {start + 1}")
+    weights = _sample_weights(y_train, len(classes)) if cfg.balanced_sampler else None
+    hist = out / "history.jsonl"
+    eval_model = ema if ema is not None else model
+    for epoch in range(start, cfg.epochs):
+        te = time.time()
+        model.train()
+        order = (torch.multinomial(weights, len(y_train), replacement=True, generator=gen)
+                 if weights is not None else torch.randperm(len(y_train), generator=gen)).numpy()
+        total, seen = 0.0, 0
+        for b in range(steps_per_epoch):
+            idx = np.sort(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
+            if len(idx) < 2:
+                continue  # batch norm needs two samples
+            xb = to_batch(x_train[idx], mean, std, aug=cfg.augment, generator=gen)
+            yb = torch.from_numpy(y_train[idx])
+            loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            if cfg.schedule != "plateau":
+                sched.step()
+            if ema is not None:
+                _ema_update(ema, model, cfg.ema_decay, step=epoch * steps_per_epoch + b)
+            total += loss.item() * len(idx)
+            seen += len(idx)
+        x_val, y_val = data["val"]
+        rep = classification_report(y_val, predict_probs(eval_model, x_val, mean, std).argmax(1),
+                                    classes, n_bootstrap=0)
+        score = getattr(rep, cfg.monitor)
+        if cfg.schedule == "plateau":
+            sched.step(score)
+        improved = score > best
+        if improved:
+            best, best_epoch, stale = score, epoch, 0
+            save_artifact(out / "best", eval_model, {"arch": cfg.arch}, dtype="float32")
+        else:
+            stale += 1
+        row = {"epoch": epoch + 1, "train_loss": total / max(seen, 1), "val_accuracy": rep.accuracy,
+               "val_macro_f1": rep.macro_f1, "lr": opt.param_groups[0]["lr"],
+               "seconds": round(time.time() - te, 1), "best": improved}
+        with open(hist, "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+        log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val acc "
+            f"{rep.accuracy:.4f} f1 {rep.macro_f1:.4f} lr {row['lr']:.2e} ({row['seconds']}s)"
+            + (" *" if improved else ""))
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                 "gen": gen.get_state(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
+                 "stale": stale}
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        with atomic_write(ckpt, "wb") as fh:
+            torch.save(state, fh)
+        if cfg.early_stopping and stale >= cfg.early_stopping:
+            log(f"early stop: no {cfg.monitor} gain in {stale} epochs")
+            break
+
+    best_model = load_classifier_from_best(out / "best", cfg, len(classes))
+    x_test, y_test = data["test"]
+    test = (classification_report(y_test, predict_probs(best_model, x_test, mean, std).argmax(1),
+                                  classes) if len(y_test) else None)
+    wall = time.time() - t0
+    config = {
+        "task": "classification", "arch": cfg.arch, "classes": classes,
+        "vocabulary": ds.vocabulary, "image_size": cfg.image_size,
+        "preprocessing": "letterbox-bicubic", "mean": mean.tolist(), "std": std.tolist(),
+        "embed_dim": cfg.embed_dim, "hidden_dim": cfg.hidden_dim, "dropout": cfg.dropout,
+        "stain_reference": None,
+        "training": {"data": str(ds.root), "format": ds.format, "n_images": split.counts(),
+                     "split_file": SPLIT, "split_method": split.method, "command": command,
+                     "config": cfg.to_dict(), "best_epoch": best_epoch + 1,
+                     "wall_time_s": round(wall, 1), "device": _device()},
+        "metrics": {"val": {"accuracy": best if cfg.monitor == "accuracy" else None,
+                            cfg.monitor: best},
+                    "test": test.to_dict() if test else None},
+    }
+    save_artifact(out, best_model, config, dtype=cfg.weights_dtype)
+    write_json(out / "metrics.json", test.to_dict() if test else {})
+    return TrainResult(out, best_epoch + 1, config["metrics"]["val"], test, wall)
+
+
+def load_classifier_from_best(folder: Path, cfg: ClassifierTrainConfig, n: int) -> CellClassifier:
+    from safetensors.torch import load_file
+
+    model = CellClassifier(cfg.arch, n, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
+                           dropout=cfg.dropout, image_size=cfg.image_size)
+    model.load_state_dict(load_file(str(folder / "model.safetensors")))
+    return model.eval().to(memory_format=torch.channels_last)
+
+
+def _optimizer(model: torch.nn.Module, cfg: ClassifierTrainConfig) -> torch.optim.Optimizer:
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on norms and biases
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
+              {"params": no_decay, "weight_decay": 0.0}]
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(groups, lr=cfg.lr)
+    if cfg.optimizer == "adam":
+        return torch.optim.Adam(groups, lr=cfg.lr)
+    if cfg.optimizer == "sgd":
+        return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum, nesterov=True)
+    raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adamw, adam, sgd)")
+
+
+def _scheduler(opt, cfg: ClassifierTrainConfig, steps_per_epoch: int):
+    if cfg.schedule == "plateau":
+        return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1,
+                                                          patience=cfg.plateau_patience)
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warm = int(cfg.warmup_epochs * steps_per_epoch)
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if cfg.schedule == "constant":
+            return 1.0
+        if cfg.schedule != "cosine":
+            raise ValueError(f"unknown schedule {cfg.schedule!r} (cosine, plateau, constant)")
+        progress = (step - warm) / max(1, total - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+
+
+@torch.no_grad()
+def _ema_update(ema: torch.nn.Module, model: torch.nn.Module, decay: float, *, step: int) -> None:
+    # warm-up (as in TF's ExponentialMovingAverage): short runs are not stuck at the init
+    decay = min(decay, (1 + step) / (10 + step))
+    for e, m in zip(ema.state_dict().values(), model.state_dict().values()):
+        if e.dtype.is_floating_point:
+            e.mul_(decay).add_(m, alpha=1 - decay)
+        else:
+            e.copy_(m)
+
+
+def _sample_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
+    counts = np.bincount(y, minlength=n_classes).astype(float)
+    return torch.from_numpy(1.0 / counts[y]).float()
+
+
+def _device() -> str:
+    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"

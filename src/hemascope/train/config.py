@@ -1,0 +1,59 @@
+"""Typed, flat training configuration; saved with every run and every model."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+from hemascope.augment import AugmentConfig
+
+
+@dataclass
+class ClassifierTrainConfig:
+    """Options of ``hemascope train classifier`` (every field is a CLI flag).
+
+    Defaults are those of the shipped PBC model: ResNet-18 at 112 px from random init,
+    AdamW with cosine decay and warm-up, label smoothing, EMA of the weights, and the
+    best-on-validation checkpoint kept.
+    """
+
+    arch: str = "resnet18"
+    image_size: int = 112
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | adam | sgd
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9  # sgd only
+    schedule: str = "cosine"  # cosine | plateau | constant
+    warmup_epochs: float = 1.0
+    plateau_patience: int = 3  # plateau: lr x0.1 after this many stale epochs
+    label_smoothing: float = 0.1
+    balanced_sampler: bool = False
+    ema_decay: float = 0.998  # 0 disables the weight average
+    early_stopping: int = 0  # stop after this many epochs without improvement (0: never)
+    monitor: str = "accuracy"  # validation metric that picks the best epoch
+    embed_dim: int = 128
+    hidden_dim: int = 512
+    dropout: float = 0.2
+    val_fraction: float = 0.1  # used only when no split file is given
+    test_fraction: float = 0.2
+    seed: int = 0
+    threads: int = 0  # 0: all cores
+    weights_dtype: str = "float32"  # float16 halves the artifact
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ClassifierTrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
+        d = dict(d)
+        if isinstance(d.get("augment"), dict):
+            aug = {k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()}
+            d["augment"] = AugmentConfig(**aug)
+        return cls(**d)

@@ -1,0 +1,122 @@
+"""Train a tiny model on synthetic cells; load, classify, evaluate; break model folders."""
+
+import json
+import shutil
+
+import pytest
+
+from hemascope.cli import main
+from hemascope.data.folder import read_class_folders
+from hemascope.errors import DatasetError
+from hemascope.evaluate.classifier import evaluate_classifier
+from hemascope.io.image import write_image
+from hemascope.models.artifact import ModelError, load_classifier
+from hemascope.synthetic import make_cell
+from hemascope.train.classifier import train_classifier
+from hemascope.train.config import ClassifierTrainConfig
+
+
+def test_trained_model_learns_and_records_everything(tiny_model):
+    cfg = json.loads((tiny_model / "config.json").read_text())
+    assert cfg["classes"] == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    assert cfg["image_size"] == 32 and len(cfg["mean"]) == 3
+    test = cfg["metrics"]["test"]
+    assert test["n_images"] == 12  # 20 % of 16 per class
+    assert test["accuracy"] >= 0.75, test  # chance is 0.25
+    assert (tiny_model / "split.json").is_file() and (tiny_model / "history.jsonl").is_file()
+    rows = [json.loads(x) for x in (tiny_model / "history.jsonl").read_text().splitlines()]
+    assert len(rows) == 8 and rows[-1]["train_loss"] < rows[0]["train_loss"]
+
+
+def test_evaluate_split_test_reproduces_training_score(tiny_model, synthetic_cells):
+    ev = evaluate_classifier(synthetic_cells, model=tiny_model, split="test", n_bootstrap=0)
+    recorded = json.loads((tiny_model / "metrics.json").read_text())
+    assert ev.report.n_images == recorded["n_images"]
+    assert ev.report.accuracy == pytest.approx(recorded["accuracy"])
+
+
+def test_resume_continues_from_checkpoint(synthetic_cells, tmp_path):
+    ds = read_class_folders(synthetic_cells)
+    cfg = ClassifierTrainConfig(arch="tinycnn", image_size=24, epochs=2, batch_size=32, threads=1)
+    train_classifier(ds, cfg, tmp_path, log=lambda s: None)
+    lines = []
+    cfg.epochs = 3
+    train_classifier(ds, cfg, tmp_path, resume=True, log=lines.append)
+    assert lines[0] == "resuming at epoch 3"
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 3
+
+
+def test_cli_classify_json_and_bad_files(tiny_model, synthetic_cells, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG broken")
+    args = ["classify", str(synthetic_cells / "monocyte"), str(bad), "--model", str(tiny_model),
+            "--json"]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    out = json.loads(captured.out)
+    assert len(out["predictions"]) == 16 and str(bad) in out["errors"]
+    top = out["predictions"][0]
+    assert top["top2"][0][1] >= top["top2"][1][1]
+    assert sum(top["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+    monocytes = sum(p["class"] == "monocyte" for p in out["predictions"])
+    assert monocytes >= 10
+
+
+def test_cli_evaluate_writes_contract_json(tiny_model, synthetic_cells, tmp_path, capsys):
+    out = tmp_path / "m.json"
+    preds = tmp_path / "p.csv"
+    assert main(["evaluate", "classifier", "--model", str(tiny_model), "--data",
+                 str(synthetic_cells), "--json", str(out), "--predictions", str(preds),
+                 "--bootstrap", "20"]) == 0
+    d = json.loads(out.read_text())
+    assert d["n_images"] == 64 and set(d["ci95"]) == {"accuracy", "macro_f1"}
+    assert len(preds.read_text().splitlines()) == 65
+
+
+def test_evaluation_maps_synonym_folders(tiny_model, tmp_path):
+    for folder, kind in (("NEUTROPHIL", "neutrophil"), ("Lymphocytes", "lymphocyte")):
+        for i in range(3):
+            write_image(tmp_path / folder / f"{i}.png", make_cell(kind, seed=i, size=48).image)
+    ev = evaluate_classifier(tmp_path, model=tiny_model, n_bootstrap=0)
+    assert ev.report.per_class["neutrophil"].support == 3
+
+
+def test_unmappable_class_folder_is_named(tiny_model, tmp_path):
+    write_image(tmp_path / "basophil" / "a.png", make_cell("basophil", size=48).image)
+    write_image(tmp_path / "monocyte" / "a.png", make_cell("monocyte", size=48).image)
+    with pytest.raises(DatasetError, match=r"\['basophil'\].*do not map"):
+        evaluate_classifier(tmp_path, model=tiny_model)
+
+
+def test_broken_model_folders(tiny_model, tmp_path):
+    with pytest.raises(ModelError, match="does not exist"):
+        load_classifier(tmp_path / "nope")
+    broken = tmp_path / "m"
+    shutil.copytree(tiny_model, broken)
+    (broken / "model.safetensors").unlink()
+    with pytest.raises(ModelError, match="lacks model.safetensors"):
+        load_classifier(broken)
+    shutil.copy(tiny_model / "model.safetensors", broken)
+    cfg = json.loads((broken / "config.json").read_text())
+    cfg["classes"] = cfg["classes"][:3]
+    (broken / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="does not match"):
+        load_classifier(broken)
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    with pytest.raises(ModelError, match="cannot read"):
+        load_classifier(broken)
+    (broken / "config.json").write_text("{")
+    with pytest.raises(ModelError, match="cannot read"):
+        load_classifier(broken)
+
+
+def test_cli_train_smoke(synthetic_cells, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "classifier", "--data", str(synthetic_cells), "--out", str(out),
+                 "--arch", "tinycnn", "--image-size", "24", "--epochs", "1", "--threads", "1",
+                 "--augment", "bone-marrow", "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["best_epoch"] == 1
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["config"]["augment"]["scale"] == [0.08, 1.0]
+    assert cfg["training"]["command"].startswith("hemascope ")

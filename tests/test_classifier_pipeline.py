@@ -120,3 +120,17 @@ def test_cli_train_smoke(synthetic_cells, tmp_path, capsys):
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["training"]["config"]["augment"]["scale"] == [0.08, 1.0]
     assert cfg["training"]["command"].startswith("hemascope ")
+
+
+def test_lr_find_suggests_a_rate_below_divergence(synthetic_cells, capsys):
+    import numpy as np
+
+    from hemascope.train.lr_find import suggest_lr
+
+    lrs = np.logspace(-5, 0, 6)
+    assert suggest_lr(lrs, np.array([2.0, 1.5, 0.8, 0.5, 0.9, 5.0])) == pytest.approx(1e-2 / 10)  # lowest loss at 1e-2
+    assert main(["train", "lr-find", "--data", str(synthetic_cells), "--arch", "tinycnn",
+                 "--image-size", "24", "--batch-size", "16", "--steps", "30", "--threads", "1",
+                 "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert 1e-6 <= out["suggested_lr"] <= 1.0 and len(out["lrs"]) == len(out["losses"]) <= 30

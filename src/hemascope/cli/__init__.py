@@ -17,7 +17,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PROBLEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hemascope.cli import data, predict, train
+    from hemascope.cli import data, explain, predict, train
 
     parser = argparse.ArgumentParser(
         prog="hemascope",
@@ -29,6 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
     data.register(groups)
     train.register(groups)
     predict.register(groups)
+    explain.register(groups)
     return parser
 
 

@@ -51,6 +51,27 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(clf)
     clf.set_defaults(handler=_classifier)
 
+    lr = verbs.add_parser(
+        "lr-find", formatter_class=Formatter, help="learning-rate range test",
+        description="Train a fresh model for --steps batches while the learning rate grows "
+                    "exponentially from --start-lr to --end-lr; prints the suggested rate "
+                    "(a tenth of the rate at the lowest smoothed loss). Smith, WACV 2017.")
+    lr.add_argument("--data", required=True, help="labelled single-cell data set")
+    lr.add_argument("--format", default="auto", choices=FORMATS, help="layout of --data")
+    lr.add_argument("--vocabulary", default=None, choices=taxonomy.vocabularies(),
+                    help="map labels into this vocabulary")
+    lr.add_argument("--arch", default=defaults.arch, choices=list_encoders(), metavar="ARCH",
+                    help="encoder")
+    lr.add_argument("--image-size", type=int, default=defaults.image_size, help="input size")
+    lr.add_argument("--batch-size", type=int, default=defaults.batch_size, help="batch size")
+    lr.add_argument("--optimizer", default=defaults.optimizer, help="adamw, adam or sgd")
+    lr.add_argument("--start-lr", type=float, default=1e-6, help="first learning rate")
+    lr.add_argument("--end-lr", type=float, default=1.0, help="last learning rate")
+    lr.add_argument("--steps", type=int, default=100, help="batches to run")
+    lr.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    add_json_option(lr)
+    lr.set_defaults(handler=_lr_find)
+
 
 def _classifier(args: argparse.Namespace) -> int:
     from hemascope.augment import AugmentConfig
@@ -85,4 +106,27 @@ def _classifier(args: argparse.Namespace) -> int:
               f"{result.wall_time_s / 60:.1f} min)"
               + (f": test accuracy {t.accuracy:.4f}, macro-F1 {t.macro_f1:.4f} on {t.n_images} images"
                  if t else ""))
+    return 0
+
+
+def _lr_find(args: argparse.Namespace) -> int:
+    from hemascope.data import ClassificationSet, load_dataset
+    from hemascope.errors import DatasetError
+    from hemascope.train.config import ClassifierTrainConfig
+    from hemascope.train.lr_find import lr_range_test
+
+    ds = load_dataset(args.data, format=args.format, vocabulary=args.vocabulary)
+    if not isinstance(ds, ClassificationSet):
+        raise DatasetError("lr-find needs a single-cell set (class folders or label table)")
+    cfg = ClassifierTrainConfig(arch=args.arch, image_size=args.image_size,
+                                batch_size=args.batch_size, optimizer=args.optimizer,
+                                threads=args.threads)
+    res = lr_range_test(ds, cfg, start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps,
+                        log=lambda s: print(s, file=sys.stderr))
+    if args.json:
+        emit_json(res.to_dict(), args.json)
+    if args.json != "-":
+        for lr_, loss in zip(res.lrs[::max(1, len(res.lrs) // 15)], res.losses[::max(1, len(res.lrs) // 15)]):
+            print(f"lr {lr_:9.2e}  loss {loss:.4f}")
+        print(f"suggested learning rate: {res.suggestion:.2e}")
     return 0

@@ -57,6 +57,42 @@ def prepare_split(ds: ClassificationSet, cfg: ClassifierTrainConfig,
                      {"val": cfg.val_fraction, "test": cfg.test_fraction}, str(ds.root))
 
 
+@dataclass
+class TrainingData:
+    """Decoded, resized images per split part with integer labels, and the train statistics."""
+
+    classes: list[str]
+    data: dict[str, tuple[np.ndarray, np.ndarray]]
+    mean: torch.Tensor
+    std: torch.Tensor
+
+
+def prepare_data(ds: ClassificationSet, cfg: ClassifierTrainConfig, split: SplitFile, *,
+                 log: Callable[[str], None]) -> TrainingData:
+    """Cache images of each part at ``cfg.image_size``; channel mean/std of the train part."""
+    classes = list(ds.classes)
+    if len(classes) < 2:
+        raise DatasetError(f"need at least two classes to train, found {classes}")
+    cls_index = {c: i for i, c in enumerate(classes)}
+    parts = {p: [s for s in ds.samples if split.assignments[s.path] == p]
+             for p in ("train", "val", "test")}
+    if not parts["train"] or not parts["val"]:
+        raise DatasetError(f"the split has {len(parts['train'])} train and {len(parts['val'])} "
+                           "val images; both must be non-empty")
+    data = {}
+    for p, samples in parts.items():
+        cached = load_cached([ds.root / s.path for s in samples], cfg.image_size)
+        for path, reason in cached.errors.items():
+            log(f"skipping unreadable image {path}: {reason}")
+        labels = np.array([cls_index[samples[i].label] for i in cached.index], np.int64)
+        data[p] = (cached.images, labels)
+    x_train = data["train"][0]
+    # dataset-specific normalisation (bone-marrow study), from the training part only
+    mean = torch.tensor(x_train.reshape(-1, 3).mean(0) / 255, dtype=torch.float32)
+    std = torch.tensor(x_train.reshape(-1, 3).std(0) / 255, dtype=torch.float32).clamp(min=1e-3)
+    return TrainingData(classes, data, mean, std)
+
+
 def to_batch(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *, aug=None,
              generator=None) -> torch.Tensor:
     """uint8 ``(B, H, W, 3)`` -> normalised float ``(B, 3, H, W)`` channels-last."""
@@ -99,30 +135,13 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     t0 = time.time()
     split = prepare_split(ds, cfg, split)
     save_split(out / SPLIT, split)
-    classes = list(ds.classes)
-    if len(classes) < 2:
-        raise DatasetError(f"need at least two classes to train, found {classes}")
-    cls_index = {c: i for i, c in enumerate(classes)}
-    parts = {p: [s for s in ds.samples if split.assignments[s.path] == p] for p in ("train", "val", "test")}
-    if not parts["train"] or not parts["val"]:
-        raise DatasetError(f"the split has {len(parts['train'])} train and {len(parts['val'])} "
-                           "val images; both must be non-empty")
-    data = {}
-    for p, samples in parts.items():
-        cached = load_cached([ds.root / s.path for s in samples], cfg.image_size)
-        for path, reason in cached.errors.items():
-            log(f"skipping unreadable image {path}: {reason}")
-        labels = np.array([cls_index[samples[i].label] for i in cached.index], np.int64)
-        data[p] = (cached.images, labels)
+    td = prepare_data(ds, cfg, split, log=log)
+    classes, data, mean, std = td.classes, td.data, td.mean, td.std
     x_train, y_train = data["train"]
-    mean = torch.tensor(x_train.reshape(-1, 3).mean(0) / 255, dtype=torch.float32)
-    std = torch.tensor(x_train.reshape(-1, 3).std(0) / 255, dtype=torch.float32).clamp(min=1e-3)
 
-    model = CellClassifier(cfg.arch, len(classes), embed_dim=cfg.embed_dim,
-                           hidden_dim=cfg.hidden_dim, dropout=cfg.dropout,
-                           image_size=cfg.image_size).to(memory_format=torch.channels_last)
+    model = build_model(cfg, len(classes))
     ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
-    opt = _optimizer(model, cfg)
+    opt = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     sched = _scheduler(opt, cfg, steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -219,18 +238,24 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     return TrainResult(out, best_epoch + 1, config["metrics"]["val"], test, wall)
 
 
+def build_model(cfg: ClassifierTrainConfig, n_classes: int) -> CellClassifier:
+    """A randomly initialised classifier as ``cfg`` describes it (channels-last)."""
+    model = CellClassifier(cfg.arch, n_classes, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
+                           dropout=cfg.dropout, image_size=cfg.image_size)
+    return model.to(memory_format=torch.channels_last)
+
+
 def load_classifier_from_best(folder: Path, cfg: ClassifierTrainConfig, n: int) -> CellClassifier:
     from safetensors.torch import load_file
 
-    model = CellClassifier(cfg.arch, n, embed_dim=cfg.embed_dim, hidden_dim=cfg.hidden_dim,
-                           dropout=cfg.dropout, image_size=cfg.image_size)
+    model = build_model(cfg, n)
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    return model.eval().to(memory_format=torch.channels_last)
+    return model.eval()
 
 
-def _optimizer(model: torch.nn.Module, cfg: ClassifierTrainConfig) -> torch.optim.Optimizer:
+def make_optimizer(model: torch.nn.Module, cfg: ClassifierTrainConfig) -> torch.optim.Optimizer:
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         (no_decay if p.ndim <= 1 else decay).append(p)  # no decay on norms and biases
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]

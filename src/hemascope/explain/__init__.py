@@ -1,0 +1,1 @@
+"""Explanations: Grad-CAM heat maps (more to come: attributes, concepts, counterfactuals)."""

@@ -134,3 +134,41 @@ def test_lr_find_suggests_a_rate_below_divergence(synthetic_cells, capsys):
                  "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
     assert 1e-6 <= out["suggested_lr"] <= 1.0 and len(out["lrs"]) == len(out["losses"]) <= 30
+
+
+def test_cross_validation_and_init(synthetic_cells, tiny_model, tmp_path, capsys):
+    assert main(["train", "classifier", "--data", str(synthetic_cells), "--out", str(tmp_path / "cv"),
+                 "--arch", "tinycnn", "--image-size", "24", "--epochs", "1", "--threads", "1",
+                 "--cv", "3", "--json"]) == 0
+    cv = json.loads(capsys.readouterr().out)
+    assert cv["k"] == 3 and 0 <= cv["accuracy"]["std"] <= cv["accuracy"]["mean"] <= 1
+    folds = json.loads((tmp_path / "cv" / "cv_metrics.json").read_text())["folds"]
+    assert sum(f["n_images"] for f in folds) == 64  # every image tested exactly once
+    # in-domain init: start from the tiny model's weights
+    ds = read_class_folders(synthetic_cells)
+    lines = []
+    cfg = ClassifierTrainConfig(arch="tinycnn", image_size=32, epochs=1, threads=1,
+                                init=str(tiny_model))
+    train_classifier(ds, cfg, tmp_path / "init", log=lines.append)
+    assert lines[0].startswith("initialised") and "0 kept random" in lines[0]
+    with pytest.raises(ModelError, match="cannot initialise a resnet18"):
+        cfg = ClassifierTrainConfig(arch="resnet18", image_size=32, epochs=1, init=str(tiny_model))
+        train_classifier(ds, cfg, tmp_path / "bad", log=lines.append)
+
+
+def test_ssl_pretraining_initialises_a_classifier(synthetic_cells, tmp_path, capsys):
+    import torch
+
+    from hemascope.train.ssl import nt_xent
+
+    z = torch.nn.functional.normalize(torch.randn(8, 16), dim=1)
+    assert nt_xent(z, z, 0.2) < nt_xent(z, z.roll(1, 0), 0.2)  # matching views score better
+    assert main(["train", "ssl", "--data", str(synthetic_cells), "--out", str(tmp_path / "ssl"),
+                 "--arch", "tinycnn", "--image-size", "24", "--epochs", "1", "--batch-size", "16",
+                 "--threads", "1"]) == 0
+    assert "--init" in capsys.readouterr().out
+    lines = []
+    cfg = ClassifierTrainConfig(arch="tinycnn", image_size=24, epochs=1, threads=1,
+                                init=str(tmp_path / "ssl"))
+    train_classifier(read_class_folders(synthetic_cells), cfg, tmp_path / "clf", log=lines.append)
+    assert lines[0].startswith("initialised")

@@ -35,6 +35,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     clf.add_argument("--augment", default="default", choices=AUGMENT_PRESETS,
                      help="augmentation preset")
     clf.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    clf.add_argument("--cv", type=int, default=0, metavar="K",
+                     help="stratified K-fold cross-validation instead of one split: trains K "
+                          "models in OUT/foldN and writes OUT/cv_metrics.json (mean +- std)")
     defaults = ClassifierTrainConfig()
     for f in dataclasses.fields(ClassifierTrainConfig):
         if f.name == "augment":
@@ -72,6 +75,23 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(lr)
     lr.set_defaults(handler=_lr_find)
 
+    from hemascope.train.ssl import SslConfig
+
+    sd = SslConfig()
+    ssl = verbs.add_parser(
+        "ssl", formatter_class=Formatter, help="self-supervised pre-training (SimCLR)",
+        description="Pre-train an encoder on unlabelled cell images with SimCLR; the output "
+                    "folder initialises a classifier with `train classifier --init OUT`.")
+    ssl.add_argument("--data", nargs="+", required=True, help="image folders (labels ignored)")
+    ssl.add_argument("--out", required=True, help="encoder folder to write")
+    ssl.add_argument("--arch", default=sd.arch, choices=list_encoders(), metavar="ARCH",
+                     help="encoder")
+    for name in ("image_size", "epochs", "batch_size", "lr", "weight_decay", "temperature",
+                 "proj_dim", "seed", "threads"):
+        ssl.add_argument("--" + name.replace("_", "-"), type=type(getattr(sd, name)),
+                         default=getattr(sd, name))
+    ssl.set_defaults(handler=_ssl)
+
 
 def _classifier(args: argparse.Namespace) -> int:
     from hemascope.augment import AugmentConfig
@@ -94,6 +114,19 @@ def _classifier(args: argparse.Namespace) -> int:
     cfg = ClassifierTrainConfig(**values, augment=aug)
     split = load_split(args.split) if args.split else None
     command = "hemascope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    if args.cv:
+        from hemascope.train.classifier import cross_validate
+
+        if split is not None:
+            raise DatasetError("--cv makes its own folds; do not pass --split with it")
+        summary = cross_validate(ds, cfg, args.out, k=args.cv)
+        if args.json:
+            emit_json({k: v for k, v in summary.items() if k != "folds"}, args.json)
+        else:
+            for name in ("accuracy", "balanced_accuracy", "macro_precision", "macro_recall",
+                         "macro_f1"):
+                print(f"{name:<18} {summary[name]['mean']:.4f} +- {summary[name]['std']:.4f}")
+        return 0
     result = train_classifier(ds, cfg, args.out, split=split, resume=args.resume, command=command)
     summary = {"out": str(result.out_dir), "best_epoch": result.best_epoch,
                "wall_time_s": round(result.wall_time_s, 1),
@@ -129,4 +162,16 @@ def _lr_find(args: argparse.Namespace) -> int:
         for lr_, loss in zip(res.lrs[::max(1, len(res.lrs) // 15)], res.losses[::max(1, len(res.lrs) // 15)]):
             print(f"lr {lr_:9.2e}  loss {loss:.4f}")
         print(f"suggested learning rate: {res.suggestion:.2e}")
+    return 0
+
+
+def _ssl(args: argparse.Namespace) -> int:
+    from hemascope.train.ssl import SslConfig, pretrain_ssl
+
+    cfg = SslConfig(arch=args.arch, image_size=args.image_size, epochs=args.epochs,
+                    batch_size=args.batch_size, lr=args.lr, weight_decay=args.weight_decay,
+                    temperature=args.temperature, proj_dim=args.proj_dim, seed=args.seed,
+                    threads=args.threads)
+    out = pretrain_ssl(args.data, cfg, args.out, log=lambda s: print(s, file=sys.stderr))
+    print(f"wrote {out}; use it with: hemascope train classifier --init {out} ...")
     return 0

@@ -123,3 +123,31 @@ def load_classifier(spec: str | Path | None = "default") -> LoadedModel:
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
     model.eval()
     return LoadedModel(model.to(memory_format=torch.channels_last), cfg, path)
+
+
+def init_from(model: torch.nn.Module, spec: str | Path) -> dict[str, int]:
+    """Initialise ``model`` from another artifact (in-domain or self-supervised pre-training).
+
+    Every tensor whose name and shape match is copied (encoder, embedding, and the head
+    when the classes agree); the rest keeps its random init.
+
+    Returns:
+        ``{"copied": n, "kept": m}`` tensor counts.
+
+    Raises:
+        ModelError: the artifact's architecture differs, or no encoder tensor matched.
+    """
+    from safetensors.torch import load_file
+
+    path = resolve_model_dir(spec)
+    cfg = read_config(path)
+    arch = getattr(model, "arch", None)
+    if arch is not None and cfg.get("arch") not in (None, arch):
+        raise ModelError(f"cannot initialise a {arch} from {path}, which holds a {cfg.get('arch')}")
+    state = load_file(str(path / WEIGHTS))
+    own = model.state_dict()
+    take = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and own[k].shape == v.shape}
+    if not any(k.startswith("encoder.") for k in take):
+        raise ModelError(f"no encoder weights of {path} fit this model")
+    model.load_state_dict(take, strict=False)
+    return {"copied": len(take), "kept": len(own) - len(take)}

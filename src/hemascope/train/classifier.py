@@ -140,6 +140,11 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     x_train, y_train = data["train"]
 
     model = build_model(cfg, len(classes))
+    if cfg.init:
+        from hemascope.models.artifact import init_from
+
+        counts = init_from(model, cfg.init)
+        log(f"initialised {counts['copied']} tensors from {cfg.init} ({counts['kept']} kept random)")
     ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
     opt = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
@@ -306,3 +311,33 @@ def _sample_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
 
 def _device() -> str:
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+
+
+def cross_validate(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir: str | Path, *,
+                   k: int = 5, log: Callable[[str], None] | None = None) -> dict:
+    """Stratified k-fold protocol of the bone-marrow study: each fold is the test set once,
+    20 % of the rest is validation; returns mean and std over folds of every score.
+    """
+    from hemascope.data.splits import kfold_parts, stratified_kfold
+
+    keys, labels = [s.path for s in ds.samples], ds.labels()
+    folds = stratified_kfold(keys, labels, k=k, seed=cfg.seed)
+    label_of = dict(zip(keys, labels))
+    out = Path(out_dir)
+    per_fold = []
+    for fold in range(k):
+        parts = kfold_parts(folds, fold, val=0.2, labels=label_of, seed=cfg.seed)
+        split = SplitFile(parts, "kfold", cfg.seed, {"k": k, "fold": fold}, str(ds.root))
+        res = train_classifier(ds, cfg, out / f"fold{fold}", split=split, log=log)
+        per_fold.append(res.test.to_dict())
+    names = ["accuracy", "balanced_accuracy", "macro_precision", "macro_recall", "macro_f1"]
+    summary = {n: {"mean": float(np.mean([f[n] for f in per_fold])),
+                   "std": float(np.std([f[n] for f in per_fold]))} for n in names}
+    summary["per_class_f1"] = {
+        c: {"mean": float(np.mean([f["per_class"][c]["f1"] for f in per_fold])),
+            "std": float(np.std([f["per_class"][c]["f1"] for f in per_fold]))}
+        for c in per_fold[0]["per_class"]}
+    summary["confusion_matrix_mean"] = np.mean([f["confusion_matrix"] for f in per_fold], 0).round(6).tolist()
+    summary.update({"k": k, "classes": per_fold[0]["classes"], "folds": per_fold})
+    write_json(out / "cv_metrics.json", summary)
+    return summary

@@ -41,6 +41,7 @@ class ClassifierTrainConfig:
     seed: int = 0
     threads: int = 0  # 0: all cores
     weights_dtype: str = "float32"  # float16 halves the artifact
+    init: str = ""  # model folder to start from (in-domain / self-supervised pre-training)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,7 +17,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PROBLEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hemascope.cli import data, explain, predict, train
+    from hemascope.cli import data, explain, predict, stain, train
 
     parser = argparse.ArgumentParser(
         prog="hemascope",
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(groups)
     predict.register(groups)
     explain.register(groups)
+    stain.register(groups)
     return parser
 
 

@@ -1,0 +1,98 @@
+import numpy as np
+import pytest
+
+from hemascope.errors import HemascopeError
+from hemascope.stain import (StainReference, fit_reference, load_reference, save_reference,
+                             standardize)
+from hemascope.stain.lab import lab_to_rgb, rgb_to_lab
+from hemascope.synthetic import make_cell
+
+
+def test_lab_round_trip_seeded():
+    rgb = np.random.default_rng(0).random((50, 3))
+    np.testing.assert_allclose(lab_to_rgb(rgb_to_lab(rgb)), rgb, atol=1e-6)
+    assert rgb_to_lab(np.ones(3))[0] == pytest.approx(100, abs=1e-4)  # white is L* 100
+
+
+@pytest.fixture
+def cells():
+    a = make_cell("neutrophil", seed=1, size=64).image
+    # the same cell photographed "in another lab": darker and bluer
+    b = np.clip(a.astype(float) * [0.8, 0.85, 1.05], 0, 255).astype(np.uint8)
+    return a, b
+
+
+def test_reinhard_matches_reference_statistics(cells):
+    a, b = cells
+    ref = fit_reference([a], method="reinhard", mask="none")
+    out = standardize(b, reference=ref)
+    lab = rgb_to_lab(out / 255.0).reshape(-1, 3)
+    np.testing.assert_allclose(lab.mean(0), ref.mean, atol=1.5)
+    np.testing.assert_allclose(lab.std(0), ref.std, rtol=0.1, atol=0.5)
+    assert np.abs(out.astype(int) - a.astype(int)).mean() < np.abs(b.astype(int) - a.astype(int)).mean()
+
+
+def test_identity_on_own_reference_and_no_mutation(cells):
+    a, _ = cells
+    before = a.copy()
+    out = standardize(a, reference=fit_reference([a]))
+    assert np.abs(out.astype(int) - a.astype(int)).max() <= 2
+    assert np.array_equal(a, before)
+
+
+def test_dtype_shape_and_batch(cells):
+    a, b = cells
+    ref = fit_reference([a, b])
+    assert ref.n_images == 2
+    batch = np.stack([a, b])
+    out = standardize(batch, reference=ref)
+    assert out.shape == batch.shape and out.dtype == np.uint8
+    np.testing.assert_array_equal(out[1], standardize(b, reference=ref))
+    f = standardize(a / 255.0, reference=ref)
+    assert f.dtype == np.float64 and 0 <= f.min() and f.max() <= 1
+
+
+def test_degenerate_flat_image_is_finite():
+    flat = np.full((16, 16, 3), 120, np.uint8)
+    ref = fit_reference([make_cell("monocyte").image])
+    out = standardize(flat, reference=ref)
+    assert out.dtype == np.uint8 and len(np.unique(out.reshape(-1, 3), axis=0)) == 1
+
+
+def test_macenko_own_reference_is_identity(cells):
+    a, b = cells
+    ref = fit_reference([a], method="macenko")
+    assert np.abs(standardize(a, reference=ref).astype(int) - a.astype(int)).max() <= 1
+    assert standardize(b, reference=ref).shape == b.shape
+    with pytest.raises(HemascopeError, match="no stained pixels"):
+        fit_reference([np.full((8, 8, 3), 255, np.uint8)], method="macenko")
+
+
+def test_reference_json_round_trip(tmp_path, cells):
+    for method in ("reinhard", "macenko"):
+        ref = fit_reference([cells[0]], method=method)
+        p = save_reference(tmp_path / f"{method}.json", ref)
+        assert load_reference(p) == ref
+    (tmp_path / "bad.json").write_text('{"format": "hemascope-stain/1", "method": "magic"}')
+    with pytest.raises(HemascopeError, match="not a stain reference"):
+        load_reference(tmp_path / "bad.json")
+    with pytest.raises(HemascopeError, match="unknown stain method"):
+        fit_reference([cells[0]], method="vahadane")
+    assert StainReference.from_dict(ref.to_dict()) == ref
+
+
+def test_stain_cli(tmp_path, capsys):
+    from hemascope.cli import main
+    from hemascope.io.image import read_image, write_image
+
+    src = tmp_path / "src"
+    for i in range(3):
+        write_image(src / f"c{i}.png", make_cell("eosinophil", seed=i).image)
+    (src / "broken.png").write_bytes(b"nope")
+    ref = tmp_path / "ref.json"
+    assert main(["stain", "fit", str(src), "--out", str(ref)]) == 0
+    assert main(["stain", "apply", str(src), "--reference", str(ref), "--out",
+                 str(tmp_path / "out"), "--json"]) == 0
+    out = __import__("json").loads(capsys.readouterr().out)
+    assert len(out["written"]) == 3 and list(out["errors"]) == [str(src / "broken.png")]
+    assert read_image(tmp_path / "out" / "c0.png").shape == (64, 64, 3)

@@ -91,6 +91,7 @@ def test_stain_cli(tmp_path, capsys):
     (src / "broken.png").write_bytes(b"nope")
     ref = tmp_path / "ref.json"
     assert main(["stain", "fit", str(src), "--out", str(ref)]) == 0
+    capsys.readouterr()
     assert main(["stain", "apply", str(src), "--reference", str(ref), "--out",
                  str(tmp_path / "out"), "--json"]) == 0
     out = __import__("json").loads(capsys.readouterr().out)

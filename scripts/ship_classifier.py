@@ -76,6 +76,21 @@ Validation curve: {', '.join(f"{h['val_accuracy']:.3f}" for h in history)}.
 """
 
 
+def fit_style(cfg: dict, run: Path) -> dict:
+    """The Reinhard style of the run's training images, as training records it now."""
+    import numpy as np
+
+    from hemascope.data.cache import load_cached
+    from hemascope.data.splits import load_split
+    from hemascope.train.classifier import training_style
+
+    root = Path(cfg["training"]["data"])
+    train = load_split(run / "split.json").keys("train")
+    images = load_cached([root / k for k in train], int(cfg["image_size"])).images
+    seed = int(cfg["training"]["config"]["seed"])
+    return training_style(np.asarray(images), seed=seed)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
@@ -86,6 +101,9 @@ def main() -> None:
     for name in ("config.json", "model.safetensors", "split.json"):
         shutil.copy2(args.run / name, dest / name)
     cfg = json.loads((args.run / "config.json").read_text())
+    if not cfg.get("source_style"):  # runs from before the style was recorded at training time
+        cfg["source_style"] = fit_style(cfg, args.run)
+        (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     history = [json.loads(x) for x in (args.run / "history.jsonl").read_text().splitlines()]
     bench_file = REPO / "benchmarks" / "results" / "classifier_pbc.json"
     bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None

@@ -57,9 +57,17 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def preprocess(images: Sequence[np.ndarray], config: dict) -> torch.Tensor:
-    """RGB uint8 images -> the normalised, channels-last batch the artifact expects."""
+    """RGB uint8 images -> the normalised, channels-last batch the artifact expects.
+
+    Letterbox-resize, then the artifact's colour standardisation (if it carries a stain
+    reference), then its channel normalisation: the order training used.
+    """
     size = int(config["image_size"])
     arr = np.stack([letterbox_resize(im, size) for im in images])
+    if config.get("stain_reference"):
+        from hemascope.stain import StainReference, standardize
+
+        arr = standardize(arr, reference=StainReference.from_dict(config["stain_reference"]))
     x = torch.from_numpy(arr).permute(0, 3, 1, 2).float().div_(255)
     mean = torch.tensor(config["mean"]).view(1, 3, 1, 1)
     std = torch.tensor(config["std"]).view(1, 3, 1, 1)

@@ -17,7 +17,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PROBLEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hemascope.cli import data, explain, predict, stain, train
+    from hemascope.cli import adapt, data, explain, predict, stain, train
 
     parser = argparse.ArgumentParser(
         prog="hemascope",
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.register(groups)
     explain.register(groups)
     stain.register(groups)
+    adapt.register(groups)
     return parser
 
 

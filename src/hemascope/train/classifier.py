@@ -138,6 +138,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     td = prepare_data(ds, cfg, split, log=log)
     classes, data, mean, std = td.classes, td.data, td.mean, td.std
     x_train, y_train = data["train"]
+    style = training_style(x_train, seed=cfg.seed)
 
     model = build_model(cfg, len(classes))
     if cfg.init:
@@ -229,7 +230,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
         "vocabulary": ds.vocabulary, "image_size": cfg.image_size,
         "preprocessing": "letterbox-bicubic", "mean": mean.tolist(), "std": std.tolist(),
         "embed_dim": cfg.embed_dim, "hidden_dim": cfg.hidden_dim, "dropout": cfg.dropout,
-        "stain_reference": None,
+        "stain_reference": None, "source_style": style,
         "training": {"data": str(ds.root), "format": ds.format, "n_images": split.counts(),
                      "split_file": SPLIT, "split_method": split.method, "command": command,
                      "config": cfg.to_dict(), "best_epoch": best_epoch + 1,
@@ -241,6 +242,14 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     save_artifact(out, best_model, config, dtype=cfg.weights_dtype)
     write_json(out / "metrics.json", test.to_dict() if test else {})
     return TrainResult(out, best_epoch + 1, config["metrics"]["val"], test, wall)
+
+
+def training_style(images: np.ndarray, *, seed: int = 0, n: int = 256) -> dict:
+    """Reinhard style of (a sample of) the training images: what adaptation maps targets to."""
+    from hemascope.stain import fit_reference
+
+    pick = np.random.default_rng(seed).permutation(len(images))[:n]
+    return fit_reference(list(images[np.sort(pick)]), method="reinhard").to_dict()
 
 
 def build_model(cfg: ClassifierTrainConfig, n_classes: int) -> CellClassifier:

@@ -1,0 +1,259 @@
+"""Few-shot fine-tuning of a classifier on a new lab (Chossegros et al. 2024 workflow).
+
+K labelled target images, drawn stratified by class (seeded; listed in ``shots.txt``),
+fine-tune the base model; every other image of the target set is the test set. Target
+labels are mapped onto the base model's classes through the taxonomy; the adapted model
+keeps only the classes the target set has. With ``stain="reinhard"`` target images are
+first mapped onto the base model's training style (``config["source_style"]``) and the
+adapted model carries that transform (``stain_reference``) so inference repeats it.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from hemascope.augment import AugmentConfig
+from hemascope.data import ClassificationSet, load_dataset
+from hemascope.data.cache import load_cached
+from hemascope.data.splits import few_shot
+from hemascope.errors import DatasetError, HemascopeError
+from hemascope.evaluate.classification import ClassificationReport, classification_report
+from hemascope.evaluate.classifier import map_to_classes
+from hemascope.io.atomic import write_json, write_text
+from hemascope.models.artifact import LoadedModel, load_classifier, save_artifact
+from hemascope.train.classifier import build_model, to_batch
+from hemascope.train.config import ClassifierTrainConfig
+
+MODES = ("full", "head", "none", "scratch")
+STAINS = ("reinhard", "none")
+
+
+@dataclass
+class FewShotConfig:
+    """One few-shot run.
+
+    Attributes:
+        mode: ``full`` fine-tunes everything, ``head`` only embedding + head, ``none``
+            evaluates the base model as is, ``scratch`` trains the architecture from random
+            init on the shots (the "no source training" condition).
+        stain: ``reinhard`` maps target colours onto the base model's source style.
+        source_mix: with a source set, this many source images per shot join training
+            (the "mixed source + target" condition); 0 = target only.
+    """
+
+    shots: int = 25
+    seed: int = 0
+    mode: str = "full"
+    stain: str = "reinhard"
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 3e-4
+    head_lr_mult: float = 10.0
+    weight_decay: float = 1e-4
+    label_smoothing: float = 0.1
+    source_mix: float = 0.0
+    threads: int = 0
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class TargetData:
+    """Target images (resized, uint8), labels as indices into ``classes``, and keys."""
+
+    classes: list[str]
+    images: np.ndarray
+    labels: np.ndarray
+    keys: list[str]
+    errors: dict[str, str]
+
+
+@dataclass
+class FewShotResult:
+    report: ClassificationReport
+    shots: list[str]
+    run_dir: Path | None
+    seconds: float
+
+
+def load_target(data: str | Path | ClassificationSet, base: LoadedModel, *,
+                format: str = "auto") -> TargetData:
+    """Read a labelled target set and map its labels onto the base model's classes.
+
+    Raises:
+        DatasetError: labels no base class covers (named), or a class with no readable image.
+    """
+    ds = data if isinstance(data, ClassificationSet) else load_dataset(data, format=format)
+    unknown = [p.path for p in ds.problems if p.kind == "unknown_label"]
+    if unknown:
+        raise DatasetError(f"labels of {ds.root} are unknown to the taxonomy: {unknown[:5]}")
+    mapped = {s.label: map_to_classes(s.label, base.classes) for s in ds.samples}
+    bad = sorted(k for k, v in mapped.items() if v is None)
+    if bad:
+        raise DatasetError(f"classes {bad} of {ds.root} map to none of the model's classes "
+                           f"{base.classes}")
+    present = [c for c in base.classes if c in set(mapped.values())]
+    cached = load_cached([ds.root / s.path for s in ds.samples], int(base.config["image_size"]))
+    kept = [ds.samples[i] for i in cached.index]
+    labels = np.array([present.index(mapped[s.label]) for s in kept], np.int64)
+    empty = [c for i, c in enumerate(present) if not (labels == i).any()]
+    if empty:
+        raise DatasetError(f"class(es) {empty} of {ds.root} have no readable image")
+    return TargetData(present, cached.images, labels, [s.path for s in kept], cached.errors)
+
+
+def source_style(base: LoadedModel):
+    from hemascope.stain import StainReference
+
+    style = base.config.get("source_style") or base.config.get("stain_reference")
+    if not style:
+        raise HemascopeError(f"model {base.path} records no source colour style; use --stain none "
+                             "or a model trained with hemascope >= 0.1 that stores one")
+    return StainReference.from_dict(style)
+
+
+def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
+                run_dir: str | Path | None = None, source: TargetData | None = None,
+                log: Callable[[str], None] = lambda s: None) -> FewShotResult:
+    """Sample shots, adapt, evaluate on all other target images; optionally write the run."""
+    if cfg.mode not in MODES or cfg.stain not in STAINS:
+        raise HemascopeError(f"mode must be one of {MODES} and stain one of {STAINS}")
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    t0 = time.time()
+    n = len(target.labels)
+    if cfg.shots >= n:
+        raise DatasetError(f"asked for {cfg.shots} shots but the target set holds only {n} "
+                           "readable images (some must remain for testing)")
+    label_names = [target.classes[i] for i in target.labels]
+    shots = few_shot(target.keys, label_names, shots=cfg.shots, seed=cfg.seed)
+    chosen = set(shots)
+    is_shot = np.array([k in chosen for k in target.keys])
+    images = target.images
+    reference = None
+    if cfg.stain == "reinhard":
+        from hemascope.stain import standardize
+
+        reference = source_style(base)
+        images = standardize(images, reference=reference)
+    cls_idx = [base.classes.index(c) for c in target.classes]
+    mean = torch.tensor(base.config["mean"], dtype=torch.float32)
+    std = torch.tensor(base.config["std"], dtype=torch.float32)
+    model = _adaptable_model(base, cfg, cls_idx)
+    if cfg.mode != "none":
+        x, y = images[is_shot], target.labels[is_shot]
+        if source is not None and cfg.source_mix > 0:
+            x, y = _mix_source(x, y, source, target.classes, cfg)
+        _fine_tune(model, x, y, mean, std, cfg)
+    model.eval()
+    with torch.inference_mode():
+        test_x = images[~is_shot]
+        logits = torch.cat([model(to_batch(test_x[i:i + 64], mean, std))
+                            for i in range(0, len(test_x), 64)])
+    report = classification_report(target.labels[~is_shot], logits.argmax(1).numpy(), target.classes)
+    out = Path(run_dir) if run_dir else None
+    if out is not None:
+        write_text(out / "shots.txt", "\n".join(shots) + "\n")
+        write_json(out / "metrics.json", report.to_dict())
+        config = {**{k: v for k, v in base.config.items() if k not in ("weights_sha256", "format")},
+                  "classes": list(target.classes),
+                  "stain_reference": reference.to_dict() if reference else None,
+                  "training": {"base": str(base.path), "fewshot": cfg.to_dict(), "shots_file":
+                               "../shots.txt", "n_shots": len(shots)},
+                  "metrics": {"test": report.to_dict()}}
+        if cfg.mode == "scratch":
+            config["training"]["base"] = None
+        save_artifact(out / "model", model, config)
+    log(f"{cfg.mode}/{cfg.stain} K={cfg.shots} seed={cfg.seed}: accuracy {report.accuracy:.4f} "
+        f"macro-F1 {report.macro_f1:.4f}")
+    return FewShotResult(report, shots, out, time.time() - t0)
+
+
+def _adaptable_model(base: LoadedModel, cfg: FewShotConfig, cls_idx: list[int]) -> nn.Module:
+    if cfg.mode == "scratch":
+        c = base.config
+        tc = ClassifierTrainConfig(arch=c["arch"], image_size=int(c["image_size"]),
+                                   embed_dim=c.get("embed_dim", 128),
+                                   hidden_dim=c.get("hidden_dim", 512), dropout=c.get("dropout", 0.2))
+        torch.manual_seed(cfg.seed)
+        return build_model(tc, len(cls_idx))
+    model = copy.deepcopy(base.model)
+    last: nn.Linear = model.head[-1]
+    sliced = nn.Linear(last.in_features, len(cls_idx))
+    with torch.no_grad():  # keep the trained rows of the classes the target set has
+        sliced.weight.copy_(last.weight[cls_idx])
+        sliced.bias.copy_(last.bias[cls_idx])
+    model.head[-1] = sliced
+    return model
+
+
+def _fine_tune(model: nn.Module, x: np.ndarray, y: np.ndarray, mean, std, cfg: FewShotConfig) -> None:
+    torch.manual_seed(cfg.seed)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    head = [*model.embedding.parameters(), *model.head.parameters()]
+    if cfg.mode == "head":
+        for p in model.encoder.parameters():
+            p.requires_grad_(False)
+        groups = [{"params": head, "lr": cfg.lr * cfg.head_lr_mult}]
+    elif cfg.mode == "scratch":
+        groups = [{"params": list(model.parameters()), "lr": cfg.lr * cfg.head_lr_mult}]
+    else:
+        groups = [{"params": list(model.encoder.parameters()), "lr": cfg.lr},
+                  {"params": head, "lr": cfg.lr * cfg.head_lr_mult}]
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
+    bs = max(2, min(cfg.batch_size, len(y)))
+    steps = max(1, int(np.ceil(len(y) / bs))) * cfg.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * s / steps)))
+    model.train()
+    if cfg.mode == "head":
+        model.encoder.eval()  # frozen encoder keeps its batch-norm statistics
+    for _ in range(cfg.epochs):
+        order = torch.randperm(len(y), generator=gen).numpy()
+        for b in range(0, len(order), bs):
+            idx = order[b:b + bs]
+            if len(idx) < 2:
+                continue
+            loss = F.cross_entropy(model(to_batch(x[idx], mean, std, aug=cfg.augment, generator=gen)),
+                                   torch.from_numpy(y[idx]), label_smoothing=cfg.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+    for p in model.parameters():
+        p.requires_grad_(True)
+
+
+def _mix_source(x, y, source: TargetData, classes: list[str], cfg: FewShotConfig):
+    """Add ``source_mix`` x K source images of the target's classes (stratified, seeded)."""
+    keep = np.array([source.classes[i] in classes for i in source.labels])
+    names = [source.classes[i] for i in source.labels[keep]]
+    keys = [k for k, m in zip(source.keys, keep) if m]
+    k = min(int(cfg.source_mix * cfg.shots), len(keys))
+    picked = set(few_shot(keys, names, shots=k, seed=cfg.seed + 1000))
+    sel = np.array([kk in picked for kk in source.keys]) & keep
+    sy = np.array([classes.index(source.classes[i]) for i in source.labels[sel]], np.int64)
+    return np.concatenate([x, source.images[sel]]), np.concatenate([y, sy])
+
+
+def conditions(cfg: FewShotConfig) -> dict[str, FewShotConfig]:
+    """The six conditions of the cross-lab ablation, derived from one config."""
+    return {
+        "no source training": replace(cfg, mode="scratch", stain="reinhard"),
+        "no fine-tuning": replace(cfg, mode="none", stain="reinhard"),
+        "head-only fine-tuning": replace(cfg, mode="head", stain="reinhard"),
+        "mixed source+target": replace(cfg, mode="full", stain="reinhard",
+                                       source_mix=cfg.source_mix or 4.0),
+        "no colour transform": replace(cfg, mode="full", stain="none"),
+        "full workflow": replace(cfg, mode="full", stain="reinhard"),
+    }

@@ -1,0 +1,89 @@
+"""Few-shot adaptation on a synthetic "new lab": the same cell kinds with another colour cast."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hemascope.adapt.ablation import run_ablation
+from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
+from hemascope.adapt.stats import wilcoxon_signed_rank
+from hemascope.cli import main
+from hemascope.errors import DatasetError
+from hemascope.io.image import write_image
+from hemascope.models.artifact import load_classifier
+from hemascope.synthetic import make_cell
+
+
+@pytest.fixture(scope="module")
+def new_lab(tmp_path_factory):
+    root = tmp_path_factory.mktemp("new_lab")
+    for folder, kind in (("Neutrophil", "neutrophil"), ("LYMPHOCYTE", "lymphocyte"),
+                         ("monocytes", "monocyte")):
+        for i in range(8):
+            img = make_cell(kind, seed=500 + i, size=48).image.astype(float)
+            write_image(root / folder / f"{i}.png",
+                        np.clip(img * [0.85, 0.95, 1.1] + [0, 10, 0], 0, 255).astype(np.uint8))
+    return root
+
+
+def test_wilcoxon_exact_values():
+    assert wilcoxon_signed_rank([1, 2, 3], [1, 2, 3]) == 1.0
+    # 5 positive differences: the most extreme of 2^5 patterns on each side
+    assert wilcoxon_signed_rank([2, 3, 4, 5, 6], [1, 1, 1, 1, 1]) == pytest.approx(2 / 32)
+    assert 0.05 < wilcoxon_signed_rank([1, 2, 3, 4], [2, 1, 4, 3]) <= 1
+
+
+def test_fewshot_run_writes_everything(tiny_model, new_lab, tmp_path):
+    base = load_classifier(tiny_model)
+    target = load_target(new_lab, base)
+    assert target.classes == ["lymphocyte", "monocyte", "neutrophil"]  # base order, subset
+    res = run_fewshot(target, base, FewShotConfig(shots=6, seed=1, epochs=3, threads=1),
+                      run_dir=tmp_path / "run")
+    assert len(res.shots) == 6 and res.report.n_images == 24 - 6
+    shots = (tmp_path / "run" / "shots.txt").read_text().split()
+    assert shots == res.shots and len({s.split("/")[0] for s in shots}) == 3
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert metrics["classes"] == target.classes
+    adapted = load_classifier(tmp_path / "run" / "model")
+    assert adapted.classes == target.classes and adapted.config["stain_reference"]["method"] == "reinhard"
+
+
+def test_same_seed_same_shots_and_scores(tiny_model, new_lab):
+    base = load_classifier(tiny_model)
+    target = load_target(new_lab, base)
+    cfg = FewShotConfig(shots=6, seed=3, epochs=2, threads=1)
+    a, b = run_fewshot(target, base, cfg), run_fewshot(target, base, cfg)
+    assert a.shots == b.shots and a.report.accuracy == b.report.accuracy
+
+
+def test_ablation_all_conditions(tiny_model, new_lab):
+    base = load_classifier(tiny_model)
+    target = load_target(new_lab, base)
+    rows = run_ablation(target, base, FewShotConfig(shots=6, epochs=2, threads=1), seeds=[0, 1],
+                        source=target)
+    names = [r.condition for r in rows]
+    assert len(names) == 6 and names[-1] == "full workflow"
+    assert rows[-1].p_accuracy is None and all(r.p_accuracy is not None for r in rows[:-1])
+    assert all(0 <= a <= 1 for r in rows for a in r.accuracy)
+
+
+def test_bad_target_sets(tiny_model, tmp_path):
+    base = load_classifier(tiny_model)
+    write_image(tmp_path / "t" / "platelet" / "a.png", make_cell("platelet", size=48).image)
+    with pytest.raises(DatasetError, match=r"\['platelet'\].*map to none"):
+        load_target(tmp_path / "t", base)
+    for i in range(2):
+        write_image(tmp_path / "u" / "monocyte" / f"{i}.png", make_cell("monocyte", size=48).image)
+    target = load_target(tmp_path / "u", base)
+    with pytest.raises(DatasetError, match="only 2 readable images"):
+        run_fewshot(target, base, FewShotConfig(shots=5))
+
+
+def test_cli_fewshot(tiny_model, new_lab, tmp_path, capsys):
+    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "r"),
+                 "--base", str(tiny_model), "--epochs", "2", "--threads", "1", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["n_images"] == 18 and set(out) >= {"accuracy", "macro_f1", "ci95"}
+    assert main(["classify", str(new_lab / "Neutrophil" / "0.png"), "--model",
+                 str(tmp_path / "r" / "model")]) == 0

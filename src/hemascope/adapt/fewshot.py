@@ -30,7 +30,7 @@ from hemascope.errors import DatasetError, HemascopeError
 from hemascope.evaluate.classification import ClassificationReport, classification_report
 from hemascope.evaluate.classifier import map_to_classes
 from hemascope.io.atomic import write_json, write_text
-from hemascope.models.artifact import LoadedModel, load_classifier, save_artifact
+from hemascope.models.artifact import LoadedModel, save_artifact
 from hemascope.train.classifier import build_model, to_batch
 from hemascope.train.config import ClassifierTrainConfig
 

@@ -40,6 +40,33 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(fs)
     fs.set_defaults(handler=_fewshot)
 
+    from hemascope.adapt.uda import METHODS, UdaConfig
+
+    u = UdaConfig()
+    ad = groups.add_parser("adapt", help="unsupervised domain adaptation (DANN, MMD)",
+                           formatter_class=Formatter)
+    verbs = ad.add_subparsers(dest="verb", metavar="METHOD", required=True)
+    for method in METHODS:
+        v = verbs.add_parser(
+            method, formatter_class=Formatter,
+            help={"dann": "domain-adversarial training (Ganin & Lempitsky 2015)",
+                  "mmd": "maximum mean discrepancy alignment (Long et al. 2015)"}[method],
+            description="Adapt a classifier from a labelled --source to an unlabelled --target, "
+                        "on the classes both share. If --target has class folders, their labels "
+                        "are used only to report target accuracy before and after.")
+        v.add_argument("--source", required=True, help="labelled source set")
+        v.add_argument("--target", required=True, help="target images (labels optional, never trained on)")
+        v.add_argument("--out", required=True, help="adapted model folder")
+        v.add_argument("--base", default="default", help="model to adapt: folder or 'default'")
+        v.add_argument("--unlabelled", action="store_true",
+                       help="ignore labels the target may have (no before/after report)")
+        for name in ("epochs", "steps_per_epoch", "batch_size", "lr", "domain_weight", "seed",
+                     "threads"):
+            v.add_argument("--" + name.replace("_", "-"), type=type(getattr(u, name)),
+                           default=getattr(u, name))
+        add_json_option(v)
+        v.set_defaults(handler=_uda, method=method)
+
 
 def _fewshot(args: argparse.Namespace) -> int:
     from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
@@ -75,4 +102,41 @@ def _fewshot(args: argparse.Namespace) -> int:
         r = res.report
         print(f"{args.out}: {len(res.shots)} shots, tested on {r.n_images} images: accuracy "
               f"{r.accuracy:.4f}, macro-F1 {r.macro_f1:.4f} ({res.seconds:.0f} s)")
+    return 0
+
+
+def _uda(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hemascope.adapt.fewshot import load_target
+    from hemascope.adapt.uda import UdaConfig, adapt_unsupervised, load_unlabelled, save_adapted
+    from hemascope.data import detect_format
+    from hemascope.models.artifact import load_classifier
+
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    base = load_classifier(args.base)
+    source = load_target(args.source, base)
+    tgt = Path(args.target)
+    # labelled = a label table or class folders; a flat folder of images is unlabelled
+    labelled = not args.unlabelled and (tgt.is_file() or detect_format(tgt) != "folder" or any(
+        d.is_dir() for d in tgt.iterdir()))
+    target = load_target(args.target, base) if labelled else load_unlabelled(args.target, base)
+    cfg = UdaConfig(method=args.method, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
+                    batch_size=args.batch_size, lr=args.lr, domain_weight=args.domain_weight,
+                    seed=args.seed, threads=args.threads)
+    res = adapt_unsupervised(source, target, base, cfg, target_labelled=labelled, log=log)
+    save_adapted(res, base, cfg, args.out, source=args.source, target=args.target)
+    summary = {"out": args.out, "classes": res.classes,
+               "target_accuracy_before": res.before.accuracy if res.before else None,
+               "target_accuracy_after": res.after.accuracy if res.after else None,
+               "target_macro_f1_before": res.before.macro_f1 if res.before else None,
+               "target_macro_f1_after": res.after.macro_f1 if res.after else None}
+    if args.json:
+        emit_json(summary, args.json)
+    else:
+        msg = f"wrote {args.out} ({args.method}, classes {', '.join(res.classes)})"
+        if res.before:
+            msg += (f": target accuracy {res.before.accuracy:.4f} -> {res.after.accuracy:.4f}, "
+                    f"macro-F1 {res.before.macro_f1:.4f} -> {res.after.macro_f1:.4f}")
+        print(msg)
     return 0

@@ -87,3 +87,15 @@ def test_cli_fewshot(tiny_model, new_lab, tmp_path, capsys):
     assert out["n_images"] == 18 and set(out) >= {"accuracy", "macro_f1", "ci95"}
     assert main(["classify", str(new_lab / "Neutrophil" / "0.png"), "--model",
                  str(tmp_path / "r" / "model")]) == 0
+
+
+def test_tuning_uses_only_the_shots(tiny_model, new_lab, tmp_path):
+    pytest.importorskip("optuna")
+    base = load_classifier(tiny_model)
+    target = load_target(new_lab, base)
+    res = run_fewshot(target, base, FewShotConfig(shots=9, seed=0, threads=1), run_dir=tmp_path,
+                      tune_trials=2)
+    tuning = json.loads((tmp_path / "tuning.json").read_text())
+    assert len(tuning["trials"]) == 2
+    assert tuning["best"]["epochs"] in (10, 20, 30, 40, 50, 60)
+    assert res.report.n_images == 24 - 9

@@ -126,8 +126,12 @@ def source_style(base: LoadedModel):
 
 def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                 run_dir: str | Path | None = None, source: TargetData | None = None,
-                log: Callable[[str], None] = lambda s: None) -> FewShotResult:
-    """Sample shots, adapt, evaluate on all other target images; optionally write the run."""
+                tune_trials: int = 0, log: Callable[[str], None] = lambda s: None) -> FewShotResult:
+    """Sample shots, adapt, evaluate on all other target images; optionally write the run.
+
+    With ``tune_trials > 0`` the hyper-parameters are first chosen by Optuna with 3-fold
+    cross-validation inside the shots (:func:`hemascope.adapt.tune.tune_fewshot`).
+    """
     if cfg.mode not in MODES or cfg.stain not in STAINS:
         raise HemascopeError(f"mode must be one of {MODES} and stain one of {STAINS}")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
@@ -147,25 +151,25 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
 
         reference = source_style(base)
         images = standardize(images, reference=reference)
-    cls_idx = [base.classes.index(c) for c in target.classes]
-    mean = torch.tensor(base.config["mean"], dtype=torch.float32)
-    std = torch.tensor(base.config["std"], dtype=torch.float32)
-    model = _adaptable_model(base, cfg, cls_idx)
-    if cfg.mode != "none":
-        x, y = images[is_shot], target.labels[is_shot]
-        if source is not None and cfg.source_mix > 0:
-            x, y = _mix_source(x, y, source, target.classes, cfg)
-        _fine_tune(model, x, y, mean, std, cfg)
-    model.eval()
-    with torch.inference_mode():
-        test_x = images[~is_shot]
-        logits = torch.cat([model(to_batch(test_x[i:i + 64], mean, std))
-                            for i in range(0, len(test_x), 64)])
-    report = classification_report(target.labels[~is_shot], logits.argmax(1).numpy(), target.classes)
+    trials: list[dict] = []
+    if tune_trials and cfg.mode in ("full", "head"):
+        from hemascope.adapt.tune import tune_fewshot
+
+        cfg, trials = tune_fewshot(base, target.classes, images[is_shot], target.labels[is_shot],
+                                   cfg, n_trials=tune_trials, log=log)
+        log(f"tuned: lr {cfg.lr:.2e}, batch {cfg.batch_size}, epochs {cfg.epochs}, mode {cfg.mode}")
+    src = None
+    if source is not None and cfg.source_mix > 0:
+        src = _mix_source(source, target.classes, cfg)
+    model, pred = fit_and_predict(base, target.classes, cfg, images[is_shot],
+                                  target.labels[is_shot], images[~is_shot], source=src)
+    report = classification_report(target.labels[~is_shot], pred, target.classes)
     out = Path(run_dir) if run_dir else None
     if out is not None:
         write_text(out / "shots.txt", "\n".join(shots) + "\n")
         write_json(out / "metrics.json", report.to_dict())
+        if trials:
+            write_json(out / "tuning.json", {"best": cfg.to_dict(), "trials": trials})
         config = {**{k: v for k, v in base.config.items() if k not in ("weights_sha256", "format")},
                   "classes": list(target.classes),
                   "stain_reference": reference.to_dict() if reference else None,
@@ -178,6 +182,25 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     log(f"{cfg.mode}/{cfg.stain} K={cfg.shots} seed={cfg.seed}: accuracy {report.accuracy:.4f} "
         f"macro-F1 {report.macro_f1:.4f}")
     return FewShotResult(report, shots, out, time.time() - t0)
+
+
+def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x: np.ndarray,
+                    y: np.ndarray, test_x: np.ndarray, *,
+                    source: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[nn.Module, np.ndarray]:
+    """Adapt a copy of ``base`` to ``(x, y)`` as ``cfg.mode`` says; predicted indices for ``test_x``."""
+    cls_idx = [base.classes.index(c) for c in classes]
+    mean = torch.tensor(base.config["mean"], dtype=torch.float32)
+    std = torch.tensor(base.config["std"], dtype=torch.float32)
+    model = _adaptable_model(base, cfg, cls_idx)
+    if cfg.mode != "none":
+        if source is not None:
+            x, y = np.concatenate([x, source[0]]), np.concatenate([y, source[1]])
+        _fine_tune(model, x, y, mean, std, cfg)
+    model.eval()
+    with torch.inference_mode():
+        logits = torch.cat([model(to_batch(test_x[i:i + 64], mean, std))
+                            for i in range(0, len(test_x), 64)])
+    return model, logits.argmax(1).numpy()
 
 
 def _adaptable_model(base: LoadedModel, cfg: FewShotConfig, cls_idx: list[int]) -> nn.Module:
@@ -234,8 +257,8 @@ def _fine_tune(model: nn.Module, x: np.ndarray, y: np.ndarray, mean, std, cfg: F
         p.requires_grad_(True)
 
 
-def _mix_source(x, y, source: TargetData, classes: list[str], cfg: FewShotConfig):
-    """Add ``source_mix`` x K source images of the target's classes (stratified, seeded)."""
+def _mix_source(source: TargetData, classes: list[str], cfg: FewShotConfig):
+    """``source_mix`` x K source images of the target's classes (stratified, seeded)."""
     keep = np.array([source.classes[i] in classes for i in source.labels])
     names = [source.classes[i] for i in source.labels[keep]]
     keys = [k for k, m in zip(source.keys, keep) if m]
@@ -243,7 +266,7 @@ def _mix_source(x, y, source: TargetData, classes: list[str], cfg: FewShotConfig
     picked = set(few_shot(keys, names, shots=k, seed=cfg.seed + 1000))
     sel = np.array([kk in picked for kk in source.keys]) & keep
     sy = np.array([classes.index(source.classes[i]) for i in source.labels[sel]], np.int64)
-    return np.concatenate([x, source.images[sel]]), np.concatenate([y, sy])
+    return source.images[sel], sy
 
 
 def conditions(cfg: FewShotConfig) -> dict[str, FewShotConfig]:

@@ -32,6 +32,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
     fs.add_argument("--lr", type=float, default=d.lr, help="encoder learning rate (head: x10)")
     fs.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    fs.add_argument("--tune", type=int, nargs="?", const=12, default=0, metavar="TRIALS",
+                    help="choose lr, batch size, epochs and trained layers with Optuna (3-fold CV "
+                         "inside the shots; needs the 'tune' extra)")
     fs.add_argument("--ablation", action="store_true", help="run the six-condition ablation")
     fs.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
                     help="seeds for --ablation")
@@ -95,7 +98,7 @@ def _fewshot(args: argparse.Namespace) -> int:
         else:
             print(table)
         return 0
-    res = run_fewshot(target, base, cfg, run_dir=args.out, log=log)
+    res = run_fewshot(target, base, cfg, run_dir=args.out, tune_trials=args.tune, log=log)
     if args.json:
         emit_json(res.report.to_dict(), args.json)
     else:

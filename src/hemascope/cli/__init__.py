@@ -17,7 +17,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PROBLEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hemascope.cli import adapt, data, explain, predict, stain, train
+    from hemascope.cli import adapt, data, explain, predict, report, stain, train
 
     parser = argparse.ArgumentParser(
         prog="hemascope",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     explain.register(groups)
     stain.register(groups)
     adapt.register(groups)
+    report.register(groups)
     return parser
 
 

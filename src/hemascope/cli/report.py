@@ -1,0 +1,52 @@
+"""``hemascope report``: figures that explain a model's behaviour on data."""
+
+from __future__ import annotations
+
+import argparse
+
+from hemascope.cli._common import Formatter, add_json_option, emit_json
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    rep = groups.add_parser("report", help="analysis figures", formatter_class=Formatter)
+    verbs = rep.add_subparsers(dest="verb", metavar="VERB", required=True)
+    ad = verbs.add_parser(
+        "adaptation", formatter_class=Formatter,
+        help="t-SNE, PR curves and error gallery for an adaptation",
+        description="Writes OUT/tsne_images.png (flattened images, raw and colour-standardised), "
+                    "OUT/tsne_embeddings.png (base and adapted model), OUT/pr_curves.png, "
+                    "OUT/errors.png (wrong target predictions with the second-best class) and "
+                    "OUT/analysis.json. Shots of the adapted model are left out of the curves.")
+    ad.add_argument("--target", required=True, help="labelled target set")
+    ad.add_argument("--out", required=True, help="folder for the figures")
+    ad.add_argument("--base", default="default", help="base model folder or 'default'")
+    ad.add_argument("--adapted", default=None, help="adapted model (e.g. RUN/model of fewshot)")
+    ad.add_argument("--source", default=None, help="labelled source set, drawn alongside")
+    ad.add_argument("--max-per-set", type=int, default=300, help="images per data set in t-SNE")
+    ad.add_argument("--seed", type=int, default=0, help="seed of subsampling and t-SNE")
+    add_json_option(ad)
+    ad.set_defaults(handler=_adaptation)
+
+
+def _adaptation(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hemascope.adapt.fewshot import load_target
+    from hemascope.models.artifact import load_classifier
+    from hemascope.report.adaptation import adaptation_report
+
+    base = load_classifier(args.base)
+    adapted = load_classifier(args.adapted) if args.adapted else None
+    target = load_target(args.target, base)
+    source = load_target(args.source, base) if args.source else None
+    summary = adaptation_report(target, args.out, base=base, adapted=adapted, source=source,
+                                max_per_set=args.max_per_set, seed=args.seed,
+                                source_name=Path(args.source).name if args.source else "source",
+                                target_name=Path(args.target).name)
+    if args.json:
+        emit_json(summary, args.json)
+    else:
+        for name, path in summary["files"].items():
+            print(f"{name}: {path}")
+        print(f"{summary['n_wrong']} wrong of {summary['n_target_evaluated']} target images")
+    return 0

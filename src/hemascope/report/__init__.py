@@ -1,0 +1,1 @@
+"""Reports and figures (matplotlib and scikit-learn come with the ``plots`` extra)."""

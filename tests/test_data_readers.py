@@ -146,3 +146,9 @@ def test_lisc_folder_names(tmp_path):
         ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"], 1)
     [prob] = ds.problems
     assert "'mixt'" in prob.message and "wbc5" in prob.message
+
+
+def test_empty_class_folder_reported(cell_folder):
+    (cell_folder / "monocyte").mkdir()
+    ds = read_class_folders(cell_folder)
+    assert [p.kind for p in ds.problems] == ["empty_class"] and len(ds) == 12

@@ -99,3 +99,13 @@ def test_tuning_uses_only_the_shots(tiny_model, new_lab, tmp_path):
     assert len(tuning["trials"]) == 2
     assert tuning["best"]["epochs"] in (10, 20, 30, 40, 50, 60)
     assert res.report.n_images == 24 - 9
+
+
+def test_empty_class_folder_is_a_clear_error(tiny_model, new_lab, tmp_path):
+    import shutil
+
+    t = tmp_path / "t"
+    shutil.copytree(new_lab, t)
+    (t / "eosinophil").mkdir()
+    with pytest.raises(DatasetError, match="'eosinophil' holds no images"):
+        load_target(t, load_classifier(tiny_model))

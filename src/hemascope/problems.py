@@ -20,6 +20,7 @@ PROBLEM_KINDS = (
     "degenerate_box",  # zero or near-zero width or height
     "size_mismatch",  # size written in the annotation differs from the image
     "duplicate",  # the same image listed twice
+    "empty_class",  # a class folder without any image
 )
 
 

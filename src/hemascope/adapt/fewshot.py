@@ -96,6 +96,9 @@ def load_target(data: str | Path | ClassificationSet, base: LoadedModel, *,
         DatasetError: labels no base class covers (named), or a class with no readable image.
     """
     ds = data if isinstance(data, ClassificationSet) else load_dataset(data, format=format)
+    empty = [p.message for p in ds.problems if p.kind == "empty_class"]
+    if empty:
+        raise DatasetError(f"{ds.root}: {'; '.join(empty)} (remove it or add images)")
     unknown = [p.path for p in ds.problems if p.kind == "unknown_label"]
     if unknown:
         raise DatasetError(f"labels of {ds.root} are unknown to the taxonomy: {unknown[:5]}")

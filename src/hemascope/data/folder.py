@@ -17,6 +17,7 @@ from hemascope.data.labels import LabelMapper
 from hemascope.data.samples import ClassificationSet, Sample
 from hemascope.errors import DatasetError
 from hemascope.io.image import is_image_file
+from hemascope.problems import Problem
 
 #: Folder names read as splits (normalised) -> split name.
 SPLIT_NAMES = {"train": "train", "training": "train", "val": "val", "valid": "val",
@@ -51,11 +52,14 @@ def read_class_folders(root: str | Path, *, vocabulary: str | None = None) -> Cl
                for c in sorted(x for x in s.iterdir() if x.is_dir() and not x.name.startswith("."))]
               if split_layout else [(None, d) for d in top])
     seen: set[str] = set()
+    problems_empty: list[Problem] = []
     for split, class_dir in groups:
         files = sorted(_walk(class_dir))
         images = [f for f in files if is_image_file(f)]
         ignored += [_rel(f, root) for f in files if not is_image_file(f)]
         if not images:
+            problems_empty.append(Problem(_rel(class_dir, root), "empty_class",
+                                          f"class folder {class_dir.name!r} holds no images"))
             continue
         label = mapper(class_dir.name, path=_rel(class_dir, root), n=len(images))
         if label is None:
@@ -68,7 +72,7 @@ def read_class_folders(root: str | Path, *, vocabulary: str | None = None) -> Cl
         raise DatasetError(f"{root} holds no images in class folders")
     samples.sort(key=lambda s: s.path)
     return ClassificationSet(root=root, samples=samples, classes=mapper.classes(seen),
-                             problems=mapper.problems, unmapped=mapper.unmapped,
+                             problems=mapper.problems + problems_empty, unmapped=mapper.unmapped,
                              ignored=sorted(ignored), vocabulary=mapper.vocabulary, format="folder")
 
 

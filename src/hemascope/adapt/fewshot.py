@@ -215,12 +215,7 @@ def _adaptable_model(base: LoadedModel, cfg: FewShotConfig, cls_idx: list[int]) 
         torch.manual_seed(cfg.seed)
         return build_model(tc, len(cls_idx))
     model = copy.deepcopy(base.model)
-    last: nn.Linear = model.head[-1]
-    sliced = nn.Linear(last.in_features, len(cls_idx))
-    with torch.no_grad():  # keep the trained rows of the classes the target set has
-        sliced.weight.copy_(last.weight[cls_idx])
-        sliced.bias.copy_(last.bias[cls_idx])
-    model.head[-1] = sliced
+    model.restrict_classes(cls_idx)  # keep the trained rows of the classes the target has
     return model
 
 

@@ -179,13 +179,7 @@ def save_adapted(result: UdaResult, base: LoadedModel, cfg: UdaConfig, out_dir: 
 
 def _restricted(base: LoadedModel, classes: list[str]) -> nn.Module:
     model = copy.deepcopy(base.model)
-    idx = [base.classes.index(c) for c in classes]
-    last = model.head[-1]
-    new = nn.Linear(last.in_features, len(idx))
-    with torch.no_grad():
-        new.weight.copy_(last.weight[idx])
-        new.bias.copy_(last.bias[idx])
-    model.head[-1] = new
+    model.restrict_classes([base.classes.index(c) for c in classes])
     return model
 
 

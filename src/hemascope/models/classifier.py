@@ -66,5 +66,14 @@ class CellClassifier(nn.Module):
         """New randomly initialised head for ``num_classes`` (keeps encoder and embedding)."""
         self.head = self._make_head(num_classes)
 
+    @torch.no_grad()
+    def restrict_classes(self, indices: list[int]) -> None:
+        """Keep only the given output classes, with their trained weights (in that order)."""
+        last = self.head[-1]
+        new = nn.Linear(last.in_features, len(indices))
+        new.weight.copy_(last.weight[indices])
+        new.bias.copy_(last.bias[indices])
+        self.head[-1] = new
+
     def head_parameters(self) -> list[nn.Parameter]:
         return [*self.embedding.parameters(), *self.head.parameters()]

@@ -1,0 +1,1 @@
+"""Smear-field detection: ensembles of detectors (detectors themselves are being built)."""

@@ -91,6 +91,12 @@ def fit_style(cfg: dict, run: Path) -> dict:
     return training_style(np.asarray(images), seed=seed)
 
 
+def rescore(dest: Path, cfg: dict) -> dict:
+    from hemascope.evaluate.classifier import evaluate_classifier
+
+    return evaluate_classifier(cfg["training"]["data"], model=dest, split="test").report.to_dict()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
@@ -103,7 +109,9 @@ def main() -> None:
     cfg = json.loads((args.run / "config.json").read_text())
     if not cfg.get("source_style"):  # runs from before the style was recorded at training time
         cfg["source_style"] = fit_style(cfg, args.run)
-        (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
+    # score the shipped file itself (fp16 weights may flip a prediction or two)
+    cfg["metrics"]["test"] = rescore(dest, cfg)
+    (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     history = [json.loads(x) for x in (args.run / "history.jsonl").read_text().splitlines()]
     bench_file = REPO / "benchmarks" / "results" / "classifier_pbc.json"
     bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None

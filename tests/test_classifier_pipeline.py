@@ -172,3 +172,14 @@ def test_ssl_pretraining_initialises_a_classifier(synthetic_cells, tmp_path, cap
                                 init=str(tmp_path / "ssl"))
     train_classifier(read_class_folders(synthetic_cells), cfg, tmp_path / "clf", log=lines.append)
     assert lines[0].startswith("initialised")
+
+
+def test_float16_artifact_reproduces_its_recorded_score(synthetic_cells, tmp_path):
+    ds = read_class_folders(synthetic_cells)
+    cfg = ClassifierTrainConfig(arch="tinycnn", image_size=24, epochs=2, threads=1,
+                                weights_dtype="float16")
+    train_classifier(ds, cfg, tmp_path, log=lambda s: None)
+    recorded = json.loads((tmp_path / "metrics.json").read_text())
+    ev = evaluate_classifier(synthetic_cells, model=tmp_path, split="test", n_bootstrap=0)
+    assert ev.report.accuracy == recorded["accuracy"]
+    assert ev.report.to_dict()["confusion_matrix"] == recorded["confusion_matrix"]

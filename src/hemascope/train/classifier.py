@@ -221,6 +221,11 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
             break
 
     best_model = load_classifier_from_best(out / "best", cfg, len(classes))
+    if cfg.weights_dtype == "float16":  # score exactly the weights that will be shipped
+        with torch.no_grad():
+            for t in best_model.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
     x_test, y_test = data["test"]
     test = (classification_report(y_test, predict_probs(best_model, x_test, mean, std).argmax(1),
                                   classes) if len(y_test) else None)

@@ -17,7 +17,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PROBLEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hemascope.cli import adapt, data, explain, predict, report, stain, train
+    from hemascope.cli import adapt, data, explain, predict, report, segment, stain, train
 
     parser = argparse.ArgumentParser(
         prog="hemascope",
@@ -33,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     stain.register(groups)
     adapt.register(groups)
     report.register(groups)
+    segment.register(groups)
     return parser
 
 

@@ -1,0 +1,1 @@
+"""Segmentation: classical cell extraction (trained part segmentation is being built)."""

@@ -183,3 +183,22 @@ def test_float16_artifact_reproduces_its_recorded_score(synthetic_cells, tmp_pat
     ev = evaluate_classifier(synthetic_cells, model=tmp_path, split="test", n_bootstrap=0)
     assert ev.report.accuracy == recorded["accuracy"]
     assert ev.report.to_dict()["confusion_matrix"] == recorded["confusion_matrix"]
+
+
+def test_tta_views_and_probabilities(tiny_model, synthetic_cells):
+    import numpy as np
+    import torch
+
+    from hemascope.classify import dihedral_views, predict_arrays
+    from hemascope.io.image import read_image
+
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    views = dihedral_views(x, 8)
+    assert len({tuple(v.flatten().tolist()) for v in views}) == 8  # all distinct
+    model = load_classifier(tiny_model)
+    imgs = [read_image(p) for p in sorted((synthetic_cells / "monocyte").glob("*.png"))[:4]]
+    p1, p8 = predict_arrays(model, imgs, tta=1), predict_arrays(model, imgs, tta=8)
+    assert p8.shape == p1.shape and np.allclose(p8.sum(1), 1, atol=1e-5)
+    assert not np.allclose(p1, p8)
+    with pytest.raises(ValueError):
+        predict_arrays(model, imgs, tta=3)

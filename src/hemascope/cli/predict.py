@@ -19,6 +19,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     cls.add_argument("--model", default="default",
                      help="model folder, or 'default' for the shipped PBC classifier")
     cls.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    cls.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
+                     help="average over this many flips/rotations (slower, a little more accurate)")
     add_json_option(cls)
     cls.set_defaults(handler=_classify)
 
@@ -36,6 +38,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     ec.add_argument("--split", default=None, choices=("train", "val", "test"),
                     help="only the images of this part of the model's recorded split")
     ec.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    ec.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
+                    help="average over this many flips/rotations")
     ec.add_argument("--predictions", default=None, metavar="CSV",
                     help="also write per-image predictions (path, true, predicted, top-2) here")
     add_json_option(ec)
@@ -45,7 +49,7 @@ def register(groups: argparse._SubParsersAction) -> None:
 def _classify(args: argparse.Namespace) -> int:
     from hemascope.classify import classify_paths
 
-    result = classify_paths(args.paths, model=args.model, batch_size=args.batch_size,
+    result = classify_paths(args.paths, model=args.model, batch_size=args.batch_size, tta=args.tta,
                             progress=lambda it: progress(it, desc="classifying"))
     if args.json:
         emit_json({"predictions": [p.to_dict() for p in result.predictions],
@@ -64,7 +68,7 @@ def _evaluate_classifier(args: argparse.Namespace) -> int:
     from hemascope.io.atomic import atomic_write
 
     ev = evaluate_classifier(args.data, model=args.model, split=args.split, format=args.format,
-                             n_bootstrap=args.bootstrap,
+                             n_bootstrap=args.bootstrap, tta=args.tta,
                              progress=lambda it: progress(it, desc="evaluating"))
     rep = ev.report
     if args.predictions:

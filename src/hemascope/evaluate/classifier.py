@@ -44,7 +44,7 @@ def map_to_classes(label: str, classes: Sequence[str]) -> str | None:
 def evaluate_classifier(data: str | Path | ClassificationSet, *,
                         model: str | Path | LoadedModel | None = "default",
                         split: str | None = None, format: str = "auto", batch_size: int = 64,
-                        n_bootstrap: int = 1000, progress=None) -> ClassifierEvaluation:
+                        n_bootstrap: int = 1000, tta: int = 1, progress=None) -> ClassifierEvaluation:
     """Score ``model`` on the labelled set ``data``.
 
     Raises:
@@ -88,7 +88,7 @@ def evaluate_classifier(data: str | Path | ClassificationSet, *,
             except ImageReadError as e:
                 result.errors[s.path] = e.reason
         if images:
-            probs.append(predict_arrays(loaded, images, batch_size=batch_size))
+            probs.append(predict_arrays(loaded, images, batch_size=batch_size, tta=tta))
             y_true += [classes.index(mapped[s.label]) for s in batch]
             names += [s.path for s in batch]
     if not names:

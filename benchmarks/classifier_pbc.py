@@ -50,6 +50,7 @@ def main() -> None:
     loaded = load_classifier(args.model)
     ev = evaluate_classifier(pbc, model=loaded, split="test")
     rep = ev.report
+    tta = {n: evaluate_classifier(pbc, model=loaded, split="test", tta=n).report for n in (2, 8)}
 
     size = int(loaded.config["image_size"])
     ours = throughput(loaded.model, size)
@@ -64,6 +65,7 @@ def main() -> None:
     payload = {
         "model": str(loaded.path), "arch": loaded.config["arch"], "image_size": size,
         "test": rep.to_dict(),
+        "test_tta": {str(n): r.to_dict() for n, r in tta.items()},
         "throughput_cells_per_s": {"network": ours, "with_preprocessing": with_pre,
                                    "efficientnet_b0_224_network": ref, "speedup_vs_effnet": ours / ref},
         "training_wall_time_s": training.get("wall_time_s"), "training_device": training.get("device"),
@@ -73,11 +75,16 @@ def main() -> None:
     flo, fhi = rep.ci95["macro_f1"]
     rows = "\n".join(f"| {c} | {s.precision:.4f} | {s.recall:.4f} | {s.f1:.4f} | {s.support} |"
                      for c, s in rep.per_class.items())
+    tta_rows = "\n".join(
+        f"| same, test-time augmentation x{n} (`--tta {n}`) | {r.accuracy:.4f} "
+        f"({r.ci95['accuracy'][0]:.4f}-{r.ci95['accuracy'][1]:.4f}) | {r.macro_f1:.4f} | "
+        f"{r.balanced_accuracy:.4f} | {ours / n:.0f} |" for n, r in tta.items())
     table = f"""## PBC 8-class, held-out test split ({rep.n_images} images)
 
 | model | accuracy (95% CI) | macro-F1 (95% CI) | balanced acc. | cells/s (2 CPU threads) |
 |---|---|---|---|---|
 | {loaded.config['arch']} @ {size} px (ours, random init) | {rep.accuracy:.4f} ({lo:.4f}-{hi:.4f}) | {rep.macro_f1:.4f} ({flo:.4f}-{fhi:.4f}) | {rep.balanced_accuracy:.4f} | {ours:.0f} (with preprocessing {with_pre:.0f}) |
+{tta_rows}
 | EfficientNet-B0 @ 224 px, cross-lab configuration | not trained here (CPU budget) | | | {ref:.0f} |
 | anchor: DenseNet-121 ImageNet-pretrained @ 224 px | 0.990 (published) | | | |
 | anchor: best on BloodMNIST @ 28 px | 0.966 (published) | | | |

@@ -151,7 +151,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
     sched = _scheduler(opt, cfg, steps_per_epoch)
     gen = torch.Generator().manual_seed(cfg.seed)
-    start, best, best_epoch, stale = 0, -1.0, -1, 0
+    start, best, best_epoch, stale, earlier = 0, -1.0, -1, 0, 0.0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.is_file():
         state = torch.load(ckpt, weights_only=True)
@@ -163,6 +163,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
         gen.set_state(state["gen"])
         start, best, best_epoch, stale = (int(state["epoch"]) + 1, float(state["best"]),
                                           int(state["best_epoch"]), int(state["stale"]))
+        earlier = float(state.get("elapsed", 0.0))  # wall time of the interrupted sessions
         log(f"resuming at epoch {start + 1}")
     weights = _sample_weights(y_train, len(classes)) if cfg.balanced_sampler else None
     hist = out / "history.jsonl"
@@ -211,7 +212,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
             + (" *" if improved else ""))
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                  "gen": gen.get_state(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                 "stale": stale}
+                 "stale": stale, "elapsed": earlier + time.time() - t0}
         if ema is not None:
             state["ema"] = ema.state_dict()
         with atomic_write(ckpt, "wb") as fh:
@@ -229,7 +230,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     x_test, y_test = data["test"]
     test = (classification_report(y_test, predict_probs(best_model, x_test, mean, std).argmax(1),
                                   classes) if len(y_test) else None)
-    wall = time.time() - t0
+    wall = earlier + time.time() - t0
     config = {
         "task": "classification", "arch": cfg.arch, "classes": classes,
         "vocabulary": ds.vocabulary, "image_size": cfg.image_size,
@@ -240,8 +241,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
                      "split_file": SPLIT, "split_method": split.method, "command": command,
                      "config": cfg.to_dict(), "best_epoch": best_epoch + 1,
                      "wall_time_s": round(wall, 1), "device": _device()},
-        "metrics": {"val": {"accuracy": best if cfg.monitor == "accuracy" else None,
-                            cfg.monitor: best},
+        "metrics": {"val": {cfg.monitor: best},
                     "test": test.to_dict() if test else None},
     }
     save_artifact(out, best_model, config, dtype=cfg.weights_dtype)

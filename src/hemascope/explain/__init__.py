@@ -1,1 +1,2 @@
-"""Explanations: Grad-CAM heat maps (more to come: attributes, concepts, counterfactuals)."""
+"""Explanations: Grad-CAM heat maps, concept bottleneck with interventions, counterfactual
+retrieval and bias discovery (the last three work on WBCAtt-style attributes)."""

@@ -92,3 +92,11 @@ def test_json_that_is_not_coco_is_one_clear_error(tmp_path, capsys):
     assert main(["data", "info", str(p)]) == 1
     err = capsys.readouterr().err
     assert err.startswith("error:") and "COCO" in err and err.count("\n") == 1
+
+
+def test_info_reports_annotated_images_that_are_missing(smear_set, tmp_path):
+    path = write_coco(smear_set.images, CLASSES, tmp_path / "fields" / "instances.json")
+    (tmp_path / "fields" / smear_set.images[0].file_name).unlink()
+    info = inspect_dataset(path)
+    assert info.problem_counts() == {"missing_image": 1}
+    assert info.n_images == 6 and info.image_sizes == {"320x240": 5}

@@ -96,6 +96,11 @@ def inspect_dataset(path: str | Path, *, format: str = "auto", check: str = "dec
         root = Path(ds.image_root)
         present = [(im.file_name, root / im.file_name, im) for im in ds.images
                    if (root / im.file_name).is_file()]
+        reported = {q.path for q in info.problems if q.kind == "missing_image"}
+        for im in ds.images:
+            if not (root / im.file_name).is_file() and im.file_name not in reported:
+                info.problems.append(Problem(im.file_name, "missing_image",
+                                             f"annotated image not found under {root}"))
         headers = _scan(info, [(k, f) for k, f, _ in present], check, wrap)
         for key, _, im in present:
             h = headers.get(key)

@@ -69,6 +69,10 @@ Reproduce: `hemascope evaluate classifier --model default --data ../shared/data/
 {speed}
 ## Limits
 
+Below the best published PBC result (0.990 accuracy, DenseNet-121 ImageNet-pretrained at
+224 px): this model starts from random weights, sees 112 px inputs and trained for
+{tc['epochs']} epochs on two CPU cores. The weakest classes are the ones its confusion
+matrix mixes most (immature granulocytes with neutrophils and monocytes).
 Trained on one lab's images (one scanner, one stain). Expect lower accuracy on other labs'
 cells until adapted (`hemascope fewshot`, colour standardisation). The ``ig`` class pools
 promyelocytes, myelocytes and metamyelocytes; ``platelet`` and ``erythroblast`` are not WBC.

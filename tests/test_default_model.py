@@ -1,0 +1,39 @@
+"""The classifier shipped inside the package."""
+
+import json
+
+import pytest
+
+from hemascope.models.artifact import default_model_dir, load_classifier
+from hemascope.taxonomy import vocabulary
+
+
+def test_default_loads_with_its_card_and_split():
+    d = default_model_dir()
+    assert (d / "model.safetensors").stat().st_size < 25 * 2**20
+    assert (d / "MODEL_CARD.md").is_file() and (d / "split.json").is_file()
+    m = load_classifier("default")
+    assert m.classes == list(vocabulary("pbc8").classes)
+    assert m.config["source_style"]["method"] == "reinhard"
+    assert m.config["stain_reference"] is None  # PBC images are used as they are
+    test = m.config["metrics"]["test"]
+    assert test["n_images"] == 3419 and set(test) >= {"accuracy", "macro_f1", "ci95"}
+
+
+@pytest.mark.realdata
+def test_default_on_held_out_pbc_images(shared_data):
+    from hemascope.data.splits import load_split
+    from hemascope.evaluate.classifier import evaluate_classifier
+
+    pbc = shared_data / "pbc" / "PBC_dataset_normal_DIB"
+    test_keys = set(load_split(default_model_dir() / "split.json").keys("test"))
+    # 10 held-out images per class, a quick check that the shipped weights work
+    from hemascope.data.folder import read_class_folders
+
+    ds = read_class_folders(pbc, vocabulary="pbc8")
+    picked = set()
+    for c in ds.classes:
+        picked |= set([s.path for s in ds.samples if s.label == c and s.path in test_keys][:10])
+    ev = evaluate_classifier(ds.subset(paths=picked), model="default", n_bootstrap=0)
+    assert ev.report.n_images == 80
+    assert ev.report.accuracy >= 0.9, json.dumps(ev.report.to_dict()["per_class"])

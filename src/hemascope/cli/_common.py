@@ -38,3 +38,25 @@ def progress(items: Iterable, *, desc: str, total: int | None = None) -> Iterabl
     except ImportError:  # pragma: no cover
         return items
     return tqdm(items, desc=desc, total=total, unit="img", leave=False)
+
+
+def iter_images(paths, *, desc: str, limit: int | None = None):
+    """Yield ``(path, image or None, error or None)`` for files and folders (recursive).
+
+    Unreadable files come back with their reason instead of raising, so a batch goes on.
+    """
+    from hemascope.classify import expand_paths
+    from hemascope.errors import ImageReadError
+    from hemascope.io.image import read_image
+
+    files = expand_paths(paths)[:limit]
+    for f in progress(files, desc=desc, total=len(files)):
+        try:
+            yield f, read_image(f), None
+        except ImageReadError as e:
+            yield f, None, e.reason
+
+
+def print_skipped(errors: dict[str, str]) -> None:
+    for path, reason in errors.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json, progress
+from hemascope.cli._common import Formatter, add_json_option, emit_json, iter_images, print_skipped
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -27,10 +26,10 @@ def register(groups: argparse._SubParsersAction) -> None:
 
 def _gradcam(args: argparse.Namespace) -> int:
     from hemascope.classify import expand_paths, preprocess
-    from hemascope.errors import HemascopeError, ImageReadError
+    from hemascope.errors import HemascopeError
     from hemascope.explain.gradcam import gradcam, overlay
     from hemascope.io.atomic import guard_inputs
-    from hemascope.io.image import read_image, write_image
+    from hemascope.io.image import write_image
     from hemascope.models.artifact import load_classifier
     from hemascope.taxonomy import resolve
 
@@ -45,11 +44,9 @@ def _gradcam(args: argparse.Namespace) -> int:
     files = expand_paths(args.paths)
     out_dir = Path(args.out)
     rows, errors = [], {}
-    for f in progress(files, desc="grad-cam"):
-        try:
-            img = read_image(f)
-        except ImageReadError as e:
-            errors[str(f)] = e.reason
+    for f, img, err in iter_images(files, desc="grad-cam"):
+        if img is None:
+            errors[str(f)] = err
             continue
         [cam] = gradcam(loaded.model, preprocess([img], loaded.config), target=target)
         dest = out_dir / f"{f.stem}_gradcam.png"
@@ -62,6 +59,5 @@ def _gradcam(args: argparse.Namespace) -> int:
     if args.json != "-":
         for r in rows:
             print(f"{r['path']}\t{r['class']}\t{r['probability']:.3f}\t{r['overlay']}")
-    for path, reason in errors.items():
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print_skipped(errors)
     return 0 if rows else 1

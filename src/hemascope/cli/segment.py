@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json, progress
+from hemascope.cli._common import Formatter, add_json_option, emit_json, iter_images, print_skipped
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -31,19 +30,16 @@ def _extract(args: argparse.Namespace) -> int:
     import numpy as np
 
     from hemascope.classify import expand_paths
-    from hemascope.errors import ImageReadError
     from hemascope.io.atomic import guard_inputs
-    from hemascope.io.image import read_image, write_image
+    from hemascope.io.image import write_image
     from hemascope.segment.classical import extract_cell
 
     files = expand_paths(args.paths)
     out = Path(args.out)
     rows, errors = [], {}
-    for f in progress(files, desc="extracting"):
-        try:
-            img = read_image(f)
-        except ImageReadError as e:
-            errors[str(f)] = e.reason
+    for f, img, err in iter_images(files, desc="extracting"):
+        if img is None:
+            errors[str(f)] = err
             continue
         cell = extract_cell(img, threshold=args.threshold)
         if cell is None:
@@ -65,6 +61,5 @@ def _extract(args: argparse.Namespace) -> int:
         emit_json({"cells": rows, "errors": errors}, args.json)
     else:
         print(f"extracted {len(rows)} cell(s) to {out}")
-    for path, reason in errors.items():
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print_skipped(errors)
     return 0 if rows else 1

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json, progress
+from hemascope.cli._common import Formatter, add_json_option, emit_json, iter_images, print_skipped
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -35,25 +34,13 @@ def register(groups: argparse._SubParsersAction) -> None:
     app.set_defaults(handler=_apply)
 
 
-def _read_all(paths, limit=None):
-    from hemascope.classify import expand_paths
-    from hemascope.errors import ImageReadError
-    from hemascope.io.image import read_image
-
-    files = expand_paths(paths)[:limit]
-    for f in progress(files, desc="reading"):
-        try:
-            yield f, read_image(f), None
-        except ImageReadError as e:
-            yield f, None, e.reason
-
 
 def _fit(args: argparse.Namespace) -> int:
     from hemascope.errors import HemascopeError
     from hemascope.stain import fit_reference, save_reference
 
     images, errors = [], {}
-    for f, img, err in _read_all(args.paths, args.max_images):
+    for f, img, err in iter_images(args.paths, desc="reading", limit=args.max_images):
         if img is None:
             errors[str(f)] = err
         else:
@@ -66,8 +53,7 @@ def _fit(args: argparse.Namespace) -> int:
         emit_json({"reference": ref.to_dict(), "errors": errors}, args.json)
     else:
         print(f"wrote {args.out}: {ref.method} reference from {ref.n_images} image(s)")
-    for path, reason in errors.items():
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print_skipped(errors)
     return 0
 
 
@@ -76,22 +62,23 @@ def _apply(args: argparse.Namespace) -> int:
     from hemascope.io.image import write_image
     from hemascope.stain import load_reference, standardize
 
+    from hemascope.classify import expand_paths
+
     ref = load_reference(args.reference)
     out = Path(args.out)
-    done, errors, inputs = [], {}, []
-    for f, img, err in _read_all(args.paths):
-        inputs.append(f)
+    files = expand_paths(args.paths)
+    done, errors = [], {}
+    for f, img, err in iter_images(files, desc="standardising"):
         if img is None:
             errors[str(f)] = err
             continue
         dest = out / f"{f.stem}.png"
-        guard_inputs(dest, [f])
+        guard_inputs(dest, files)  # an output must never land on any input
         write_image(dest, standardize(img, reference=ref))
         done.append(str(dest))
     if args.json:
         emit_json({"written": done, "errors": errors}, args.json)
     else:
         print(f"wrote {len(done)} image(s) to {out}")
-    for path, reason in errors.items():
-        print(f"skipped {path}: {reason}", file=sys.stderr)
+    print_skipped(errors)
     return 0 if done else 1

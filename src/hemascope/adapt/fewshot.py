@@ -31,7 +31,7 @@ from hemascope.evaluate.classification import ClassificationReport, classificati
 from hemascope.evaluate.classifier import map_to_classes
 from hemascope.io.atomic import write_json, write_text
 from hemascope.models.artifact import LoadedModel, save_artifact
-from hemascope.train.classifier import build_model, to_batch
+from hemascope.train.classifier import build_model, predict_probs, to_batch
 from hemascope.train.config import ClassifierTrainConfig
 
 MODES = ("full", "head", "none", "scratch")
@@ -199,11 +199,7 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
         if source is not None:
             x, y = np.concatenate([x, source[0]]), np.concatenate([y, source[1]])
         _fine_tune(model, x, y, mean, std, cfg)
-    model.eval()
-    with torch.inference_mode():
-        logits = torch.cat([model(to_batch(test_x[i:i + 64], mean, std))
-                            for i in range(0, len(test_x), 64)])
-    return model, logits.argmax(1).numpy()
+    return model, predict_probs(model, test_x, mean, std).argmax(1)
 
 
 def _adaptable_model(base: LoadedModel, cfg: FewShotConfig, cls_idx: list[int]) -> nn.Module:

@@ -29,7 +29,7 @@ from hemascope.augment import AugmentConfig
 from hemascope.errors import DatasetError, HemascopeError
 from hemascope.evaluate.classification import ClassificationReport, classification_report
 from hemascope.models.artifact import LoadedModel, save_artifact
-from hemascope.train.classifier import to_batch
+from hemascope.train.classifier import predict_probs, to_batch
 
 METHODS = ("dann", "mmd")
 
@@ -189,14 +189,12 @@ def _target_eval(target: TargetData, classes: list[str]):
     return target.images[keep], y
 
 
-@torch.inference_mode()
 def _score(model, data, mean, std, classes) -> ClassificationReport | None:
     if data is None or not len(data[1]):
         return None
-    model.eval()
     x, y = data
-    logits = torch.cat([model(to_batch(x[i:i + 64], mean, std)) for i in range(0, len(x), 64)])
-    return classification_report(y, logits.argmax(1).numpy(), classes, n_bootstrap=200)
+    return classification_report(y, predict_probs(model, x, mean, std).argmax(1), classes,
+                                 n_bootstrap=200)
 
 
 def load_unlabelled(paths, base: LoadedModel) -> TargetData:

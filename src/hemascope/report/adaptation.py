@@ -20,29 +20,33 @@ from hemascope.evaluate.pr import per_class_pr
 from hemascope.io.atomic import write_json
 from hemascope.models.artifact import LoadedModel
 from hemascope.report import plots
-from hemascope.train.classifier import to_batch
+from hemascope.train.classifier import predict_probs, to_batch
 
 
-def _inputs(model: LoadedModel, images: np.ndarray) -> torch.Tensor:
+def _standardised(model: LoadedModel, images: np.ndarray) -> np.ndarray:
+    """The images as the model sees them: its colour transform applied, if it has one."""
     from hemascope.stain import StainReference, standardize
 
     if model.config.get("stain_reference"):
-        images = standardize(images, reference=StainReference.from_dict(model.config["stain_reference"]))
-    mean = torch.tensor(model.config["mean"], dtype=torch.float32)
-    std = torch.tensor(model.config["std"], dtype=torch.float32)
-    return to_batch(images, mean, std)
+        return standardize(images, reference=StainReference.from_dict(model.config["stain_reference"]))
+    return images
+
+
+def _norm(model: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
+    return (torch.tensor(model.config["mean"], dtype=torch.float32),
+            torch.tensor(model.config["std"], dtype=torch.float32))
 
 
 @torch.inference_mode()
 def _embed(model: LoadedModel, images: np.ndarray) -> np.ndarray:
-    return torch.cat([model.model.embed(_inputs(model, images[i:i + 64]))
-                      for i in range(0, len(images), 64)]).numpy()
+    x, (mean, std) = _standardised(model, images), _norm(model)
+    model.model.eval()
+    return torch.cat([model.model.embed(to_batch(x[i:i + 64], mean, std))
+                      for i in range(0, len(x), 64)]).numpy()
 
 
-@torch.inference_mode()
 def _probs(model: LoadedModel, images: np.ndarray) -> np.ndarray:
-    return torch.cat([torch.softmax(model.model(_inputs(model, images[i:i + 64])), 1)
-                      for i in range(0, len(images), 64)]).numpy()
+    return predict_probs(model.model, _standardised(model, images), *_norm(model))
 
 
 def _subsample(data: TargetData, n: int, seed: int) -> tuple[np.ndarray, list[str], list[str]]:

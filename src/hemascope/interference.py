@@ -106,13 +106,25 @@ def giant_platelets(img, boxes, *, severity, rng):
 @_register("overlapping_cells")
 def overlapping_cells(img, boxes, *, severity, rng):
     """Copy-paste annotated cells so that they overlap others; the pasted boxes are added."""
-    if not len(boxes):
-        return img.copy(), boxes
+    out, new, _ = paste_cells(img, boxes, severity=severity, rng=rng)
+    return out, np.concatenate([boxes, new])
+
+
+def paste_cells(img: np.ndarray, boxes: np.ndarray, *, severity: float,
+                rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Copy annotated cells onto other cells (copy-paste augmentation).
+
+    Returns the new image, the pasted boxes ``(M, 4)`` and, for each, the index of the box
+    it was copied from (so callers can carry labels over).
+    """
     out = img.copy()
+    if not len(boxes):
+        return out, np.zeros((0, 4)), np.zeros(0, np.int64)
     h, w = img.shape[:2]
-    new = []
+    new, src = [], []
     for _ in range(max(1, int(round(severity * min(len(boxes), 4))))):
-        x0, y0, x1, y1 = boxes[rng.integers(len(boxes))].astype(int)
+        i = int(rng.integers(len(boxes)))
+        x0, y0, x1, y1 = boxes[i].astype(int)
         crop = img[max(y0, 0):min(y1, h), max(x0, 0):min(x1, w)]
         ch, cw = crop.shape[:2]
         if ch < 2 or cw < 2 or ch >= h or cw >= w:
@@ -122,7 +134,8 @@ def overlapping_cells(img, boxes, *, severity, rng):
         py = int(np.clip(rng.uniform(ty0 - ch / 2, ty1 - ch / 2), 0, h - ch))
         out[py:py + ch, px:px + cw] = crop
         new.append([px, py, px + cw, py + ch])
-    return out, np.concatenate([boxes, np.array(new, float).reshape(-1, 4)])
+        src.append(i)
+    return out, np.array(new, float).reshape(-1, 4), np.array(src, np.int64)
 
 
 @_register("degenerated_cells")

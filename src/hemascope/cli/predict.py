@@ -45,6 +45,10 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(ec)
     ec.set_defaults(handler=_evaluate_classifier)
 
+    from hemascope.cli.detect import register_evaluate
+
+    register_evaluate(verbs)
+
 
 def _classify(args: argparse.Namespace) -> int:
     from hemascope.classify import classify_paths

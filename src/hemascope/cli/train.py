@@ -75,6 +75,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(lr)
     lr.set_defaults(handler=_lr_find)
 
+    _register_detector(verbs)
+
     from hemascope.train.ssl import SslConfig
 
     sd = SslConfig()
@@ -91,6 +93,71 @@ def register(groups: argparse._SubParsersAction) -> None:
         ssl.add_argument("--" + name.replace("_", "-"), type=type(getattr(sd, name)),
                          default=getattr(sd, name))
     ssl.set_defaults(handler=_ssl)
+
+
+def _register_detector(verbs) -> None:
+    from hemascope.detect.registry import detector_names
+    from hemascope.train.config import DetectorTrainConfig
+
+    det = verbs.add_parser(
+        "detector", formatter_class=Formatter, help="train a smear-field detector",
+        description="Train a cell detector (boxes for WBC, RBC, platelets, or the data set's own "
+                    "classes) on annotated smear fields. The data set's train/val/test split is "
+                    "used (val carved from train if absent); images are decoded once; the "
+                    "best-on-validation mAP model is written to --out with its config, counting "
+                    "thresholds and test metrics. Resumable with --resume.")
+    det.add_argument("--data", required=True, help="annotated fields (VOC folder, COCO JSON, "
+                                                   "YOLO data.yaml, CVAT XML)")
+    det.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "yolo", "cvat"),
+                     help="layout of --data")
+    det.add_argument("--out", required=True, help="run / model folder to write")
+    det.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    defaults = DetectorTrainConfig()
+    for f in dataclasses.fields(DetectorTrainConfig):
+        if f.name == "augment":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        if f.name == "arch":
+            det.add_argument(flag, default=value, choices=detector_names(), help="detector")
+        elif isinstance(value, tuple):
+            det.add_argument(flag, type=int, nargs="+", default=value)
+        else:
+            det.add_argument(flag, type=type(value), default=value)
+    add_json_option(det)
+    det.set_defaults(handler=_detector)
+
+
+def _detector(args: argparse.Namespace) -> int:
+    from hemascope.data import load_dataset
+    from hemascope.errors import DatasetError
+    from hemascope.io.annotations import DetectionSet
+    from hemascope.train.config import DetectorTrainConfig
+    from hemascope.train.detector import train_detector
+
+    ds = load_dataset(args.data, format=args.format)
+    if not isinstance(ds, DetectionSet):
+        raise DatasetError(f"{args.data} is not an annotated detection set (VOC, COCO, YOLO, CVAT)")
+    if ds.problems:
+        print(f"note: {len(ds.problems)} problem(s) in the annotations "
+              f"(see `hemascope data info {args.data}`)", file=sys.stderr)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(DetectorTrainConfig)
+              if f.name != "augment"}
+    values["min_sizes"] = tuple(values["min_sizes"])
+    cfg = DetectorTrainConfig(**values)
+    command = "hemascope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    r = train_detector(ds, cfg, args.out, resume=args.resume, command=command)
+    summary = {"out": str(r.out_dir), "best_epoch": r.best_epoch,
+               "wall_time_s": round(r.wall_time_s, 1),
+               "test": r.test.to_dict() if r.test else None}
+    if args.json:
+        emit_json(summary, args.json)
+    else:
+        t = r.test
+        print(f"wrote {r.out_dir} (best epoch {r.best_epoch}, {r.wall_time_s / 60:.1f} min)"
+              + (f": test mAP50 {t.map50:.4f}, mAP50:95 {t.map50_95:.4f} on {t.n_images} images"
+                 if t else ""))
+    return 0
 
 
 def _classifier(args: argparse.Namespace) -> int:

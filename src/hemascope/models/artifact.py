@@ -21,7 +21,7 @@ from hemascope.io.atomic import atomic_write, write_json
 
 ARTIFACT_FORMAT = "hemascope-model/1"
 CONFIG, WEIGHTS, SPLIT = "config.json", "model.safetensors", "split.json"
-_DEFAULTS = {"classifier": "pbc8_resnet18"}
+_DEFAULTS = {"classifier": "pbc8_resnet18", "detector": "smear3_fcos"}
 
 
 class ModelError(HemascopeError):
@@ -95,9 +95,6 @@ def load_classifier(spec: str | Path | None = "default") -> LoadedModel:
         ModelError: missing files, a config without the needed keys, or weights that do
             not fit the architecture the config describes.
     """
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     from hemascope.models.classifier import CellClassifier
 
     path = resolve_model_dir(spec)
@@ -109,6 +106,20 @@ def load_classifier(spec: str | Path | None = "default") -> LoadedModel:
     model = CellClassifier(cfg["arch"], len(cfg["classes"]), embed_dim=cfg.get("embed_dim", 128),
                            hidden_dim=cfg.get("hidden_dim", 512), dropout=cfg.get("dropout", 0.2),
                            image_size=cfg["image_size"])
+    load_weights(model, path, cfg)
+    model.eval()
+    return LoadedModel(model.to(memory_format=torch.channels_last), cfg, path)
+
+
+def load_weights(model: torch.nn.Module, path: Path, cfg: dict[str, Any]) -> None:
+    """Fill ``model`` from ``path/model.safetensors``; every tensor must match exactly.
+
+    Raises:
+        ModelError: unreadable weights, or names / shapes that do not fit the architecture.
+    """
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         state = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:
@@ -117,12 +128,10 @@ def load_classifier(spec: str | Path | None = "default") -> LoadedModel:
     unexpected, absent = sorted(set(state) - set(own)), sorted(set(own) - set(state))
     wrong = [k for k in state if k in own and state[k].shape != own[k].shape]
     if unexpected or absent or wrong:
-        raise ModelError(f"{path / WEIGHTS} does not match architecture {cfg['arch']!r} with "
-                         f"{len(cfg['classes'])} classes (missing {absent[:3]}, unexpected "
+        raise ModelError(f"{path / WEIGHTS} does not match architecture {cfg.get('arch')!r} with "
+                         f"{len(cfg.get('classes', []))} classes (missing {absent[:3]}, unexpected "
                          f"{unexpected[:3]}, wrong shape {wrong[:3]})")
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
-    model.eval()
-    return LoadedModel(model.to(memory_format=torch.channels_last), cfg, path)
 
 
 def init_from(model: torch.nn.Module, spec: str | Path) -> dict[str, int]:

@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from hemascope.augment import AugmentConfig
+from hemascope.detect.data import FieldAugment
 
 
 @dataclass
@@ -58,3 +59,53 @@ class ClassifierTrainConfig:
             aug = {k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()}
             d["augment"] = AugmentConfig(**aug)
         return cls(**d)
+
+
+@dataclass
+class DetectorTrainConfig:
+    """Options of ``hemascope train detector`` (every field is a CLI flag).
+
+    Defaults are those of the shipped smear detector: FCOS on ResNet-18 from random init,
+    multi-scale training around a 320 px short side, SGD (lr 0.01, momentum 0.9, weight
+    decay 1e-4, as in the leukocyte-detection study) with warm-up and cosine decay, an EMA
+    of the weights, the best-on-validation mAP kept.
+    """
+
+    arch: str = "fcos_resnet18"
+    min_sizes: tuple[int, ...] = (256, 288, 320, 352, 384)
+    test_size: int = 320
+    max_size: int = 560
+    fpn_channels: int = 128
+    epochs: int = 40
+    batch_size: int = 4
+    lr: float = 0.01
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    warmup_epochs: float = 1.0
+    clip_grad: float = 10.0
+    ema_decay: float = 0.998
+    val_every: int = 1
+    val_fraction: float = 0.15  # used only when the data set has no val split
+    vocabulary: str = "smear3"  # "" or "none": the data set's own class names
+    max_side: int = 1333  # larger images are downscaled once when decoded
+    seed: int = 0
+    threads: int = 0
+    weights_dtype: str = "float32"
+    init: str = ""  # classifier folder (or "default") whose ResNet encoder starts the backbone
+    augment: FieldAugment = field(default_factory=FieldAugment)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "DetectorTrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        if isinstance(d.get("augment"), dict):
+            d["augment"] = FieldAugment(**{k: tuple(v) if isinstance(v, list) else v
+                                           for k, v in d["augment"].items()})
+        return cls(**d)
+

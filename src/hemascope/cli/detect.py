@@ -1,0 +1,120 @@
+"""``hemascope detect`` and ``hemascope evaluate detector``: find cells on smear fields."""
+
+from __future__ import annotations
+
+import argparse
+
+from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images,
+                                   print_skipped)
+
+
+def _scale(text: str):
+    if text in ("auto", "none"):
+        return None if text == "none" else "auto"
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("--scale is 'auto', 'none' or a positive number") from None
+    if v <= 0:
+        raise argparse.ArgumentTypeError("--scale must be positive")
+    return v
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    det = groups.add_parser(
+        "detect", formatter_class=Formatter, help="find cells on smear fields",
+        description="Boxes, class and score for every cell on each field (folders are searched "
+                    "recursively; large fields are tiled). Writes a COCO results list with file "
+                    "and class names. Unreadable files are listed and skipped.")
+    det.add_argument("paths", nargs="+", help="image files and/or folders")
+    det.add_argument("--out", required=True, help="COCO results JSON to write")
+    _model_options(det)
+    det.add_argument("--score-thresh", type=float, default=0.3,
+                     help="keep boxes from this score (evaluation uses all boxes)")
+    det.set_defaults(handler=_detect)
+
+
+def register_evaluate(verbs: argparse._SubParsersAction) -> None:
+    ev = verbs.add_parser(
+        "detector", formatter_class=Formatter, help="COCO mAP/mAR, per-class AP, counting error",
+        description="COCO metrics (pycocotools, up to 300 boxes per image): map50_95, map50, "
+                    "map75, mar100, per_class AP, counting MAE per class, PR curves at IoU "
+                    "0.5/0.75/0.9, images/s. Several --model options are fused into an ensemble "
+                    "(--fusion). Labels are mapped onto the model's classes via the taxonomy.")
+    ev.add_argument("--data", required=True, help="annotated fields (VOC, COCO, YOLO, CVAT)")
+    ev.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "yolo", "cvat"),
+                    help="layout of --data")
+    ev.add_argument("--split", default=None, help="only this split of --data (e.g. test)")
+    _model_options(ev, multiple=True)
+    ev.add_argument("--fusion", default="vote", choices=("vote", "wbf", "nms"),
+                    help="how an ensemble's boxes are fused")
+    add_json_option(ev)
+    ev.set_defaults(handler=_evaluate)
+
+
+def _model_options(p: argparse.ArgumentParser, *, multiple: bool = False) -> None:
+    if multiple:
+        p.add_argument("--model", action="append", default=None, metavar="M",
+                       help="detector folder or 'default'; repeat for an ensemble")
+    else:
+        p.add_argument("--model", default="default", help="detector folder or 'default'")
+    p.add_argument("--scale", type=_scale, default="auto",
+                   help="'auto' (rescale when red cells look larger/smaller than in training), "
+                        "'none' (the training scale) or a factor field px -> working px")
+
+
+def _detect(args: argparse.Namespace) -> int:
+    from hemascope.classify import expand_paths
+    from hemascope.detect.predict import detect_field, load_detector
+    from hemascope.io.annotations import ImageAnnotation, Instance
+    from hemascope.io.atomic import guard_inputs
+    from hemascope.io.coco import to_coco_results
+
+    guard_inputs(args.out, expand_paths(args.paths))
+    det = load_detector(args.model)
+    classes = det.classes
+    images, errors = [], {}
+    for path, img, err in iter_images(args.paths, desc="detecting"):
+        if err is not None:
+            errors[str(path)] = err
+            continue
+        d = detect_field(det, img, scale=args.scale, score_thresh=args.score_thresh)
+        inst = tuple(Instance(label=classes[int(lab) - 1], box=tuple(float(v) for v in b),
+                              score=float(s)) for b, s, lab in zip(d.boxes, d.scores, d.labels))
+        images.append(ImageAnnotation(str(path), img.shape[1], img.shape[0], inst))
+    emit_json(to_coco_results(images, classes), args.out)
+    for im in images:
+        counts = {c: sum(1 for i in im.instances if i.label == c) for c in classes}
+        print(f"{im.file_name}\t" + "\t".join(f"{c} {n}" for c, n in counts.items()))
+    print_skipped(errors)
+    return 0 if images else 1
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from hemascope.data import load_dataset
+    from hemascope.detect.predict import load_detector
+    from hemascope.errors import DatasetError
+    from hemascope.evaluate.detector import evaluate_detector
+    from hemascope.io.annotations import DetectionSet
+
+    ds = load_dataset(args.data, format=args.format)
+    if not isinstance(ds, DetectionSet):
+        raise DatasetError(f"{args.data} is not an annotated detection set (VOC, COCO, YOLO, CVAT)")
+    models = [load_detector(m) for m in (args.model or ["default"])]
+    ev = evaluate_detector(models, ds, split=args.split, fusion=args.fusion, scale=args.scale)
+    rep = ev.report.to_dict()
+    rep["images_per_s"] = round(1 / max(ev.seconds_per_image, 1e-9), 2)
+    rep["models"] = [str(m.path) for m in models]
+    if args.json:
+        emit_json(rep, args.json)
+    if args.json != "-":
+        r = ev.report
+        print(f"{r.n_images} images: mAP50:95 {r.map50_95:.4f}, mAP50 {r.map50:.4f}, "
+              f"mAP75 {r.map75:.4f}, mAR100 {r.mar100:.4f} ({rep['images_per_s']} images/s)")
+        print(f"{'class':<12}{'AP':>8}{'AP50':>8}{'AR':>8}{'count MAE':>11}{'objects':>9}")
+        for c, s in r.per_class.items():
+            print(f"{c:<12}{s['ap']:>8.4f}{s['ap50']:>8.4f}{s['ar']:>8.4f}"
+                  f"{r.count_mae[c]:>11.3f}{r.n_objects[c]:>9}")
+    probs = [p for p in ev.fields.problems if p.kind == "unreadable_image"]
+    print_skipped({p.path: p.message for p in probs})
+    return 0

@@ -1,0 +1,161 @@
+"""Running a detector artifact on smear fields of any size.
+
+Every field is resized to the model's working scale (the scale it was trained at, stored in
+its config), cut into overlapping tiles when the resized field is large (bounded memory),
+and the boxes are mapped back to the field's own pixels.
+
+``scale="auto"`` (the default) makes the detector robust to scanners and magnifications
+it has not seen: after a first pass, the median size of the most frequent training class
+(red cells on smears) is compared with its size in training; when it is off by more than
+30 % the field is run again at the corrected scale.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from hemascope.detect.ensemble import Detections
+from hemascope.detect.tiling import merge_tiles, tile_grid
+from hemascope.models.artifact import ModelError, load_weights, read_config, resolve_model_dir
+
+#: Largest working-scale side run in one pass; larger fields are tiled.
+MAX_SINGLE_PASS = 1024
+TILE, OVERLAP = 640, 192
+
+
+@dataclass
+class LoadedDetector:
+    model: torch.nn.Module
+    config: dict[str, Any]
+    path: Path
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.config["classes"])
+
+
+def load_detector(spec: str | Path | None = "default") -> LoadedDetector:
+    """Load a detector folder (or the shipped default) in eval mode.
+
+    Raises:
+        ModelError: missing files, a config that is not a detector's, or mismatched weights.
+    """
+    from hemascope.detect.registry import build_detector
+
+    path = resolve_model_dir(spec, "detector")
+    cfg = read_config(path)
+    if cfg.get("task") != "detection":
+        raise ModelError(f"{path} holds a {cfg.get('task', 'unknown')} model, not a detector")
+    missing = [k for k in ("arch", "classes", "test_size", "max_size") if k not in cfg]
+    if missing:
+        raise ModelError(f"{path / 'config.json'} lacks {', '.join(missing)}")
+    try:
+        model = build_detector(cfg["arch"], len(cfg["classes"]), min_size=cfg["test_size"],
+                               max_size=cfg["max_size"], fpn_channels=cfg.get("fpn_channels", 128))
+    except KeyError as e:
+        raise ModelError(f"{path}: {e.args[0]}") from None
+    load_weights(model, path, cfg)
+    return LoadedDetector(model.eval(), cfg, path)
+
+
+def working_scale(height: int, width: int, config: dict[str, Any]) -> float:
+    """The resize factor the model was trained with for a field of this size."""
+    return min(config["test_size"] / min(height, width), config["max_size"] / max(height, width))
+
+
+@torch.no_grad()
+def detect_field(det: LoadedDetector, image: np.ndarray, *, scale: float | str = "auto",
+                 score_thresh: float | None = None) -> Detections:
+    """Boxes, scores and labels (``1..C``) for one RGB uint8 field, in its own pixels.
+
+    Args:
+        scale: ``"auto"`` (see module doc), ``None`` for the training scale, or a factor
+            from field pixels to working pixels.
+        score_thresh: drop boxes below this score (default: the model's own, 0.05).
+    """
+    h, w = image.shape[:2]
+    base = working_scale(h, w, det.config)
+    s = base if scale in (None, "auto") else float(scale)
+    if s <= 0:
+        raise ValueError("scale must be positive")
+    out = _run(det.model, image, s)
+    if scale == "auto":
+        s2 = _corrected_scale(out, s, det.config)
+        if s2 is not None:
+            out = _run(det.model, image, s2)
+    if score_thresh is not None:
+        keep = out.scores >= score_thresh
+        out = Detections(out.boxes[keep], out.scores[keep], out.labels[keep])
+    return out
+
+
+def detect_fields(det: LoadedDetector, images: Sequence[np.ndarray], **kw) -> list[Detections]:
+    return [detect_field(det, im, **kw) for im in images]
+
+
+def _corrected_scale(d: Detections, s: float, config: dict[str, Any]) -> float | None:
+    ref = config.get("size_reference")
+    if not ref or ref.get("class") not in config["classes"]:
+        return None
+    k = config["classes"].index(ref["class"]) + 1
+    sel = (d.labels == k) & (d.scores >= 0.5)
+    if sel.sum() < 5:
+        return None
+    b = d.boxes[sel]
+    seen = float(np.median(np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))) * s
+    ratio = ref["size"] / seen
+    if 1 / 1.3 <= ratio <= 1.3:
+        return None
+    return s * float(np.clip(ratio, 0.25, 4.0))
+
+
+def _run(model: torch.nn.Module, image: np.ndarray, s: float) -> Detections:
+    import cv2
+
+    h, w = image.shape[:2]
+    th, tw = max(1, round(h * s)), max(1, round(w * s))
+    small = image if (th, tw) == (h, w) else cv2.resize(
+        image, (tw, th), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    if max(th, tw) <= MAX_SINGLE_PASS:
+        tiles = [(0, 0, tw, th)]
+    else:
+        tiles = tile_grid(th, tw, tile=TILE, overlap=OVERLAP)
+    parts = [_forward(model, np.ascontiguousarray(small[y0:y1, x0:x1])) for x0, y0, x1, y1 in tiles]
+    merged = parts[0] if len(tiles) == 1 else merge_tiles(parts, tiles, height=th, width=tw)
+    sx, sy = w / tw, h / th
+    boxes = merged.boxes * np.array([sx, sy, sx, sy]) if len(merged) else merged.boxes
+    return Detections(np.asarray(boxes, float).reshape(-1, 4), merged.scores, merged.labels)
+
+
+#: Smaller tiles are padded (bottom / right) to this size: the coarsest pyramid level
+#: (stride 128) must keep more than one value per normalisation group.
+MIN_SIDE = 160
+
+
+def _forward(model: torch.nn.Module, tile: np.ndarray) -> Detections:
+    from hemascope.detect.registry import as_float_image
+
+    h, w = tile.shape[:2]
+    if h < MIN_SIDE or w < MIN_SIDE:
+        fill = np.median(tile.reshape(-1, 3), axis=0).astype(np.uint8)
+        padded = np.empty((max(h, MIN_SIDE), max(w, MIN_SIDE), 3), np.uint8)
+        padded[:] = fill
+        padded[:h, :w] = tile
+        tile = padded
+    t = model.transform
+    old = (t.min_size, t.max_size)
+    t.min_size, t.max_size = (min(tile.shape[:2]),), max(tile.shape[:2])  # already at scale
+    try:
+        out = model([as_float_image(tile)])[0]
+    finally:
+        t.min_size, t.max_size = old
+    boxes = out["boxes"].numpy().astype(float)
+    boxes = np.minimum(boxes, [w, h, w, h])
+    keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)
+    return Detections(boxes[keep], out["scores"].numpy().astype(float)[keep],
+                      out["labels"].numpy().astype(np.int64)[keep])

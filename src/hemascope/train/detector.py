@@ -1,0 +1,310 @@
+"""Training a smear-field detector: cached fields, online augmentation, best-on-val mAP.
+
+Images are decoded once into memory (:func:`hemascope.detect.data.prepare_fields`); each
+step draws a batch, applies mosaic / zoom / flips / colour jitter / copy-paste /
+interference factors, and runs the torchvision detector's own losses. Validation mAP@.5:.95
+picks the epoch; the EMA weights are what is evaluated and shipped. ``checkpoint.pt``
+(loaded with ``weights_only=True``) makes the run resumable.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from hemascope.detect.data import FieldSet, augment_field, class_mapping, mosaic, prepare_fields
+from hemascope.detect.ensemble import Detections
+from hemascope.detect.registry import as_float_image, build_detector
+from hemascope.errors import DatasetError
+from hemascope.evaluate.detection import (DetectionReport, GroundTruth, best_count_thresholds,
+                                          detection_report)
+from hemascope.io.annotations import DetectionSet
+from hemascope.io.atomic import atomic_write, write_json
+from hemascope.models.artifact import save_artifact
+from hemascope.train.classifier import _device, _ema_update
+from hemascope.train.config import DetectorTrainConfig
+
+
+@dataclass
+class DetectorTrainResult:
+    out_dir: Path
+    best_epoch: int
+    val: DetectionReport | None
+    test: DetectionReport | None
+    wall_time_s: float
+
+
+def split_sets(ds: DetectionSet, cfg: DetectorTrainConfig) -> dict[str, DetectionSet]:
+    """``train`` / ``val`` / ``test`` parts: the data set's own split, val carved if absent."""
+    parts = ds.splits()
+    if "train" not in parts:
+        if set(parts) != {"all"}:
+            raise DatasetError(f"the data set has splits {', '.join(sorted(parts))} but no 'train'")
+        parts = {"train": parts["all"]}
+    train = list(parts["train"])
+    if "val" not in parts:
+        order = np.random.default_rng(cfg.seed).permutation(len(train))
+        n_val = max(1, round(cfg.val_fraction * len(train))) if len(train) > 1 else 0
+        parts["val"] = [train[i] for i in sorted(order[:n_val])]
+        train = [train[i] for i in sorted(order[n_val:])]
+    out = {}
+    for name, ims in (("train", train), ("val", parts.get("val", [])), ("test", parts.get("test", []))):
+        out[name] = DetectionSet(images=list(ims), classes=list(ds.classes), image_root=ds.image_root,
+                                 problems=[], format=ds.format)
+    out["train"].problems = list(ds.problems)
+    return out
+
+
+def predict_fields(model: torch.nn.Module, fields, *, size: int, max_size: int) -> list[Detections]:
+    """Single-scale predictions for decoded fields (validation / test during training)."""
+    from hemascope.detect.predict import LoadedDetector, detect_field
+
+    det = LoadedDetector(model.eval(), {"test_size": size, "max_size": max_size}, Path("."))
+    return [detect_field(det, f.image, scale=None) for f in fields]
+
+
+def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Path, *,
+                   resume: bool = False, command: str = "",
+                   log: Callable[[str], None] | None = None) -> DetectorTrainResult:
+    """Train on ``train``, pick the epoch by ``val`` mAP, report ``test``; write the artifact."""
+    log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    torch.manual_seed(cfg.seed)
+    t0 = time.time()
+    vocab = None if cfg.vocabulary in ("", "none") else cfg.vocabulary
+    classes, mapping = class_mapping(ds, vocabulary=vocab)
+    sets = split_sets(ds, cfg)
+    data: dict[str, FieldSet] = {}
+    for name, part in sets.items():
+        if part.images:
+            data[name] = prepare_fields(part, classes, mapping, max_side=cfg.max_side)
+    train = data["train"].fields
+    log(f"{len(train)} train / {len(data.get('val', FieldSet([], classes)).fields)} val / "
+        f"{len(data.get('test', FieldSet([], classes)).fields)} test fields; classes {', '.join(classes)}")
+    if len(train) < 2:
+        raise DatasetError("need at least two training images")
+
+    model = build_detector(cfg.arch, len(classes), min_size=cfg.min_sizes, max_size=cfg.max_size,
+                           fpn_channels=cfg.fpn_channels)
+    if cfg.init:
+        n = init_backbone(model, cfg.init)
+        log(f"backbone: {n} tensors from the classifier {cfg.init}")
+    ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
+    params = [p for p in model.parameters() if p.requires_grad]
+    decay = [p for p in params if p.ndim > 1]
+    no_decay = [p for p in params if p.ndim <= 1]
+    opt = torch.optim.SGD([{"params": decay, "weight_decay": cfg.weight_decay},
+                           {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
+                          momentum=cfg.momentum)
+    steps = math.ceil(len(train) / cfg.batch_size)
+    total, warm = cfg.epochs * steps, int(cfg.warmup_epochs * steps)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (k + 1) / warm if k < warm else
+                                              0.5 * (1 + math.cos(math.pi * min(1.0, (k - warm) /
+                                                                                max(1, total - warm)))))
+    rng = np.random.default_rng(cfg.seed)
+    start, best, best_epoch, earlier = 0, -1.0, -1, 0.0
+    ckpt = out / "checkpoint.pt"
+    if resume and ckpt.is_file():
+        state = torch.load(ckpt, weights_only=True)
+        model.load_state_dict(state["model"])
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        rng = np.random.default_rng(int(state["rng_seed"]))
+        start, best, best_epoch = int(state["epoch"]) + 1, float(state["best"]), int(state["best_epoch"])
+        earlier = float(state.get("elapsed", 0.0))
+        log(f"resuming at epoch {start + 1}")
+    eval_model = ema if ema is not None else model
+    val = data.get("val")
+    for epoch in range(start, cfg.epochs):
+        te = time.time()
+        model.train()
+        order = rng.permutation(len(train))
+        loss_sum, parts_sum, n = 0.0, {}, 0
+        for b in range(steps):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            if len(idx) < 2:
+                continue  # batch norm needs two samples
+            images, targets = _batch(train, idx, rng, cfg)
+            losses = model(images, targets)
+            loss = sum(losses.values())
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at epoch {epoch + 1}; lower --lr")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad)
+            opt.step()
+            sched.step()
+            if ema is not None:
+                _ema_update(ema, model, cfg.ema_decay, step=epoch * steps + b)
+            loss_sum += loss.item()
+            for k, v in losses.items():
+                parts_sum[k] = parts_sum.get(k, 0.0) + v.item()
+            n += 1
+        row = {"epoch": epoch + 1, "loss": loss_sum / max(n, 1),
+               **{k: round(v / max(n, 1), 4) for k, v in parts_sum.items()},
+               "lr": opt.param_groups[0]["lr"]}
+        improved = False
+        if val is not None and ((epoch + 1) % cfg.val_every == 0 or epoch + 1 == cfg.epochs):
+            rep = _report(eval_model, val, classes, cfg)
+            row.update({"val_map50_95": rep.map50_95, "val_map50": rep.map50, "val_mar100": rep.mar100})
+            improved = rep.map50_95 > best
+        elif val is None:
+            improved = True  # nothing to select on: keep the latest
+        if improved:
+            best, best_epoch = row.get("val_map50_95", 0.0), epoch
+            save_artifact(out / "best", eval_model, {"arch": cfg.arch}, dtype="float32")
+        row.update({"seconds": round(time.time() - te, 1), "best": improved})
+        with open(out / "history.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+        log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']:.4f}"
+            + (f" val mAP {row['val_map50_95']:.4f} mAP50 {row['val_map50']:.4f}" if "val_map50" in row else "")
+            + f" lr {row['lr']:.2e} ({row['seconds']}s)" + (" *" if improved else ""))
+        state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                 "rng_seed": int(rng.integers(1 << 62)), "epoch": epoch, "best": best,
+                 "best_epoch": best_epoch, "elapsed": earlier + time.time() - t0}
+        rng = np.random.default_rng(state["rng_seed"])  # the resumed run draws the same stream
+        if ema is not None:
+            state["ema"] = ema.state_dict()
+        with atomic_write(ckpt, "wb") as fh:
+            torch.save(state, fh)
+
+    return finish_detector(out, cfg, classes, data, ds, best_epoch, earlier + time.time() - t0,
+                           command=command)
+
+
+def init_backbone(model: torch.nn.Module, spec: str) -> int:
+    """Start the detector's ResNet from a trained classifier's encoder (in-domain pre-training).
+
+    The classifier saw inputs standardised by its mean/std, the detector sees 0-1 pixels: the
+    first convolution is divided by the std per input channel, and the constant the mean
+    adds is absorbed by the batch norm that follows. Returns the number of tensors copied.
+
+    Raises:
+        ModelError: the classifier is not a ResNet whose tensors fit this backbone.
+    """
+    from safetensors.torch import load_file
+
+    from hemascope.models.artifact import ModelError, read_config, resolve_model_dir
+
+    path = resolve_model_dir(spec, "classifier")
+    ccfg = read_config(path)
+    state = load_file(str(path / "model.safetensors"))
+    own = model.state_dict()
+    take = {}
+    for k, v in state.items():
+        if k.startswith("encoder."):
+            name = "backbone.body." + k[len("encoder."):]
+            if name in own and own[name].shape == v.shape:
+                take[name] = v.to(own[name].dtype)
+    if "backbone.body.conv1.weight" not in take or len(take) < 20:
+        raise ModelError(f"the encoder of {path} ({ccfg.get('arch')}) does not fit the backbone of "
+                         "this detector")
+    std = torch.tensor(ccfg.get("std", [1.0, 1.0, 1.0]), dtype=torch.float32)
+    take["backbone.body.conv1.weight"] = take["backbone.body.conv1.weight"] / std.view(1, 3, 1, 1)
+    model.load_state_dict(take, strict=False)
+    return len(take)
+
+
+def finish_detector(out: Path, cfg: DetectorTrainConfig, classes: list[str],
+                    data: dict[str, FieldSet], ds: DetectionSet, best_epoch: int, wall: float, *,
+                    command: str = "") -> DetectorTrainResult:
+    """Reload the best weights, tune counting thresholds on val, score test, write the artifact."""
+    from safetensors.torch import load_file
+
+    model = build_detector(cfg.arch, len(classes), min_size=cfg.test_size, max_size=cfg.max_size,
+                           fpn_channels=cfg.fpn_channels)
+    model.load_state_dict(load_file(str(out / "best" / "model.safetensors")))
+    if cfg.weights_dtype == "float16":  # score exactly the weights that will be shipped
+        with torch.no_grad():
+            for t in model.state_dict().values():
+                if t.is_floating_point():
+                    t.copy_(t.half().float())
+    model.eval()
+    thresholds = None
+    val_rep = test_rep = None
+    if "val" in data:
+        val_f = data["val"].fields
+        val_pred = predict_fields(model, val_f, size=cfg.test_size, max_size=cfg.max_size)
+        gts = [GroundTruth(f.boxes, f.labels) for f in val_f]
+        thresholds = best_count_thresholds(gts, val_pred, classes)
+        val_rep = detection_report(gts, val_pred, classes, count_thresholds=thresholds)
+    if "test" in data:
+        test_f = data["test"].fields
+        test_rep = detection_report([GroundTruth(f.boxes, f.labels) for f in test_f],
+                                    predict_fields(model, test_f, size=cfg.test_size,
+                                                   max_size=cfg.max_size),
+                                    classes, count_thresholds=thresholds)
+    config = {
+        "task": "detection", "arch": cfg.arch, "classes": classes,
+        "vocabulary": cfg.vocabulary or None, "test_size": cfg.test_size, "max_size": cfg.max_size,
+        "fpn_channels": cfg.fpn_channels, "input": "RGB float 0-1, no normalisation",
+        "size_reference": size_reference(data["train"], cfg),
+        "count_thresholds": thresholds or dict.fromkeys(classes, 0.5),
+        "training": {"data": str(ds.image_root), "format": ds.format,
+                     "n_images": {k: len(v.fields) for k, v in data.items()},
+                     "command": command, "config": cfg.to_dict(), "best_epoch": best_epoch + 1,
+                     "wall_time_s": round(wall, 1), "device": _device()},
+        "metrics": {"val": _brief(val_rep), "test": _brief(test_rep)},
+    }
+    save_artifact(out, model, config, dtype=cfg.weights_dtype)
+    write_json(out / "metrics.json", test_rep.to_dict() if test_rep else {})
+    return DetectorTrainResult(out, best_epoch + 1, val_rep, test_rep, wall)
+
+
+def size_reference(train: FieldSet, cfg: DetectorTrainConfig) -> dict | None:
+    """Median working-scale size (sqrt of box area) of the most frequent class."""
+    from hemascope.detect.predict import working_scale
+
+    labels = np.concatenate([f.labels for f in train.fields])
+    if not len(labels):
+        return None
+    k = int(np.bincount(labels).argmax())
+    sizes = []
+    for f in train.fields:
+        s = working_scale(*f.image.shape[:2], {"test_size": cfg.test_size, "max_size": cfg.max_size})
+        b = f.boxes[f.labels == k]
+        sizes.extend(np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])) * s)
+    return {"class": train.classes[k - 1], "size": round(float(np.median(sizes)), 2)}
+
+
+def _brief(rep: DetectionReport | None) -> dict | None:
+    if rep is None:
+        return None
+    return {"map50_95": rep.map50_95, "map50": rep.map50, "map75": rep.map75, "mar100": rep.mar100,
+            "per_class_ap50": {c: v["ap50"] for c, v in rep.per_class.items()},
+            "count_mae": rep.count_mae, "n_images": rep.n_images}
+
+
+def _report(model, val: FieldSet, classes, cfg: DetectorTrainConfig) -> DetectionReport:
+    preds = predict_fields(model, val.fields, size=cfg.test_size, max_size=cfg.max_size)
+    return detection_report([GroundTruth(f.boxes, f.labels) for f in val.fields], preds, classes)
+
+
+def _batch(train, idx, rng: np.random.Generator, cfg: DetectorTrainConfig):
+    images, targets = [], []
+    for i in idx:
+        f = train[i]
+        img, b, lab = f.image, f.boxes, f.labels
+        if rng.random() < cfg.augment.mosaic_p and len(train) >= 4:
+            others = rng.choice(len(train), 3, replace=False)
+            img, b, lab = mosaic([(img, b, lab)] + [(train[j].image, train[j].boxes, train[j].labels)
+                                                    for j in others], size=img.shape[:2])
+        img, b, lab = augment_field(img, b, lab, rng=rng, cfg=cfg.augment)
+        images.append(as_float_image(img))
+        targets.append({"boxes": torch.from_numpy(np.asarray(b, np.float32).reshape(-1, 4)),
+                        "labels": torch.from_numpy(np.asarray(lab, np.int64))})
+    return images, targets

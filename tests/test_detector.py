@@ -1,0 +1,254 @@
+"""Detectors: registry, field augmentation, tiling, COCO metrics, training, CLI."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hemascope.cli import main
+from hemascope.detect.data import (FieldAugment, augment_field, class_mapping, mosaic,
+                                   prepare_fields)
+from hemascope.detect.ensemble import Detections
+from hemascope.detect.registry import build_detector, detector_names
+from hemascope.detect.tiling import merge_tiles, tile_grid
+from hemascope.errors import DatasetError
+from hemascope.evaluate.detection import GroundTruth, best_count_thresholds, detection_report
+from hemascope.io.annotations import DetectionSet, ImageAnnotation, Instance
+from hemascope.io.image import write_image
+from hemascope.io.voc import write_voc
+from hemascope.models.artifact import ModelError
+from hemascope.synthetic import make_smear
+
+CLASSES = ["WBC", "RBC", "Platelets"]
+
+
+@pytest.fixture(scope="module")
+def voc_smears(tmp_path_factory):
+    """Ten synthetic fields in VOC layout: 6 train, 2 val, 2 test."""
+    root = tmp_path_factory.mktemp("voc")
+    images = []
+    for seed in range(10):
+        f = make_smear(6, seed=seed, size=(96, 128), n_wbc=1, n_platelets=1)
+        a = f.annotation
+        write_image(root / "JPEGImages" / a.file_name, f.image)
+        split = "train" if seed < 6 else "val" if seed < 8 else "test"
+        images.append(ImageAnnotation(a.file_name, a.width, a.height, a.instances, split=split))
+    write_voc(images, root)
+    return root
+
+
+@pytest.mark.parametrize("name", detector_names())
+def test_every_detector_trains_and_predicts(name):
+    torch.manual_seed(0)
+    model = build_detector(name, 3, min_size=128, max_size=160, fpn_channels=64)
+    target = {"boxes": torch.tensor([[10.0, 10.0, 40.0, 40.0], [60.0, 30.0, 90.0, 70.0]]),
+              "labels": torch.tensor([1, 2])}
+    if "mask" in name:
+        m = torch.zeros(2, 128, 160, dtype=torch.uint8)
+        m[0, 10:40, 10:40] = 1
+        m[1, 30:70, 60:90] = 1
+        target["masks"] = m
+    model.train()
+    losses = model([torch.rand(3, 128, 160)] * 2, [target] * 2)
+    loss = sum(losses.values())
+    assert torch.isfinite(loss) and loss.item() > 0
+    loss.backward()
+    model.eval()
+    with torch.no_grad():
+        out = model([torch.rand(3, 128, 160)])[0]
+    assert set(out) >= {"boxes", "scores", "labels"}
+
+
+def test_registry_rejects_unknown_and_bad_options():
+    with pytest.raises(KeyError, match="unknown detector"):
+        build_detector("yolo9000", 3)
+    with pytest.raises(ValueError):
+        build_detector("fcos_resnet18", 3, fpn_channels=48)
+    with pytest.raises(ValueError):
+        build_detector("fcos_resnet18", 0)
+
+
+def _painted(h=60, w=80, box=(10, 5, 30, 25)):
+    img = np.zeros((h, w, 3), np.uint8)
+    x0, y0, x1, y1 = box
+    img[y0:y1, x0:x1] = 200
+    return img, np.array([box], np.float32), np.array([2])
+
+
+def _bbox_of_paint(img):
+    ys, xs = np.nonzero(img[..., 0] > 100)
+    return [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_geometric_augmentation_moves_boxes_with_pixels(seed):
+    img, b, lab = _painted()
+    cfg = FieldAugment(zoom_p=0.0, hsv_p=0.0, paste_p=0.0, interference_p=0.0)
+    out, ob, ol = augment_field(img, b, lab, rng=np.random.default_rng(seed), cfg=cfg)
+    assert ol.tolist() == [2]
+    np.testing.assert_allclose(ob[0], _bbox_of_paint(out))
+    assert img[5:25, 10:30].min() == 200  # input untouched
+
+
+def test_augmentation_keeps_boxes_inside_and_labels_aligned():
+    f = make_smear(10, seed=3, size=(120, 160))
+    b = np.array([i.box for i in f.annotation.instances], np.float32)
+    lab = np.array([CLASSES.index(i.label) + 1 for i in f.annotation.instances])
+    rng = np.random.default_rng(0)
+    for _ in range(30):
+        out, ob, ol = augment_field(f.image, b, lab, rng=rng)
+        h, w = out.shape[:2]
+        assert len(ob) == len(ol) and out.dtype == np.uint8
+        assert (ob >= -1e-3).all() and (ob[:, 2] <= w + 1e-3).all() and (ob[:, 3] <= h + 1e-3).all()
+        assert ((ob[:, 2:] - ob[:, :2]) > 0).all()
+
+
+def test_mosaic_halves_boxes_into_quadrants():
+    img, b, lab = _painted(60, 80, (0, 0, 20, 20))
+    canvas, mb, ml = mosaic([(img, b, lab)] * 4, size=(60, 80))
+    assert canvas.shape == (60, 80, 3) and len(mb) == 4
+    np.testing.assert_allclose(mb[0], [0, 0, 10, 10])
+    np.testing.assert_allclose(mb[3], [40, 30, 50, 40])
+
+
+def test_class_mapping_through_taxonomy_and_unknown_labels():
+    inst = (Instance("neutrophil", (0, 0, 10, 10)), Instance("erythrocyte", (5, 5, 20, 20)))
+    ds = DetectionSet([ImageAnnotation("a.png", 30, 30, inst)], ["neutrophil", "erythrocyte"], ".")
+    classes, mapping = class_mapping(ds)
+    assert classes == ["WBC", "RBC"] and mapping["neutrophil"] == "WBC"
+    _, mapping = class_mapping(ds, classes=CLASSES)
+    assert mapping == {"neutrophil": "WBC", "erythrocyte": "RBC"}
+    bad = DetectionSet([ImageAnnotation("a.png", 30, 30, (Instance("blob", (0, 0, 9, 9)),))],
+                       ["blob"], ".")
+    with pytest.raises(DatasetError, match="'blob'"):
+        class_mapping(bad)
+    assert class_mapping(bad, vocabulary=None)[0] == ["blob"]
+
+
+def test_prepare_fields_reports_unreadable_images(tmp_path):
+    f = make_smear(4, seed=1, size=(64, 80))
+    write_image(tmp_path / "ok.png", f.image)
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+    anns = [ImageAnnotation("ok.png", 80, 64, f.annotation.instances),
+            ImageAnnotation("broken.png", 80, 64, f.annotation.instances)]
+    ds = DetectionSet(anns, CLASSES, str(tmp_path))
+    fs = prepare_fields(ds, CLASSES, {c: c for c in CLASSES})
+    assert [x.name for x in fs.fields] == ["ok.png"]
+    assert any(p.path == "broken.png" and p.kind == "unreadable_image" for p in fs.problems)
+
+
+def test_tile_grid_covers_and_overlaps():
+    tiles = tile_grid(1000, 1500, tile=640, overlap=192)
+    cover = np.zeros((1000, 1500), bool)
+    for x0, y0, x1, y1 in tiles:
+        assert x1 - x0 <= 640 and y1 - y0 <= 640
+        cover[y0:y1, x0:x1] = True
+    assert cover.all()
+    assert tile_grid(300, 400, tile=640, overlap=192) == [(0, 0, 400, 300)]
+    with pytest.raises(ValueError):
+        tile_grid(10, 10, tile=5, overlap=5)
+
+
+def test_merge_tiles_drops_cut_boxes_and_duplicates():
+    tiles = [(0, 0, 100, 100), (60, 0, 160, 100)]
+    whole = np.array([[70.0, 10, 90, 30]])  # inside both tiles
+    cut = np.array([[80.0, 50, 100, 70]])  # cut by the right side of tile 0
+    a = Detections(np.concatenate([whole, cut]), np.array([0.9, 0.8]), np.array([1, 1]))
+    b = Detections(np.array([[10.0, 10, 30, 30], [20.0, 50, 50, 70]]), np.array([0.85, 0.7]),
+                   np.array([1, 1]))  # tile 1 coordinates
+    m = merge_tiles([a, b], tiles, height=100, width=160)
+    got = sorted(map(tuple, np.round(m.boxes).astype(int).tolist()))
+    assert got == [(70, 10, 90, 30), (80, 50, 110, 70)]
+
+
+def test_detection_report_perfect_partial_and_empty():
+    g = [GroundTruth(np.array([[0, 0, 10, 10], [20, 20, 40, 40.0]]), np.array([1, 2]))] * 3
+    perfect = [Detections(g[0].boxes, np.array([0.9, 0.8]), np.array([1, 2]))] * 3
+    r = detection_report(g, perfect, ["a", "b"])
+    assert r.map50_95 == pytest.approx(1.0) and r.count_mae == {"a": 0.0, "b": 0.0}
+    shifted = [Detections(g[0].boxes + [0, 0, 2.5, 2.5], np.array([0.9, 0.8]), np.array([1, 2]))] * 3
+    r = detection_report(g, shifted, ["a", "b"])
+    assert r.map50 == pytest.approx(1.0) and r.map50_95 < 0.9
+    r = detection_report(g, [Detections.empty()] * 3, ["a", "b"])
+    assert r.map50 == 0.0 and r.count_mae == {"a": 1.0, "b": 1.0}
+    assert set(r.to_dict()) >= {"map50_95", "map50", "map75", "mar100", "per_class", "count_mae"}
+    low = [Detections(g[0].boxes, np.array([0.3, 0.3]), np.array([1, 2]))] * 3
+    thr = best_count_thresholds(g, low, ["a", "b"])
+    assert thr["a"] <= 0.3 and thr["b"] <= 0.3
+    with pytest.raises(ValueError):
+        detection_report(g, perfect[:1], ["a", "b"])
+
+
+@pytest.mark.slow
+def test_train_evaluate_detect_round_trip(voc_smears, tmp_path):
+    out = tmp_path / "det"
+    code = main(["train", "detector", "--data", str(voc_smears), "--out", str(out), "--epochs", "2",
+                 "--min-sizes", "96", "--test-size", "96", "--max-size", "128",
+                 "--fpn-channels", "64", "--batch-size", "3", "--json", str(tmp_path / "t.json")])
+    assert code == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["task"] == "detection" and cfg["classes"] == CLASSES
+    assert cfg["size_reference"]["class"] == "RBC" and cfg["metrics"]["test"]["n_images"] == 2
+    assert not list(out.glob("*.pkl"))
+    code = main(["evaluate", "detector", "--data", str(voc_smears), "--split", "test",
+                 "--model", str(out), "--model", str(out), "--json", str(tmp_path / "e.json")])
+    assert code == 0
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert rep["n_images"] == 2 and set(rep["per_class"]) == set(CLASSES)
+    assert 0.0 <= rep["map50"] <= 1.0 and len(rep["models"]) == 2
+    # resume finishes immediately: every epoch is done
+    code = main(["train", "detector", "--data", str(voc_smears), "--out", str(out), "--epochs", "2",
+                 "--min-sizes", "96", "--test-size", "96", "--max-size", "128",
+                 "--fpn-channels", "64", "--batch-size", "3", "--resume"])
+    assert code == 0
+    imgs = voc_smears / "JPEGImages"
+    (tmp_path / "bad.png").write_bytes(b"garbage")
+    code = main(["detect", str(imgs), str(tmp_path / "bad.png"), "--model", str(out),
+                 "--out", str(tmp_path / "p.json"), "--score-thresh", "0.0"])
+    assert code == 0
+    preds = json.loads((tmp_path / "p.json").read_text())
+    assert isinstance(preds, list)
+    assert all({"file_name", "category_name", "bbox", "score"} <= set(p) for p in preds)
+    # outputs never overwrite inputs
+    victim = next(imgs.iterdir())
+    assert main(["detect", str(victim), "--model", str(out), "--out", str(victim)]) == 1
+
+
+def test_detect_field_tiles_large_fields(monkeypatch, voc_smears, tmp_path):
+    from hemascope.detect import predict
+
+    model = build_detector("fcos_resnet18", 3, min_size=96, max_size=128, fpn_channels=64).eval()
+    det = predict.LoadedDetector(model, {"classes": CLASSES, "test_size": 96, "max_size": 4000},
+                                 tmp_path)
+    seen = []
+    real = predict._forward
+    monkeypatch.setattr(predict, "_forward", lambda m, t: seen.append(t.shape) or real(m, t))
+    img = np.full((600, 1500, 3), 230, np.uint8)
+    out = predict.detect_field(det, img, scale=1.0)
+    assert len(seen) > 1 and all(max(s[:2]) <= predict.TILE for s in seen)
+    assert out.boxes.shape[1:] == (4,) if len(out) else True
+    seen.clear()
+    predict.detect_field(det, img, scale=0.5)  # 300 x 750 fits in one pass
+    assert len(seen) == 1
+
+
+def test_load_detector_errors(tmp_path, tiny_model):
+    from hemascope.detect.predict import load_detector
+
+    with pytest.raises(ModelError, match="does not exist"):
+        load_detector(tmp_path / "nope")
+    with pytest.raises(ModelError, match="not a detector"):
+        load_detector(tiny_model)
+
+
+def test_backbone_starts_from_the_default_classifier():
+    from hemascope.train.detector import init_backbone
+
+    model = build_detector("fcos_resnet18", 3)
+    before = model.backbone.body.layer1[0].conv1.weight.clone()
+    n = init_backbone(model, "default")
+    assert n > 100
+    assert not torch.equal(before, model.backbone.body.layer1[0].conv1.weight)
+    with pytest.raises(ModelError):
+        init_backbone(build_detector("fcos_resnet18", 3), "/nonexistent")

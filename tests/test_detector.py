@@ -252,3 +252,28 @@ def test_backbone_starts_from_the_default_classifier():
     assert not torch.equal(before, model.backbone.body.layer1[0].conv1.weight)
     with pytest.raises(ModelError):
         init_backbone(build_detector("fcos_resnet18", 3), "/nonexistent")
+
+
+@pytest.mark.parametrize("name", ["fcos_resnet18", "fasterrcnn_resnet18"])
+def test_fields_without_cells_train(name):
+    from hemascope.detect.data import Field
+    from hemascope.train.config import DetectorTrainConfig
+    from hemascope.train.detector import _batch
+
+    torch.manual_seed(0)
+    f = make_smear(5, seed=2, size=(128, 160))
+    b = np.array([i.box for i in f.annotation.instances], np.float32)
+    lab = np.array([CLASSES.index(i.label) + 1 for i in f.annotation.instances])
+    fields = [Field("a", f.image, b, lab),
+              Field("empty", np.full((128, 160, 3), 230, np.uint8), np.zeros((0, 4), np.float32),
+                    np.zeros(0, np.int64))]
+    images, targets = _batch(fields, [0, 1], np.random.default_rng(0), DetectorTrainConfig())
+    model = build_detector(name, 3, min_size=128, max_size=160, fpn_channels=64).train()
+    loss = sum(model(images, targets).values())
+    assert torch.isfinite(loss)
+
+
+def test_mask_models_refuse_box_only_training(voc_smears, tmp_path):
+    code = main(["train", "detector", "--data", str(voc_smears), "--out", str(tmp_path / "m"),
+                 "--arch", "maskrcnn_resnet18", "--epochs", "1"])
+    assert code == 1

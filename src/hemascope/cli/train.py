@@ -124,12 +124,20 @@ def _register_detector(verbs) -> None:
             det.add_argument(flag, type=int, nargs="+", default=value)
         else:
             det.add_argument(flag, type=type(value), default=value)
+    from hemascope.detect.data import FieldAugment
+
+    for f in dataclasses.fields(FieldAugment):
+        value = getattr(FieldAugment(), f.name)
+        if isinstance(value, float):  # probabilities and strengths; ranges keep their defaults
+            det.add_argument("--aug-" + f.name.replace("_", "-"), type=float, default=value,
+                             help="augmentation: " + f.name.replace("_", " "))
     add_json_option(det)
     det.set_defaults(handler=_detector)
 
 
 def _detector(args: argparse.Namespace) -> int:
     from hemascope.data import load_dataset
+    from hemascope.detect.data import FieldAugment
     from hemascope.errors import DatasetError
     from hemascope.io.annotations import DetectionSet
     from hemascope.train.config import DetectorTrainConfig
@@ -144,7 +152,9 @@ def _detector(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(DetectorTrainConfig)
               if f.name != "augment"}
     values["min_sizes"] = tuple(values["min_sizes"])
-    cfg = DetectorTrainConfig(**values)
+    aug = {f.name: getattr(args, "aug_" + f.name) for f in dataclasses.fields(FieldAugment)
+           if hasattr(args, "aug_" + f.name)}
+    cfg = DetectorTrainConfig(**values, augment=FieldAugment(**aug))
     command = "hemascope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     r = train_detector(ds, cfg, args.out, resume=args.resume, command=command)
     summary = {"out": str(r.out_dir), "best_epoch": r.best_epoch,

@@ -83,6 +83,13 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
+    from hemascope.detect.registry import detector_spec
+
+    if detector_spec(cfg.arch).masks:
+        raise DatasetError(f"{cfg.arch} needs instance masks, which `train detector` does not feed "
+                           "yet; train a box detector (fcos_resnet18, fasterrcnn_resnet18, "
+                           "retinanet_resnet18) and turn WBC boxes into masks with "
+                           "hemascope.segment.classical.mask_in_box")
     vocab = None if cfg.vocabulary in ("", "none") else cfg.vocabulary
     classes, mapping = class_mapping(ds, vocabulary=vocab)
     sets = split_sets(ds, cfg)

@@ -17,7 +17,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PROBLEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hemascope.cli import adapt, data, detect, explain, predict, report, segment, stain, train
+    from hemascope.cli import (adapt, analyze, data, detect, explain, predict, report, segment,
+                               stain, train)
 
     parser = argparse.ArgumentParser(
         prog="hemascope",
@@ -30,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.register(groups)
     predict.register(groups)
     detect.register(groups)
+    analyze.register(groups)
     explain.register(groups)
     stain.register(groups)
     adapt.register(groups)

@@ -1,0 +1,86 @@
+"""``hemascope analyze``: the main job, from smear images to a differential with evidence."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from hemascope.cli._common import Formatter, add_json_option, emit_json
+from hemascope.cli.detect import _scale
+
+
+def register(groups: argparse._SubParsersAction) -> None:
+    p = groups.add_parser(
+        "analyze", formatter_class=Formatter, help="smear images -> differential count with evidence",
+        description="Find every cell on smear fields (or take single-cell crops as they are), "
+                    "type each white cell, outline it, count red cells and platelets, and write "
+                    "per-image JSON, cells.csv, differential.csv, COCO, CVAT XML, QuPath GeoJSON, "
+                    "overlays and an HTML report to --out. Unreadable files go to errors.csv; "
+                    "--resume skips images already done.")
+    p.add_argument("paths", nargs="+", help="image files and/or folders (recursive)")
+    p.add_argument("--out", required=True, help="output folder (created)")
+    p.add_argument("--detector", default="default", help="detector folder or 'default'")
+    p.add_argument("--classifier", default="default",
+                   help="classifier folder or 'default' (e.g. RUN/model from `hemascope fewshot`)")
+    p.add_argument("--stain", default=None, metavar="REF",
+                   help="colour reference (`hemascope stain fit`) applied to cells before typing")
+    p.add_argument("--mode", default="auto", choices=("auto", "cells", "fields"),
+                   help="'cells': single-cell crops; 'fields': smear fields; 'auto': images up to "
+                        "400 px are cells")
+    p.add_argument("--scale", type=_scale, default="auto",
+                   help="detector scale: 'auto', 'none' or a factor field px -> working px")
+    p.add_argument("--review-below", type=float, default=0.6,
+                   help="flag white cells typed with less confidence than this")
+    p.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
+                   help="classifier test-time augmentation views")
+    p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--resume", action="store_true", help="skip images already in --out")
+    add_json_option(p)
+    p.set_defaults(handler=_analyze)
+
+
+def _progress():
+    """A bar on a terminal, JSON lines on stderr otherwise (for logs and other programs)."""
+    if sys.stderr.isatty():
+        from tqdm import tqdm
+
+        bar = tqdm(unit="img", desc="analysing", leave=False)
+
+        def tick(done: int, total: int, file: str) -> None:
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+            if done == total:
+                bar.close()
+        return tick
+
+    def line(done: int, total: int, file: str) -> None:
+        if done == total or done % 10 == 0:
+            print(json.dumps({"progress": done, "total": total, "file": file}), file=sys.stderr,
+                  flush=True)
+    return line
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from hemascope.pipeline import analyze
+
+    result = analyze(args.paths, out_dir=args.out, detector=args.detector,
+                     classifier=args.classifier, stain=args.stain, mode=args.mode, scale=args.scale,
+                     review_below=args.review_below, overlays=not args.no_overlays, tta=args.tta,
+                     resume=args.resume, progress=_progress())
+    summary = {"out": str(result.out_dir), "images": len(result.images), "resumed": result.resumed,
+               "errors": result.errors, "counts": result.differential(), "seconds": result.seconds}
+    if args.json:
+        emit_json(summary, args.json)
+    if args.json != "-":
+        n = len(result.images)
+        per = result.seconds.get("total", 0) / max(n - result.resumed, 1)
+        print(f"{n} images ({result.resumed} resumed), {len(result.errors)} unreadable, "
+              f"{per:.2f} s per image; outputs in {result.out_dir}")
+        for label, count in result.differential().items():
+            print(f"  {label:<16}{count:>7}")
+        print(f"report: {result.out_dir / 'report.html'}")
+    for path, reason in result.errors.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0 if result.images else 1

@@ -1,0 +1,41 @@
+"""The main job, `hemascope analyze`: smear images -> a white-cell differential with evidence."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable, Iterable
+
+from hemascope.pipeline.analyzer import AnalysisOptions, AnalysisResult, Analyzer
+from hemascope.pipeline.records import CellRecord, ImageResult
+
+__all__ = ["AnalysisOptions", "AnalysisResult", "Analyzer", "CellRecord", "ImageResult", "analyze"]
+
+
+def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
+            detector: str | Path = "default", classifier: str | Path = "default",
+            stain: str | Path | None = None, mode: str = "auto", scale: float | str | None = "auto",
+            review_below: float = 0.6, overlays: bool = True, tta: int = 1, resume: bool = False,
+            progress: Callable[[int, int, str], None] | None = None) -> AnalysisResult:
+    """Analyse images and folders into ``out_dir`` (the Python face of `hemascope analyze`).
+
+    Args:
+        paths: image files and/or folders (searched recursively).
+        out_dir: where every output goes (created; inputs are never written).
+        detector, classifier: model folders or ``"default"`` (the shipped models).
+        stain: a colour reference (`hemascope stain fit`) applied to cells before typing.
+        mode: ``"cells"`` (single-cell crops), ``"fields"`` (smear fields) or ``"auto"``
+            (images up to 400 px on the longer side are single cells).
+        scale: detector scale: ``"auto"``, ``None`` (training scale) or a factor.
+        review_below: white cells typed with less confidence are flagged for review.
+        overlays: write an overlay PNG per image.
+        tta: classifier test-time augmentation views (1, 2, 4 or 8).
+        resume: skip images whose result is already in ``out_dir``.
+        progress: called as ``progress(done, total, file)``.
+    """
+    from hemascope.pipeline.analyzer import analyze as _run
+
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    opts = AnalysisOptions(detector=detector, classifier=classifier, stain=stain, mode=mode,
+                           scale=scale, review_below=review_below, overlays=overlays, tta=tta)
+    return _run(paths, out_dir=out_dir, options=opts, resume=resume, progress=progress)

@@ -1,0 +1,316 @@
+"""The main job: smear images -> cells with type, box, outline and score -> a differential.
+
+For each image: read it; in *fields* mode detect every cell (tiled when large), cut each
+white cell out with context, outline it with the classical extraction (HSV threshold,
+watershed) and classify it (after the optional colour standardisation); red cells and
+platelets are counted. In *cells* mode (single-cell crops, e.g. PBC or CellaVision images)
+the whole image is one white cell. Everything is written to the output folder as it goes
+(atomic writes, one JSON per image), so ``resume=True`` skips images already done and a
+crash loses nothing. Unreadable files are listed, never fatal.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from hemascope.errors import HemascopeError, ImageReadError
+from hemascope.pipeline.records import CellRecord, ImageResult
+
+#: In ``mode="auto"``, images whose longer side is at most this are single-cell crops.
+CELL_MAX_SIDE = 400
+#: A white cell is cut out as a square this many times its box's longer side (PBC-like framing).
+CONTEXT = 1.6
+MODES = ("auto", "cells", "fields")
+
+
+@dataclass
+class AnalysisOptions:
+    detector: str | Path = "default"
+    classifier: str | Path = "default"
+    stain: str | Path | None = None
+    mode: str = "auto"
+    scale: float | str | None = "auto"
+    review_below: float = 0.6
+    overlays: bool = True
+    tta: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class AnalysisResult:
+    """What a run produced: per-image results (done now or resumed), errors, where it went."""
+
+    out_dir: Path
+    images: list[ImageResult]
+    errors: dict[str, str] = field(default_factory=dict)
+    resumed: int = 0
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def cells(self) -> list[CellRecord]:
+        return [c for r in self.images for c in r.cells]
+
+    def differential(self) -> dict[str, int]:
+        from hemascope.pipeline.records import counts
+
+        return counts(self.cells)
+
+
+def image_key(path: Path, root: Path) -> str:
+    """A file-name-safe key, unique within a run: the path below ``root``, without suffix."""
+    try:
+        rel = path.resolve().relative_to(root)
+    except ValueError:
+        rel = Path(path.name)
+    text = "__".join(rel.with_suffix("").parts)
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text) or "image"
+
+
+def crop_cell(image: np.ndarray, box: Sequence[float], *, context: float = CONTEXT) -> np.ndarray:
+    """A square crop centred on ``box``, ``context`` x its longer side, edges replicated."""
+    import cv2
+
+    x0, y0, x1, y1 = box
+    side = max(8, int(round(context * max(x1 - x0, y1 - y0))))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    l, t = int(round(cx - side / 2)), int(round(cy - side / 2))
+    h, w = image.shape[:2]
+    pad = [max(0, -t), max(0, t + side - h), max(0, -l), max(0, l + side - w)]
+    src = image[max(t, 0):min(t + side, h), max(l, 0):min(l + side, w)]
+    if any(pad):
+        src = cv2.copyMakeBorder(np.ascontiguousarray(src), *pad, cv2.BORDER_REPLICATE)
+    return np.ascontiguousarray(src)
+
+
+def nucleated_classes(classes: Sequence[str]) -> list[int]:
+    """Indices of the classes a white-cell box can hold: leukocytes and erythroblasts.
+
+    A detector's WBC box is never a platelet or a red cell; a classifier trained on single
+    cells (PBC) also knows those, so on fields its answer is restricted to the nucleated
+    classes. All classes when none is recognised.
+    """
+    from hemascope.errors import UnknownLabelError
+    from hemascope.taxonomy import ancestors
+
+    keep = []
+    for i, c in enumerate(classes):
+        try:
+            chain = ancestors(c)
+        except UnknownLabelError:
+            continue
+        if "wbc" in chain or "erythroblast" in chain:
+            keep.append(i)
+    return keep or list(range(len(classes)))
+
+
+def restrict(probs: np.ndarray, keep: Sequence[int]) -> np.ndarray:
+    """Zero the other classes and renormalise each row."""
+    out = np.zeros_like(probs)
+    out[:, keep] = probs[:, keep]
+    return out / np.clip(out.sum(1, keepdims=True), 1e-12, None)
+
+
+def is_white_cell(name: str) -> bool:
+    from hemascope.detect.data import _is_under
+
+    return name.upper() == "WBC" or _is_under(name, "WBC")
+
+
+class Analyzer:
+    """Loads models once and analyses images one at a time (the API behind the CLI)."""
+
+    def __init__(self, options: AnalysisOptions | None = None) -> None:
+        from hemascope.models.artifact import load_classifier
+
+        self.options = options or AnalysisOptions()
+        if self.options.mode not in MODES:
+            raise HemascopeError(f"mode must be one of {', '.join(MODES)}")
+        self.classifier = load_classifier(self.options.classifier)
+        self.field_classes = nucleated_classes(self.classifier.classes)
+        self._detector = None
+        self.stain = None
+        if self.options.stain:
+            from hemascope.stain import load_reference
+
+            self.stain = load_reference(self.options.stain)
+
+    @property
+    def detector(self):
+        if self._detector is None:
+            from hemascope.detect.predict import load_detector
+
+            self._detector = load_detector(self.options.detector)
+        return self._detector
+
+    def mode_of(self, image: np.ndarray) -> str:
+        if self.options.mode != "auto":
+            return self.options.mode
+        return "cells" if max(image.shape[:2]) <= CELL_MAX_SIDE else "fields"
+
+    def analyze_image(self, image: np.ndarray, *, file: str = "", key: str = "") -> ImageResult:
+        """All cells of one RGB uint8 image."""
+        h, w = image.shape[:2]
+        mode = self.mode_of(image)
+        sec: dict[str, float] = {}
+        t = time.perf_counter()
+        if mode == "cells":
+            boxes = [(0.0, 0.0, float(w), float(h))]
+            kinds, scores = ["WBC"], [1.0]
+        else:
+            d = self.detector
+            det = _keep_counted(d, _detect(d, image, self.options.scale))
+            boxes = [tuple(float(v) for v in b) for b in det.boxes]
+            kinds = [d.classes[int(lab) - 1] for lab in det.labels]
+            scores = [float(s) for s in det.scores]
+        sec["detect"] = time.perf_counter() - t
+        white = [i for i, k in enumerate(kinds) if is_white_cell(k)]
+        t = time.perf_counter()
+        crops = [image if mode == "cells" else crop_cell(image, boxes[i]) for i in white]
+        probs = self._classify(crops)
+        if mode == "fields" and len(probs):
+            probs = restrict(probs, self.field_classes)
+        sec["classify"] = time.perf_counter() - t
+        t = time.perf_counter()
+        outlines = {i: _outline(image, boxes[i], whole=mode == "cells") for i in white}
+        sec["outline"] = time.perf_counter() - t
+        cells = []
+        classes = self.classifier.classes
+        for n, i in enumerate(range(len(boxes))):
+            box, polygon = boxes[i], None
+            if i in outlines and outlines[i] is not None:
+                polygon, obox = outlines[i]
+                if mode == "cells":
+                    box = obox
+            if i in white:
+                p = probs[white.index(i)]
+                order = np.argsort(-p)
+                top2 = [[classes[j], float(p[j])] for j in order[:2]]
+                label, prob = top2[0][0], top2[0][1]
+                review = prob < self.options.review_below or scores[i] < 0.5
+                cells.append(CellRecord(n + 1, kinds[i], label, scores[i], box, prob, top2,
+                                        polygon, review))
+            else:
+                cells.append(CellRecord(n + 1, kinds[i], kinds[i], scores[i], box))
+        return ImageResult(file, key, w, h, mode, cells, {k: round(v, 4) for k, v in sec.items()})
+
+    def _classify(self, crops: list[np.ndarray]) -> np.ndarray:
+        from hemascope.classify import predict_arrays
+
+        if not crops:
+            return np.zeros((0, len(self.classifier.classes)))
+        if self.stain is not None:
+            from hemascope.stain import standardize
+
+            crops = [standardize(c, reference=self.stain) for c in crops]
+        return predict_arrays(self.classifier, crops, tta=self.options.tta)
+
+
+def _detect(det, image, scale):
+    from hemascope.detect.predict import detect_field
+
+    return detect_field(det, image, scale=scale)
+
+
+def _keep_counted(det, d):
+    """Boxes above the per-class counting threshold tuned on validation (config)."""
+    from hemascope.detect.ensemble import Detections
+
+    thr = det.config.get("count_thresholds") or {}
+    cut = np.array([thr.get(det.classes[int(lab) - 1], 0.5) for lab in d.labels])
+    keep = d.scores >= cut if len(d) else np.zeros(0, bool)
+    return Detections(d.boxes[keep], d.scores[keep], d.labels[keep])
+
+
+def _outline(image: np.ndarray, box, *, whole: bool):
+    """``(polygon, box)`` of the stained cell in ``box`` (classical extraction) or ``None``."""
+    from hemascope.segment.classical import extract_cell, mask_in_box
+
+    try:
+        cell = extract_cell(image) if whole else mask_in_box(image, box)
+    except ValueError:
+        return None
+    if cell is None or not cell.polygon:
+        return None
+    return list(cell.polygon), tuple(float(v) for v in cell.box)
+
+
+def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
+            options: AnalysisOptions | None = None, resume: bool = False,
+            progress: Callable[[int, int, str], None] | None = None) -> AnalysisResult:
+    """Analyse images and folders (recursive) into ``out_dir``; see the module doc.
+
+    Returns:
+        :class:`AnalysisResult`; the files in ``out_dir`` are described in the README.
+
+    Raises:
+        HemascopeError: no images found, or the output folder cannot be written.
+    """
+    from hemascope.classify import expand_paths
+    from hemascope.pipeline import outputs
+
+    out = Path(out_dir).resolve()
+    options = options or AnalysisOptions()
+    files = [f for f in expand_paths(paths) if not _inside(f, out)]
+    if not files:
+        raise HemascopeError(f"no input images outside the output folder {out}")
+    outputs.prepare_out_dir(out)
+    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+    t_start = time.perf_counter()
+    analyzer = Analyzer(options)
+    results, errors, resumed = [], {}, 0
+    totals = {"read": 0.0, "detect": 0.0, "classify": 0.0, "outline": 0.0, "write": 0.0}
+    keys_seen: dict[str, int] = {}
+    for n, f in enumerate(files):
+        key = image_key(f, root)
+        if key in keys_seen:  # same name after sanitising: keep both
+            keys_seen[key] += 1
+            key = f"{key}_{keys_seen[key]}"
+        keys_seen.setdefault(key, 0)
+        if progress:
+            progress(n, len(files), str(f))
+        if resume:
+            done = outputs.load_done(out, key)
+            if done is not None:
+                results.append(done)
+                resumed += 1
+                continue
+        t = time.perf_counter()
+        try:
+            from hemascope.io.image import read_image
+
+            image = read_image(f)
+        except ImageReadError as e:
+            errors[str(f)] = e.reason
+            continue
+        totals["read"] += time.perf_counter() - t
+        r = analyzer.analyze_image(image, file=str(f), key=key)
+        for k, v in r.seconds.items():
+            totals[k] = totals.get(k, 0.0) + v
+        t = time.perf_counter()
+        outputs.write_image_outputs(out, r, image, overlay=options.overlays)
+        totals["write"] += time.perf_counter() - t
+        results.append(r)
+    if progress:
+        progress(len(files), len(files), "")
+    result = AnalysisResult(out, results, errors, resumed,
+                            {k: round(v, 3) for k, v in totals.items()})
+    result.seconds["total"] = round(time.perf_counter() - t_start, 3)
+    outputs.write_run_outputs(out, result, analyzer, files=files)
+    return result
+
+
+def _inside(path: Path, folder: Path) -> bool:
+    try:
+        path.resolve().relative_to(folder)
+        return True
+    except ValueError:
+        return False

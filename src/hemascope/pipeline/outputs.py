@@ -1,0 +1,171 @@
+"""Files of an `analyze` run, all written atomically (a crash leaves no half file).
+
+    OUT/images/<key>.json       per image, the smear study's shape (+ counts, timings)
+    OUT/overlays/<key>.png      boxes, outlines, class and score drawn on the image
+    OUT/geojson/<key>.geojson   QuPath objects
+    OUT/review/<key>_<id>.png   crops of cells flagged for review
+    OUT/cells.csv               one row per object
+    OUT/differential.csv        counts and percentages per class, per image and overall
+    OUT/coco.json               COCO instances (boxes, polygons, scores)
+    OUT/cvat.xml                CVAT for images 1.1
+    OUT/errors.csv              files that could not be read, and why
+    OUT/manifest.json           versions, models (with weight hashes), options, timings
+    OUT/report.html             counts, plots, low-confidence gallery, configuration
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import platform
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+
+from hemascope.errors import HemascopeError
+from hemascope.io.atomic import atomic_write, write_json, write_text
+from hemascope.pipeline.records import CELL_COLUMNS, ImageResult, cell_rows, differential
+
+MAX_REVIEW_CROPS = 200
+
+
+def prepare_out_dir(out: Path) -> None:
+    """Create the output folders or fail with a clear message (read-only place, a file...)."""
+    try:
+        for sub in ("images", "overlays", "geojson", "review"):
+            (out / sub).mkdir(parents=True, exist_ok=True)
+        probe = out / ".hemascope-write-test"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as e:
+        raise HemascopeError(f"cannot write to the output folder {out}: {e.strerror or e}") from None
+
+
+def load_done(out: Path, key: str) -> ImageResult | None:
+    """The finished result of ``key`` from an earlier run, or ``None`` (absent or damaged)."""
+    p = out / "images" / f"{key}.json"
+    if not p.is_file():
+        return None
+    try:
+        return ImageResult.from_dict(json.loads(p.read_text(encoding="utf-8")))
+    except (ValueError, KeyError, TypeError):
+        return None  # damaged: analyse again
+
+
+def write_image_outputs(out: Path, r: ImageResult, image: np.ndarray, *, overlay: bool = True) -> None:
+    from hemascope.io.geojson import to_geojson
+    from hemascope.io.image import write_image
+
+    for c in r.cells:
+        if c.review and _count_review(out) < MAX_REVIEW_CROPS:
+            from hemascope.pipeline.analyzer import crop_cell
+
+            write_image(out / "review" / f"{r.key}_{c.id}.png", crop_cell(image, c.box, context=1.3))
+    if overlay:
+        write_image(out / "overlays" / f"{r.key}.png", draw_overlay(image, r))
+    write_json(out / "geojson" / f"{r.key}.geojson", to_geojson(to_annotation(r)))
+    write_json(out / "images" / f"{r.key}.json", r.to_dict())  # last: marks the image done
+
+
+def _count_review(out: Path) -> int:
+    return sum(1 for _ in (out / "review").glob("*.png"))
+
+
+def to_annotation(r: ImageResult):
+    from hemascope.io.annotations import ImageAnnotation, Instance
+
+    inst = []
+    for c in r.cells:
+        attrs = {"kind": c.kind}
+        if c.top2 and len(c.top2) > 1:
+            attrs["second"] = str(c.top2[1][0])
+        inst.append(Instance(label=c.label, box=tuple(c.box),
+                             polygons=(tuple(map(tuple, c.polygon)),) if c.polygon else (),
+                             score=c.probability if c.probability is not None else c.score,
+                             attributes=attrs))
+    return ImageAnnotation(r.file, r.width, r.height, tuple(inst))
+
+
+def draw_overlay(image: np.ndarray, r: ImageResult) -> np.ndarray:
+    """Boxes (thin for red cells), outlines and ``class score`` labels on a copy of the image."""
+    import cv2
+
+    from hemascope.io.geojson import class_color
+
+    canvas = np.ascontiguousarray(image.copy())
+    scale = max(0.35, min(image.shape[:2]) / 900)
+    for c in r.cells:
+        colour = tuple(int(v) for v in class_color(c.label))
+        x0, y0, x1, y1 = (int(round(v)) for v in c.box)
+        thick = 1 if c.kind in ("RBC", "Platelets") else 2
+        cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thick)
+        if c.polygon:
+            pts = np.round(np.array(c.polygon)).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(canvas, [pts], True, colour, 1)
+        if c.kind not in ("RBC", "Platelets"):
+            p = c.probability if c.probability is not None else c.score
+            text = f"{c.label} {p:.2f}" + (" ?" if c.review else "")
+            cv2.putText(canvas, text, (x0 + 2, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                        (0, 0, 0), 3, cv2.LINE_AA)
+            cv2.putText(canvas, text, (x0 + 2, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                        colour, 1, cv2.LINE_AA)
+    return canvas
+
+
+def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(header)
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def write_run_outputs(out: Path, result, analyzer, *, files: Sequence[Path]) -> None:
+    from hemascope.io.coco import to_coco_dict
+    from hemascope.io.cvat import cvat_xml
+
+    results = result.images
+    write_text(out / "cells.csv", _csv_text(CELL_COLUMNS, cell_rows(results)))
+    header, rows = differential(results)
+    write_text(out / "differential.csv", _csv_text(header, rows))
+    write_text(out / "errors.csv", _csv_text(["file", "reason"], sorted(result.errors.items())))
+    anns = [to_annotation(r) for r in results]
+    classes = sorted({i.label for a in anns for i in a.instances})
+    write_json(out / "coco.json", to_coco_dict(anns, classes))
+    with atomic_write(out / "cvat.xml") as fh:
+        fh.write(cvat_xml(anns, classes))
+    manifest = run_manifest(result, analyzer, files)
+    write_json(out / "manifest.json", manifest)
+    from hemascope.pipeline.html import render_report
+
+    write_text(out / "report.html", render_report(result, manifest, header, rows))
+
+
+def run_manifest(result, analyzer, files: Sequence[Path]) -> dict[str, Any]:
+    import torch
+
+    from hemascope import __version__
+
+    def model_entry(m) -> dict[str, Any]:
+        return {"path": str(m.path), "arch": m.config.get("arch"), "classes": m.classes,
+                "weights_sha256": m.config.get("weights_sha256")}
+
+    models = {"classifier": model_entry(analyzer.classifier)}
+    if analyzer._detector is not None:
+        models["detector"] = model_entry(analyzer._detector)
+    n_done = len(result.images) - result.resumed
+    return {
+        "format": "hemascope-run/1",
+        "versions": {"hemascope": __version__, "python": platform.python_version(),
+                     "torch": torch.__version__, "numpy": np.__version__},
+        "machine": {"cpu": platform.processor() or platform.machine(),
+                    "threads": torch.get_num_threads()},
+        "options": analyzer.options.to_dict(), "models": models,
+        "inputs": len(files), "analysed_now": n_done, "resumed": result.resumed,
+        "errors": len(result.errors), "cells": len(result.cells),
+        "seconds": result.seconds,
+        "seconds_per_image": round(sum(v for k, v in result.seconds.items() if k != "total")
+                                   / max(n_done, 1), 4),
+    }

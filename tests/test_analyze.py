@@ -1,0 +1,148 @@
+"""`hemascope analyze`: outputs, modes, resume, bad input (detector boxes faked from truth)."""
+
+import csv
+import json
+import os
+
+import numpy as np
+import pytest
+
+from hemascope.cli import main
+from hemascope.detect.ensemble import Detections
+from hemascope.io.image import write_image
+from hemascope.pipeline import analyze
+from hemascope.pipeline.analyzer import crop_cell, image_key, nucleated_classes, restrict
+from hemascope.synthetic import make_cell, make_smear
+
+CLASSES = ["WBC", "RBC", "Platelets"]
+
+
+@pytest.fixture(scope="module")
+def detector_dir(tmp_path_factory):
+    """A detector folder with random weights (its boxes are replaced by the truth below)."""
+    from hemascope.detect.registry import build_detector
+    from hemascope.models.artifact import save_artifact
+
+    out = tmp_path_factory.mktemp("det")
+    model = build_detector("fcos_resnet18", 3, min_size=160, max_size=200, fpn_channels=64)
+    save_artifact(out, model, {"task": "detection", "arch": "fcos_resnet18", "classes": CLASSES,
+                               "test_size": 160, "max_size": 200, "fpn_channels": 64,
+                               "count_thresholds": dict.fromkeys(CLASSES, 0.3)})
+    return out
+
+
+@pytest.fixture
+def truth_detector(monkeypatch):
+    """Make the detector return each synthetic field's true boxes (score 0.9)."""
+    from hemascope.pipeline import analyzer as mod
+
+    fields = {}
+
+    def fake(det, image, scale):
+        inst = fields[image.tobytes()[:4096]]
+        boxes = np.array([i.box for i in inst], float)
+        labels = np.array([CLASSES.index(i.label) + 1 for i in inst])
+        return Detections(boxes, np.full(len(boxes), 0.9), labels)
+
+    monkeypatch.setattr(mod, "_detect", fake)
+    return fields
+
+
+def _smears(folder, truth, n=3):
+    for seed in range(n):
+        f = make_smear(10, seed=seed, size=(420, 560), n_wbc=2, n_platelets=2)
+        write_image(folder / f"field_{seed}.png", f.image)
+        truth[f.image.tobytes()[:4096]] = f.annotation.instances
+
+
+def test_fields_and_cells_end_to_end(tmp_path, detector_dir, tiny_model, truth_detector):
+    src = tmp_path / "in"
+    _smears(src / "smears", truth_detector)
+    write_image(src / "cells" / "one.png", make_cell("lymphocyte", seed=3, size=96).image)
+    (src / "cells" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    (src / "notes.txt").write_text("not an image")
+    before = {p: p.read_bytes() for p in src.rglob("*") if p.is_file()}
+    out = tmp_path / "out"
+    code = main(["analyze", str(src), "--out", str(out), "--detector", str(detector_dir),
+                 "--classifier", str(tiny_model), "--json", str(tmp_path / "s.json")])
+    assert code == 0
+    assert {p: p.read_bytes() for p in src.rglob("*") if p.is_file()} == before  # inputs untouched
+    for name in ("cells.csv", "differential.csv", "coco.json", "cvat.xml", "errors.csv",
+                 "manifest.json", "report.html"):
+        assert (out / name).is_file(), name
+    per = json.loads((out / "images" / "smears__field_0.json").read_text())
+    assert per["mode"] == "fields" and per["width"] == 560 and per["height"] == 420
+    kinds = [c["kind"] for c in per["cells"]]
+    assert kinds.count("WBC") == 2 and kinds.count("RBC") == 10 and kinds.count("Platelets") == 2
+    wbc = [c for c in per["cells"] if c["kind"] == "WBC"]
+    assert all(c["label"] in ("eosinophil", "lymphocyte", "monocyte", "neutrophil") for c in wbc)
+    assert all(len(c["top2"]) == 2 and c["top2"][0][1] >= c["top2"][1][1] for c in wbc)
+    cell = json.loads((out / "images" / "cells__one.json").read_text())
+    assert cell["mode"] == "cells" and len(cell["cells"]) == 1 and cell["cells"][0]["polygon"]
+    rows = list(csv.reader((out / "differential.csv").open()))
+    overall = dict(zip(rows[0], rows[-1]))
+    assert overall["image"] == "ALL" and int(overall["WBC_total"]) == 7
+    assert int(overall["RBC_total"]) == 30 and int(overall["Platelets_total"]) == 6
+    pct = sum(float(overall[k]) for k in rows[0] if k.endswith("_percent"))
+    assert pct == pytest.approx(100, abs=0.5)
+    errors = list(csv.reader((out / "errors.csv").open()))
+    assert [r[0].endswith("broken.jpg") for r in errors[1:]] == [True]
+    coco = json.loads((out / "coco.json").read_text())
+    assert len(coco["images"]) == 4 and len(coco["annotations"]) == 3 * 14 + 1
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["models"]["detector"]["weights_sha256"] and manifest["errors"] == 1
+    assert set(manifest["seconds"]) >= {"read", "detect", "classify", "outline", "write", "total"}
+    assert len(list((out / "overlays").glob("*.png"))) == 4
+    html = (out / "report.html").read_text()
+    assert "hemascope differential" in html and "broken.jpg" in html and "<svg" in html
+
+
+def test_resume_skips_done_images(tmp_path, detector_dir, tiny_model, truth_detector):
+    src = tmp_path / "in"
+    _smears(src, truth_detector, n=2)
+    out = tmp_path / "out"
+    first = analyze(src, out_dir=out, detector=detector_dir, classifier=tiny_model)
+    assert first.resumed == 0 and len(first.images) == 2
+    (out / "images" / "field_1.json").unlink()
+    again = analyze(src, out_dir=out, detector=detector_dir, classifier=tiny_model, resume=True)
+    assert again.resumed == 1 and len(again.images) == 2
+    assert again.differential() == first.differential()
+
+
+def test_output_inside_input_folder_is_not_read_back(tmp_path, detector_dir, tiny_model,
+                                                     truth_detector):
+    _smears(tmp_path, truth_detector, n=1)
+    r1 = analyze(tmp_path, out_dir=tmp_path / "out", detector=detector_dir, classifier=tiny_model)
+    r2 = analyze(tmp_path, out_dir=tmp_path / "out", detector=detector_dir, classifier=tiny_model)
+    assert len(r1.images) == len(r2.images) == 1
+
+
+def test_clear_errors(tmp_path, tiny_model):
+    (tmp_path / "empty").mkdir()
+    assert main(["analyze", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
+                 "--classifier", str(tiny_model)]) == 1
+    write_image(tmp_path / "c.png", make_cell("monocyte", seed=1, size=64).image)
+    blocker = tmp_path / "file_not_folder"
+    blocker.write_text("x")
+    assert main(["analyze", str(tmp_path / "c.png"), "--out", str(blocker / "sub"),
+                 "--classifier", str(tiny_model)]) == 1
+    if os.geteuid() != 0:  # root ignores permissions
+        ro = tmp_path / "ro"
+        ro.mkdir()
+        ro.chmod(0o500)
+        assert main(["analyze", str(tmp_path / "c.png"), "--out", str(ro / "o"),
+                     "--classifier", str(tiny_model)]) == 1
+
+
+def test_helpers():
+    img = np.arange(100 * 120 * 3, dtype=np.uint8).reshape(100, 120, 3)
+    c = crop_cell(img, (0, 0, 20, 10), context=1.5)
+    assert c.shape == (30, 30, 3)
+    assert crop_cell(img, (40, 40, 60, 60), context=1.0).tolist() == img[40:60, 40:60].tolist()
+    assert nucleated_classes(["neutrophil", "platelet", "erythroblast", "ig"]) == [0, 2, 3]
+    assert nucleated_classes(["a", "b"]) == [0, 1]
+    p = restrict(np.array([[0.2, 0.6, 0.2]]), [0, 2])
+    np.testing.assert_allclose(p, [[0.5, 0.0, 0.5]])
+    from pathlib import Path
+
+    assert image_key(Path("/x/a b/c.png"), Path("/x")) == "a_b__c"

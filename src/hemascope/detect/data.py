@@ -28,12 +28,17 @@ from hemascope.problems import Problem
 
 @dataclass(frozen=True)
 class Field:
-    """One training / evaluation field: RGB uint8 image, boxes xyxy, labels ``1..C``."""
+    """One training / evaluation field: RGB uint8 image, boxes xyxy, labels ``1..C``.
+
+    ``masks`` (instance-segmentation training only): one box-local bool mask per box
+    (:mod:`hemascope.detect.masks`).
+    """
 
     name: str
     image: np.ndarray
     boxes: np.ndarray
     labels: np.ndarray
+    masks: tuple[np.ndarray, ...] | None = None
 
 
 @dataclass
@@ -87,13 +92,15 @@ def _is_under(label: str, cls: str) -> bool:
 
 
 def prepare_fields(ds: DetectionSet, classes: Sequence[str], mapping: dict[str, str | None], *,
-                   max_side: int | None = None, strict_labels: bool = True) -> FieldSet:
+                   max_side: int | None = None, strict_labels: bool = True,
+                   masks: bool = False) -> FieldSet:
     """Decode every image of ``ds`` once; boxes in (possibly downscaled) image pixels.
 
     Args:
         max_side: images larger than this are downscaled (with their boxes) to save memory.
         strict_labels: an instance whose label maps to no class raises; ``False`` drops it
             and records a problem.
+        masks: also make one mask per box (from polygons, else classical pseudo-labels).
     """
     from hemascope.io.image import ImageReadError, read_image
 
@@ -108,9 +115,14 @@ def prepare_fields(ds: DetectionSet, classes: Sequence[str], mapping: dict[str, 
         except ImageReadError as e:
             problems.append(Problem(im.file_name, "unreadable_image", str(e)))
             continue
-        boxes, labels = _instances(im, index, mapping, unknown, problems)
-        img, boxes = _limit(img, boxes, max_side)
-        fields.append(Field(im.file_name, img, boxes, labels))
+        boxes, labels, polys = _instances(im, index, mapping, unknown, problems)
+        img, boxes, polys = _limit(img, boxes, polys, max_side)
+        crops = None
+        if masks:
+            from hemascope.detect.masks import mask_crops
+
+            crops = tuple(mask_crops(img, boxes, polys)[0])
+        fields.append(Field(im.file_name, img, boxes, labels, crops))
     if unknown and strict_labels:
         raise DatasetError(f"labels {', '.join(sorted(map(repr, unknown)))} map to none of the classes "
                            f"{', '.join(classes)}")
@@ -120,8 +132,8 @@ def prepare_fields(ds: DetectionSet, classes: Sequence[str], mapping: dict[str, 
 
 
 def _instances(im: ImageAnnotation, index: dict[str, int], mapping: dict[str, str | None],
-               unknown: set[str], problems: list[Problem]) -> tuple[np.ndarray, np.ndarray]:
-    boxes, labels = [], []
+               unknown: set[str], problems: list[Problem]):
+    boxes, labels, polys = [], [], []
     for inst in im.instances:
         cls = mapping.get(inst.label)
         if cls is None or cls not in index:
@@ -136,18 +148,20 @@ def _instances(im: ImageAnnotation, index: dict[str, int], mapping: dict[str, st
             continue  # degenerate: reported by the reader, useless as a target
         boxes.append([x0, y0, x1, y1])
         labels.append(index[cls])
-    return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64)
+        polys.append(inst.polygons)
+    return np.array(boxes, np.float32).reshape(-1, 4), np.array(labels, np.int64), polys
 
 
-def _limit(img: np.ndarray, boxes: np.ndarray, max_side: int | None):
+def _limit(img: np.ndarray, boxes: np.ndarray, polys: list, max_side: int | None):
     h, w = img.shape[:2]
     if not max_side or max(h, w) <= max_side:
-        return img, boxes
+        return img, boxes, polys
     import cv2
 
     s = max_side / max(h, w)
     small = cv2.resize(img, (max(1, round(w * s)), max(1, round(h * s))), interpolation=cv2.INTER_AREA)
-    return small, boxes * s
+    polys = [tuple(tuple((x * s, y * s) for x, y in poly) for poly in ps) for ps in polys]
+    return small, boxes * s, polys
 
 
 # ----------------------------------------------------------------------------- augmentation
@@ -174,10 +188,18 @@ class FieldAugment:
 def augment_field(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *,
                   rng: np.random.Generator, cfg: FieldAugment = FieldAugment()
                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One random augmentation of a field; returns new arrays (inputs untouched)."""
+    """One random augmentation of a field; returns new arrays (inputs untouched).
+
+    ``image`` may carry one instance mask per box after its 3 colour channels
+    (``H x W x (3 + N)``): masks follow every geometric change; colour changes, copy-paste
+    and interference factors touch only the colour channels (copy-paste is skipped).
+    """
     img, b, lab = image, boxes.astype(np.float32), labels
+    with_masks = image.shape[2] > 3
     if rng.random() < cfg.zoom_p:
-        img, b, lab = _zoom_crop(img, b, lab, rng, cfg)
+        img, b, lab, keep = _zoom_crop(img, b, lab, rng, cfg)
+        if with_masks:
+            img = img[..., np.concatenate([[0, 1, 2], 3 + np.flatnonzero(keep)])]
     if cfg.flip and rng.random() < 0.5:
         img, b = img[:, ::-1], _hflip(b, img.shape[1])
     if cfg.flip and rng.random() < 0.5:
@@ -185,7 +207,9 @@ def augment_field(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *,
     if cfg.rot90 and rng.random() < 0.5:
         img, b = np.ascontiguousarray(np.rot90(img)), _rot90(b, img.shape[1])
     img = np.ascontiguousarray(img)
-    if rng.random() < cfg.paste_p and len(b):
+    if with_masks:
+        masks, img = img[..., 3:], np.ascontiguousarray(img[..., :3])
+    if rng.random() < cfg.paste_p and len(b) and not with_masks:
         from hemascope.interference import paste_cells
 
         img, new, src = paste_cells(img, b, severity=float(rng.uniform(0.3, 1.0)), rng=rng)
@@ -200,6 +224,8 @@ def augment_field(image: np.ndarray, boxes: np.ndarray, labels: np.ndarray, *,
     if rng.random() < cfg.hsv_p:
         img = colour_jitter(img, rng=rng, hue=cfg.hue, saturation=cfg.saturation,
                             brightness=cfg.brightness, contrast=cfg.contrast)
+    if with_masks:
+        img = np.concatenate([img, masks], 2)
     return np.ascontiguousarray(img), b, lab
 
 
@@ -221,20 +247,30 @@ def colour_jitter(image: np.ndarray, *, rng: np.random.Generator, hue: float = 0
 
 def mosaic(parts: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]], *,
            size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Four ``(image, boxes, labels)`` fields at half scale in a 2x2 grid of ``size`` (h, w)."""
+    """Four ``(image, boxes, labels)`` fields at half scale in a 2x2 grid of ``size`` (h, w).
+
+    Instance masks after the colour channels (see :func:`augment_field`) are carried along.
+    """
     import cv2
 
     if len(parts) != 4:
         raise ValueError("mosaic takes exactly four fields")
     h, w = size
     hh, hw = h // 2, w // 2
-    canvas = np.empty((h, w, 3), np.uint8)
+    extra = [p[0].shape[2] - 3 for p in parts]
+    canvas = np.zeros((h, w, 3 + sum(extra)), np.uint8)
     all_b, all_l = [], []
     for k, (img, b, lab) in enumerate(parts):
         oy, ox = (k // 2) * hh, (k % 2) * hw
         th, tw = (hh if k < 2 else h - hh), (hw if k % 2 == 0 else w - hw)
         sy, sx = th / img.shape[0], tw / img.shape[1]
-        canvas[oy:oy + th, ox:ox + tw] = cv2.resize(img, (tw, th), interpolation=cv2.INTER_AREA)
+        canvas[oy:oy + th, ox:ox + tw, :3] = cv2.resize(np.ascontiguousarray(img[..., :3]), (tw, th),
+                                                        interpolation=cv2.INTER_AREA)
+        if extra[k]:  # masks: nearest neighbour
+            ys = np.minimum((np.arange(th) / sy).astype(int), img.shape[0] - 1)
+            xs = np.minimum((np.arange(tw) / sx).astype(int), img.shape[1] - 1)
+            c0 = 3 + sum(extra[:k])
+            canvas[oy:oy + th, ox:ox + tw, c0:c0 + extra[k]] = img[ys][:, xs, 3:]
         all_b.append(b * np.array([sx, sy, sx, sy], np.float32) + np.array([ox, oy, ox, oy], np.float32))
         all_l.append(lab)
     return canvas, np.concatenate(all_b).reshape(-1, 4), np.concatenate(all_l)
@@ -251,7 +287,7 @@ def _zoom_crop(img, b, lab, rng, cfg: FieldAugment):
     area = np.prod(np.clip(nb[:, 2:] - nb[:, :2], 1e-6, None), axis=1)
     vis = np.prod(np.clip(clipped[:, 2:] - clipped[:, :2], 0, None), axis=1) / area
     keep = (vis >= cfg.min_visible) & ((clipped[:, 2:] - clipped[:, :2]) >= MIN_BOX_SIDE).all(1)
-    return crop, clipped[keep], lab[keep]
+    return crop, clipped[keep], lab[keep], keep
 
 
 def _hflip(b: np.ndarray, w: int) -> np.ndarray:

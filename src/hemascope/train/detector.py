@@ -85,18 +85,15 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
     t0 = time.time()
     from hemascope.detect.registry import detector_spec
 
-    if detector_spec(cfg.arch).masks:
-        raise DatasetError(f"{cfg.arch} needs instance masks, which `train detector` does not feed "
-                           "yet; train a box detector (fcos_resnet18, fasterrcnn_resnet18, "
-                           "retinanet_resnet18) and turn WBC boxes into masks with "
-                           "hemascope.segment.classical.mask_in_box")
+    with_masks = detector_spec(cfg.arch).masks
     vocab = None if cfg.vocabulary in ("", "none") else cfg.vocabulary
     classes, mapping = class_mapping(ds, vocabulary=vocab)
     sets = split_sets(ds, cfg)
     data: dict[str, FieldSet] = {}
     for name, part in sets.items():
         if part.images:
-            data[name] = prepare_fields(part, classes, mapping, max_side=cfg.max_side)
+            data[name] = prepare_fields(part, classes, mapping, max_side=cfg.max_side,
+                                        masks=with_masks and name == "train")
     train = data["train"].fields
     log(f"{len(train)} train / {len(data.get('val', FieldSet([], classes)).fields)} val / "
         f"{len(data.get('test', FieldSet([], classes)).fields)} test fields; classes {', '.join(classes)}")
@@ -305,13 +302,25 @@ def _batch(train, idx, rng: np.random.Generator, cfg: DetectorTrainConfig):
     images, targets = [], []
     for i in idx:
         f = train[i]
-        img, b, lab = f.image, f.boxes, f.labels
+        img, b, lab = _stacked(f), f.boxes, f.labels
         if rng.random() < cfg.augment.mosaic_p and len(train) >= 4:
             others = rng.choice(len(train), 3, replace=False)
-            img, b, lab = mosaic([(img, b, lab)] + [(train[j].image, train[j].boxes, train[j].labels)
+            img, b, lab = mosaic([(img, b, lab)] + [(_stacked(train[j]), train[j].boxes, train[j].labels)
                                                     for j in others], size=img.shape[:2])
         img, b, lab = augment_field(img, b, lab, rng=rng, cfg=cfg.augment)
-        images.append(as_float_image(img))
-        targets.append({"boxes": torch.from_numpy(np.asarray(b, np.float32).reshape(-1, 4)),
-                        "labels": torch.from_numpy(np.asarray(lab, np.int64))})
+        images.append(as_float_image(np.ascontiguousarray(img[..., :3])))
+        t = {"boxes": torch.from_numpy(np.asarray(b, np.float32).reshape(-1, 4)),
+             "labels": torch.from_numpy(np.asarray(lab, np.int64))}
+        if f.masks is not None:
+            t["masks"] = torch.from_numpy(np.ascontiguousarray(img[..., 3:].transpose(2, 0, 1)))
+        targets.append(t)
     return images, targets
+
+
+def _stacked(f) -> np.ndarray:
+    """The image with its instance masks as extra channels (masks follow the geometry)."""
+    if f.masks is None:
+        return f.image
+    from hemascope.detect.masks import render_masks
+
+    return np.concatenate([f.image, render_masks(f.masks, f.boxes, *f.image.shape[:2])], 2)

@@ -2,16 +2,17 @@
 
     python scripts/ship_detector.py runs/smear3_fcos [--name smear3_fcos]
 
-Copies config.json and model.safetensors to src/hemascope/weights/NAME/ and writes
-MODEL_CARD.md from the recorded config, history and (if present)
-benchmarks/results/detector_cbc.json. Nothing in the card is typed by hand.
+Writes the run's weights as float16 safetensors (half the size) with its config to
+src/hemascope/weights/NAME/, re-scores the shipped file on the test split exactly as
+`hemascope evaluate detector --split test` does, and writes MODEL_CARD.md from the
+recorded config, history and (if present) benchmarks/results/detector_cbc.json. Nothing
+in the card is typed by hand.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -84,11 +85,23 @@ def main() -> None:
     ap.add_argument("run", type=Path)
     ap.add_argument("--name", default="smear3_fcos")
     args = ap.parse_args()
+    from hemascope.data import load_dataset
+    from hemascope.detect.predict import load_detector
+    from hemascope.evaluate.detector import evaluate_detector
+    from hemascope.models.artifact import save_artifact
+    from hemascope.train.detector import _brief
+
     dest = REPO / "src" / "hemascope" / "weights" / args.name
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ("config.json", "model.safetensors"):
-        shutil.copy2(args.run / f, dest / f)
-    cfg = json.loads((args.run / "config.json").read_text())
+    run = load_detector(args.run)
+    keep = {k: v for k, v in run.config.items()
+            if k not in ("format", "weights_dtype", "weights_sha256")}
+    save_artifact(dest, run.model, keep, dtype="float16")
+    cfg = json.loads((dest / "config.json").read_text())
+    ds = load_dataset(cfg["training"]["data"])
+    shipped = load_detector(dest)
+    cfg["metrics"]["test"] = _brief(evaluate_detector([shipped], ds, split="test").report)
+    (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     history = [json.loads(x) for x in (args.run / "history.jsonl").read_text().splitlines()]
     bench_file = REPO / "benchmarks" / "results" / "detector_cbc.json"
     bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None

@@ -37,3 +37,39 @@ def test_default_on_held_out_pbc_images(shared_data):
     ev = evaluate_classifier(ds.subset(paths=picked), model="default", n_bootstrap=0)
     assert ev.report.n_images == 80
     assert ev.report.accuracy >= 0.9, json.dumps(ev.report.to_dict()["per_class"])
+
+
+def test_default_detector_loads_with_its_card():
+    from hemascope.detect.predict import load_detector
+
+    d = default_model_dir("detector")
+    assert (d / "model.safetensors").stat().st_size < 25 * 2**20
+    assert (d / "MODEL_CARD.md").is_file()
+    det = load_detector("default")
+    assert det.classes == ["WBC", "RBC", "Platelets"]
+    assert det.config["size_reference"]["class"] == "RBC"
+    assert set(det.config["count_thresholds"]) == set(det.classes)
+    test = det.config["metrics"]["test"]
+    assert test["n_images"] == 60 and 0 < test["map50"] <= 1
+
+
+@pytest.mark.realdata
+def test_default_detector_and_analyze_on_cbc_test_fields(shared_data, tmp_path):
+    from hemascope.data import load_dataset
+    from hemascope.evaluate.detection import GroundTruth, detection_report
+    from hemascope.evaluate.detector import load_fields
+    from hemascope.detect.predict import detect_field, load_detector
+    from hemascope.pipeline import analyze
+
+    det = load_detector("default")
+    ds = load_dataset(shared_data / "cbc").subset("test")
+    ds.images = ds.images[:6]
+    fs = load_fields(ds, det.classes)
+    preds = [detect_field(det, f.image) for f in fs.fields]
+    rep = detection_report([GroundTruth(f.boxes, f.labels) for f in fs.fields], preds, det.classes)
+    assert rep.per_class["WBC"]["ap50"] >= 0.8 and rep.map50 >= 0.6, rep.per_class
+    res = analyze([f"{ds.image_root}/{im.file_name}" for im in ds.images[:2]], out_dir=tmp_path)
+    assert len(res.images) == 2 and not res.errors
+    for r, im in zip(res.images, ds.images[:2]):
+        true_wbc = sum(1 for i in im.instances if i.label == "WBC")
+        assert abs(sum(c.kind == "WBC" for c in r.cells) - true_wbc) <= 1

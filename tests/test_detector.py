@@ -313,3 +313,14 @@ def test_mask_rcnn_trains_on_pseudo_masks(voc_smears, tmp_path):
     from hemascope.detect.predict import load_detector
 
     assert load_detector(tmp_path / "m").config["arch"] == "maskrcnn_resnet18"
+
+
+def test_train_configs_round_trip_through_json():
+    from hemascope.train.config import ClassifierTrainConfig, DetectorTrainConfig
+
+    for cfg in (DetectorTrainConfig(min_sizes=(200, 300), init="default"),
+                ClassifierTrainConfig(arch="tinycnn")):
+        back = type(cfg).from_dict(json.loads(json.dumps(cfg.to_dict())))
+        assert back == cfg
+    with pytest.raises(ValueError, match="unknown training options"):
+        DetectorTrainConfig.from_dict({"epochs": 3, "colour": "blue"})

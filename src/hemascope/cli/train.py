@@ -157,16 +157,20 @@ def _detector(args: argparse.Namespace) -> int:
     cfg = DetectorTrainConfig(**values, augment=FieldAugment(**aug))
     command = "hemascope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     r = train_detector(ds, cfg, args.out, resume=args.resume, command=command)
-    summary = {"out": str(r.out_dir), "best_epoch": r.best_epoch,
-               "wall_time_s": round(r.wall_time_s, 1),
-               "test": r.test.to_dict() if r.test else None}
+    return _summarise(args, r, lambda t: f"test mAP50 {t.map50:.4f}, mAP50:95 {t.map50_95:.4f}")
+
+
+def _summarise(args: argparse.Namespace, result, describe) -> int:
+    """Print (or emit as JSON) where a trained model went and its test score."""
+    t = result.test
     if args.json:
-        emit_json(summary, args.json)
+        emit_json({"out": str(result.out_dir), "best_epoch": result.best_epoch,
+                   "wall_time_s": round(result.wall_time_s, 1),
+                   "test": t.to_dict() if t else None}, args.json)
     else:
-        t = r.test
-        print(f"wrote {r.out_dir} (best epoch {r.best_epoch}, {r.wall_time_s / 60:.1f} min)"
-              + (f": test mAP50 {t.map50:.4f}, mAP50:95 {t.map50_95:.4f} on {t.n_images} images"
-                 if t else ""))
+        print(f"wrote {result.out_dir} (best epoch {result.best_epoch}, "
+              f"{result.wall_time_s / 60:.1f} min)"
+              + (f": {describe(t)} on {t.n_images} images" if t else ""))
     return 0
 
 
@@ -205,18 +209,8 @@ def _classifier(args: argparse.Namespace) -> int:
                 print(f"{name:<18} {summary[name]['mean']:.4f} +- {summary[name]['std']:.4f}")
         return 0
     result = train_classifier(ds, cfg, args.out, split=split, resume=args.resume, command=command)
-    summary = {"out": str(result.out_dir), "best_epoch": result.best_epoch,
-               "wall_time_s": round(result.wall_time_s, 1),
-               "test": result.test.to_dict() if result.test else None}
-    if args.json:
-        emit_json(summary, args.json)
-    else:
-        t = result.test
-        print(f"wrote {result.out_dir} (best epoch {result.best_epoch}, "
-              f"{result.wall_time_s / 60:.1f} min)"
-              + (f": test accuracy {t.accuracy:.4f}, macro-F1 {t.macro_f1:.4f} on {t.n_images} images"
-                 if t else ""))
-    return 0
+    return _summarise(args, result,
+                      lambda t: f"test accuracy {t.accuracy:.4f}, macro-F1 {t.macro_f1:.4f}")
 
 
 def _lr_find(args: argparse.Namespace) -> int:

@@ -12,7 +12,6 @@ it has not seen: after a first pass, the median size of the most frequent traini
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -21,22 +20,16 @@ import torch
 
 from hemascope.detect.ensemble import Detections
 from hemascope.detect.tiling import merge_tiles, tile_grid
-from hemascope.models.artifact import ModelError, load_weights, read_config, resolve_model_dir
+from hemascope.models.artifact import (LoadedModel, ModelError, load_weights, read_config,
+                                       resolve_model_dir)
 
 #: Largest working-scale side run in one pass; larger fields are tiled.
 MAX_SINGLE_PASS = 1024
 TILE, OVERLAP = 640, 192
 
 
-@dataclass
-class LoadedDetector:
-    model: torch.nn.Module
-    config: dict[str, Any]
-    path: Path
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.config["classes"])
+#: A detector ready for inference: ``model``, ``config``, ``path``, ``classes``.
+LoadedDetector = LoadedModel
 
 
 def load_detector(spec: str | Path | None = "default") -> LoadedDetector:

@@ -50,15 +50,7 @@ class ClassifierTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ClassifierTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
-        d = dict(d)
-        if isinstance(d.get("augment"), dict):
-            aug = {k: tuple(v) if isinstance(v, list) else v for k, v in d["augment"].items()}
-            d["augment"] = AugmentConfig(**aug)
-        return cls(**d)
+        return _from_dict(cls, d, AugmentConfig)
 
 
 @dataclass
@@ -99,13 +91,18 @@ class DetectorTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "DetectorTrainConfig":
-        known = {f.name for f in fields(cls)}
-        unknown = set(d) - known
-        if unknown:
-            raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
-        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        if isinstance(d.get("augment"), dict):
-            d["augment"] = FieldAugment(**{k: tuple(v) if isinstance(v, list) else v
-                                           for k, v in d["augment"].items()})
-        return cls(**d)
+        return _from_dict(cls, d, FieldAugment)
+
+
+def _from_dict(cls, d: dict[str, Any], augment_cls):
+    """A config from its saved dict (JSON lists back to tuples); unknown keys are an error."""
+    known = {f.name for f in fields(cls)}
+    unknown = set(d) - known
+    if unknown:
+        raise ValueError(f"unknown training options: {', '.join(sorted(unknown))}")
+    d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+    if isinstance(d.get("augment"), dict):
+        d["augment"] = augment_cls(**{k: tuple(v) if isinstance(v, list) else v
+                                      for k, v in d["augment"].items()})
+    return cls(**d)
 

@@ -39,6 +39,11 @@ def test_default_on_held_out_pbc_images(shared_data):
     assert ev.report.accuracy >= 0.9, json.dumps(ev.report.to_dict()["per_class"])
 
 
+_NO_DETECTOR = pytest.mark.skipif(not default_model_dir("detector").is_dir(),
+                                  reason="default detector not shipped yet")
+
+
+@_NO_DETECTOR
 def test_default_detector_loads_with_its_card():
     from hemascope.detect.predict import load_detector
 
@@ -53,6 +58,7 @@ def test_default_detector_loads_with_its_card():
     assert test["n_images"] == 60 and 0 < test["map50"] <= 1
 
 
+@_NO_DETECTOR
 @pytest.mark.realdata
 def test_default_detector_and_analyze_on_cbc_test_fields(shared_data, tmp_path):
     from hemascope.data import load_dataset

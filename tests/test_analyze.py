@@ -117,6 +117,18 @@ def test_output_inside_input_folder_is_not_read_back(tmp_path, detector_dir, tin
     assert len(r1.images) == len(r2.images) == 1
 
 
+def test_refiner_types_shared_classes_again(tmp_path, tiny_model):
+    from hemascope.pipeline.analyzer import shared_classes
+
+    assert shared_classes(["neutrophil", "platelet"], ["NEUTROPHIL", "lymphocyte"]) == {"neutrophil": 0}
+    write_image(tmp_path / "in" / "c.png", make_cell("eosinophil", seed=2, size=64).image)
+    r = analyze(tmp_path / "in", out_dir=tmp_path / "out", classifier=tiny_model, refiner=tiny_model)
+    cell = r.images[0].cells[0]
+    assert cell.refined and cell.label in ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
+    saved = json.loads((tmp_path / "out" / "images" / "c.json").read_text())
+    assert saved["cells"][0]["refined"] is True
+
+
 def test_clear_errors(tmp_path, tiny_model):
     (tmp_path / "empty").mkdir()
     assert main(["analyze", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),

@@ -23,6 +23,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default="default", help="detector folder or 'default'")
     p.add_argument("--classifier", default="default",
                    help="classifier folder or 'default' (e.g. RUN/model from `hemascope fewshot`)")
+    p.add_argument("--refiner", default=None, metavar="DIR",
+                   help="second-stage classifier (e.g. RUN/model of `hemascope fewshot`): types "
+                        "again the cells whose first class it also knows")
     p.add_argument("--stain", default=None, metavar="REF",
                    help="colour reference (`hemascope stain fit`) applied to cells before typing")
     p.add_argument("--mode", default="auto", choices=("auto", "cells", "fields"),
@@ -66,7 +69,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from hemascope.pipeline import analyze
 
     result = analyze(args.paths, out_dir=args.out, detector=args.detector,
-                     classifier=args.classifier, stain=args.stain, mode=args.mode, scale=args.scale,
+                     classifier=args.classifier, refiner=args.refiner, stain=args.stain,
+                     mode=args.mode, scale=args.scale,
                      review_below=args.review_below, overlays=not args.no_overlays, tta=args.tta,
                      resume=args.resume, progress=_progress())
     summary = {"out": str(result.out_dir), "images": len(result.images), "resumed": result.resumed,

@@ -13,7 +13,8 @@ __all__ = ["AnalysisOptions", "AnalysisResult", "Analyzer", "CellRecord", "Image
 
 def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             detector: str | Path = "default", classifier: str | Path = "default",
-            stain: str | Path | None = None, mode: str = "auto", scale: float | str | None = "auto",
+            refiner: str | Path | None = None, stain: str | Path | None = None,
+            mode: str = "auto", scale: float | str | None = "auto",
             review_below: float = 0.6, overlays: bool = True, tta: int = 1, resume: bool = False,
             progress: Callable[[int, int, str], None] | None = None) -> AnalysisResult:
     """Analyse images and folders into ``out_dir`` (the Python face of `hemascope analyze`).
@@ -22,6 +23,8 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
         paths: image files and/or folders (searched recursively).
         out_dir: where every output goes (created; inputs are never written).
         detector, classifier: model folders or ``"default"`` (the shipped models).
+        refiner: an adapted classifier (e.g. ``RUN/model`` of `hemascope fewshot`) that types
+            again the cells whose first class it also knows (two-stage pipeline).
         stain: a colour reference (`hemascope stain fit`) applied to cells before typing.
         mode: ``"cells"`` (single-cell crops), ``"fields"`` (smear fields) or ``"auto"``
             (images up to 400 px on the longer side are single cells).
@@ -36,6 +39,7 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
 
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    opts = AnalysisOptions(detector=detector, classifier=classifier, stain=stain, mode=mode,
+    opts = AnalysisOptions(detector=detector, classifier=classifier, refiner=refiner,
+                           stain=stain, mode=mode,
                            scale=scale, review_below=review_below, overlays=overlays, tta=tta)
     return _run(paths, out_dir=out_dir, options=opts, resume=resume, progress=progress)

@@ -34,6 +34,7 @@ MODES = ("auto", "cells", "fields")
 class AnalysisOptions:
     detector: str | Path = "default"
     classifier: str | Path = "default"
+    refiner: str | Path | None = None
     stain: str | Path | None = None
     mode: str = "auto"
     scale: float | str | None = "auto"
@@ -112,6 +113,21 @@ def nucleated_classes(classes: Sequence[str]) -> list[int]:
     return keep or list(range(len(classes)))
 
 
+def shared_classes(first: Sequence[str], second: Sequence[str]) -> dict[str, int]:
+    """Classes of ``first`` that ``second`` also has (same taxonomy concept) -> index in ``second``."""
+    from hemascope.errors import UnknownLabelError
+    from hemascope.taxonomy import resolve
+
+    def concept(c: str) -> str:
+        try:
+            return resolve(c)
+        except UnknownLabelError:
+            return c
+
+    index = {concept(c): j for j, c in enumerate(second)}
+    return {c: index[concept(c)] for c in first if concept(c) in index}
+
+
 def restrict(probs: np.ndarray, keep: Sequence[int]) -> np.ndarray:
     """Zero the other classes and renormalise each row."""
     out = np.zeros_like(probs)
@@ -136,6 +152,13 @@ class Analyzer:
             raise HemascopeError(f"mode must be one of {', '.join(MODES)}")
         self.classifier = load_classifier(self.options.classifier)
         self.field_classes = nucleated_classes(self.classifier.classes)
+        self.refiner, self.shared = None, {}
+        if self.options.refiner:
+            self.refiner = load_classifier(self.options.refiner)
+            self.shared = shared_classes(self.classifier.classes, self.refiner.classes)
+            if not self.shared:
+                raise HemascopeError(f"the refiner {self.options.refiner} shares no class with the "
+                                     f"classifier ({', '.join(self.classifier.classes)})")
         self._detector = None
         self.stain = None
         if self.options.stain:
@@ -178,6 +201,7 @@ class Analyzer:
         probs = self._classify(crops)
         if mode == "fields" and len(probs):
             probs = restrict(probs, self.field_classes)
+        refined = self._refine(crops, probs) if self.refiner is not None else {}
         sec["classify"] = time.perf_counter() - t
         t = time.perf_counter()
         outlines = {i: _outline(image, boxes[i], whole=mode == "cells") for i in white}
@@ -191,16 +215,36 @@ class Analyzer:
                 if mode == "cells":
                     box = obox
             if i in white:
-                p = probs[white.index(i)]
+                k = white.index(i)
+                p, names = (refined[k], self.refiner.classes) if k in refined else (probs[k], classes)
                 order = np.argsort(-p)
-                top2 = [[classes[j], float(p[j])] for j in order[:2]]
+                top2 = [[names[j], float(p[j])] for j in order[:2]]
                 label, prob = top2[0][0], top2[0][1]
                 review = prob < self.options.review_below or scores[i] < 0.5
                 cells.append(CellRecord(n + 1, kinds[i], label, scores[i], box, prob, top2,
-                                        polygon, review))
+                                        polygon, review, refined=k in refined))
             else:
                 cells.append(CellRecord(n + 1, kinds[i], kinds[i], scores[i], box))
         return ImageResult(file, key, w, h, mode, cells, {k: round(v, 4) for k, v in sec.items()})
+
+    def _refine(self, crops: list[np.ndarray], probs: np.ndarray) -> dict[int, np.ndarray]:
+        """Second stage (the smear study's two-stage pipeline): cells the first classifier put
+        in a class the refiner also knows are typed again by the refiner, among the shared
+        classes only. Returns the refiner's probabilities by white-cell index."""
+        from hemascope.classify import predict_arrays
+
+        first = [self.classifier.classes[j] for j in probs.argmax(1)] if len(probs) else []
+        todo = [k for k, c in enumerate(first) if c in self.shared]
+        if not todo:
+            return {}
+        batch = [crops[k] for k in todo]
+        if self.stain is not None:
+            from hemascope.stain import standardize
+
+            batch = [standardize(c, reference=self.stain) for c in batch]
+        p = restrict(predict_arrays(self.refiner, batch, tta=self.options.tta),
+                     sorted(set(self.shared.values())))
+        return dict(zip(todo, p))
 
     def _classify(self, crops: list[np.ndarray]) -> np.ndarray:
         from hemascope.classify import predict_arrays

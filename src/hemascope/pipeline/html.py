@@ -98,6 +98,7 @@ def render_report(result, manifest: dict[str, Any], header: Sequence[str],
         gallery.append(f'<figure><img src="review/{_e(by_key[r.file])}_{c.id}.png" width="96" '
                        f'height="96" alt=""><figcaption>{_e(c.label)} {p:.2f}<br>'
                        f'2nd {_e(second)}<br><small>{_e(r.key)} #{c.id}</small></figcaption></figure>')
+    confidences = [c.probability for c in white if c.probability is not None]
     errors = "".join(f"<li>{_e(f)}: {_e(why)}</li>" for f, why in sorted(result.errors.items()))
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hemascope report</title>
@@ -110,7 +111,7 @@ margin:4px;font-size:11px;width:110px}}pre{{background:#f5f5f5;padding:1em;overf
 {len(cells)} objects, {len(white)} white cells, {len(flagged)} flagged for review.</p>
 <h2>Counts</h2>{''.join(table)}
 <h2>White-cell classes</h2>{bar_chart(counts)}
-<h2>Classifier confidence of white cells</h2>{histogram([c.probability for c in white if c.probability is not None])}
+<h2>Classifier confidence of white cells</h2>{histogram(confidences)}
 <h2>Per image</h2>{''.join(per_image)}
 <h2>Cells to review (confidence below {manifest['options']['review_below']} or weak detection)</h2>
 {''.join(gallery) or '<p>none</p>'}

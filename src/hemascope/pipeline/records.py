@@ -28,6 +28,7 @@ class CellRecord:
         box: ``(x0, y0, x1, y1)`` in image pixels.
         polygon: outline ``[(x, y), ...]`` from the classical extraction, if found.
         review: flagged for a person to check (low classifier or detector confidence).
+        refined: typed by the second-stage (refiner) classifier.
     """
 
     id: int
@@ -39,6 +40,7 @@ class CellRecord:
     top2: list[list[Any]] | None = None
     polygon: list[tuple[float, float]] | None = None
     review: bool = False
+    refined: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -59,7 +61,7 @@ class CellRecord:
                    probability=None if d.get("probability") is None else float(d["probability"]),
                    top2=d.get("top2"),
                    polygon=None if d.get("polygon") is None else [tuple(p) for p in d["polygon"]],
-                   review=bool(d.get("review", False)))
+                   review=bool(d.get("review", False)), refined=bool(d.get("refined", False)))
 
 
 @dataclass

@@ -175,7 +175,8 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
         with open(out / "history.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(row) + "\n")
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['loss']:.4f}"
-            + (f" val mAP {row['val_map50_95']:.4f} mAP50 {row['val_map50']:.4f}" if "val_map50" in row else "")
+            + (f" val mAP {row['val_map50_95']:.4f} mAP50 {row['val_map50']:.4f}"
+               if "val_map50" in row else "")
             + f" lr {row['lr']:.2e} ({row['seconds']}s)" + (" *" if improved else ""))
         state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                  "rng_seed": int(rng.integers(1 << 62)), "epoch": epoch, "best": best,

@@ -324,3 +324,26 @@ def test_train_configs_round_trip_through_json():
         assert back == cfg
     with pytest.raises(ValueError, match="unknown training options"):
         DetectorTrainConfig.from_dict({"epochs": 3, "colour": "blue"})
+
+
+def test_evaluate_on_a_yolo_set_from_another_source(tmp_path):
+    """Other labs' sets come as YOLO with data.yaml; labels map onto the model's classes."""
+    from hemascope.io.yolo import write_yolo
+    from hemascope.models.artifact import save_artifact
+
+    images = []
+    for seed in range(3):
+        f = make_smear(6, seed=seed, size=(200, 260), n_wbc=1, n_platelets=1)
+        write_image(tmp_path / "src" / f.annotation.file_name, f.image)
+        a = f.annotation
+        images.append(ImageAnnotation(a.file_name, a.width, a.height, a.instances, split="val"))
+    write_yolo(images, ["Platelets", "RBC", "WBC"], tmp_path / "yolo", image_root=tmp_path / "src")
+    model = build_detector("fcos_resnet18", 3, min_size=160, max_size=220, fpn_channels=64)
+    save_artifact(tmp_path / "det", model, {"task": "detection", "arch": "fcos_resnet18",
+                                            "classes": CLASSES, "test_size": 160, "max_size": 220,
+                                            "fpn_channels": 64})
+    out = tmp_path / "e.json"
+    assert main(["evaluate", "detector", "--data", str(tmp_path / "yolo"), "--model",
+                 str(tmp_path / "det"), "--json", str(out)]) == 0
+    rep = json.loads(out.read_text())
+    assert rep["n_images"] == 3 and rep["n_objects"] == {"WBC": 3, "RBC": 18, "Platelets": 3}

@@ -37,6 +37,8 @@ def card(cfg: dict, history: list[dict], bench: dict | None, name: str) -> str:
                       "(severity 0.5):\n\n| factor | mAP50 | drop |\n|---|---|---|\n" +
                       "\n".join(f"| {f} | {r['map50']:.3f} | {r['drop_map50']:+.3f} |"
                                 for f, r in b["robustness"].items()) + "\n")
+    tuned = (f", the working size ({cfg['test_size']} px) and the NMS threshold "
+             f"({cfg.get('nms_thresh', 0.5)})" if t.get("inference_tuned_on_val") else "")
     curve = ", ".join(f"{h['val_map50_95']:.3f}" for h in history if "val_map50_95" in h)
     init = (f"backbone initialised from the shipped PBC classifier's encoder (`--init {tc['init']}`, "
             "our own in-domain pre-training)" if tc.get("init") else "random initialisation")
@@ -52,8 +54,8 @@ size differs by more than 30 % from training ({cfg['size_reference']['size']} wo
 
 **Data**: CBC (Alam & Islam 2019; MIT): the BCCD fields with re-checked VOC boxes.
 **Split**: the data set's own: {', '.join(f'{k} {v}' for k, v in t['n_images'].items())} fields.
-Train only for fitting; the best epoch ({t['best_epoch']} of {tc['epochs']}) and the counting
-thresholds were chosen on val; test was never used before this card.
+Train only for fitting; the best epoch ({t['best_epoch']} of {tc['epochs']}), the counting
+thresholds{tuned} were chosen on val; test was never used before this card.
 
 **Training**: `{t['command']}` - SGD lr {tc['lr']} momentum {tc['momentum']} weight decay
 {tc['weight_decay']}, {tc['warmup_epochs']} warm-up epoch then cosine, batch {tc['batch_size']},
@@ -84,6 +86,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--name", default="smear3_fcos")
+    ap.add_argument("--tune-inference", action="store_true",
+                    help="choose working size and NMS threshold on the val split first")
     args = ap.parse_args()
     from hemascope.data import load_dataset
     from hemascope.detect.predict import load_detector
@@ -96,6 +100,19 @@ def main() -> None:
     run = load_detector(args.run)
     keep = {k: v for k, v in run.config.items()
             if k not in ("format", "weights_dtype", "weights_sha256")}
+    if args.tune_inference:
+        from hemascope.evaluate.detector import load_fields
+        from hemascope.train.detector import tune_inference
+
+        val = load_fields(load_dataset(keep["training"]["data"]), run.classes, split="val")
+        tuned = tune_inference(run, val)
+        ref = dict(keep["size_reference"])  # working px scale with the working size
+        ref["size"] = round(ref["size"] * tuned["test_size"] / keep["test_size"], 2)
+        keep.update(test_size=tuned["test_size"], nms_thresh=tuned["nms_thresh"], size_reference=ref,
+                    count_thresholds=tuned["count_thresholds"])
+        keep["training"]["inference_tuned_on_val"] = tuned["grid"]
+        print(f"val-tuned: test_size {tuned['test_size']}, nms {tuned['nms_thresh']} "
+              f"(val mAP50:95 {tuned['val_map50_95']:.4f})")
     save_artifact(dest, run.model, keep, dtype="float16")
     cfg = json.loads((dest / "config.json").read_text())
     ds = load_dataset(cfg["training"]["data"])

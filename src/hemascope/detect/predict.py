@@ -49,7 +49,8 @@ def load_detector(spec: str | Path | None = "default") -> LoadedDetector:
         raise ModelError(f"{path / 'config.json'} lacks {', '.join(missing)}")
     try:
         model = build_detector(cfg["arch"], len(cfg["classes"]), min_size=cfg["test_size"],
-                               max_size=cfg["max_size"], fpn_channels=cfg.get("fpn_channels", 128))
+                               max_size=cfg["max_size"], fpn_channels=cfg.get("fpn_channels", 128),
+                               nms_thresh=cfg.get("nms_thresh", 0.5))
     except KeyError as e:
         raise ModelError(f"{path}: {e.args[0]}") from None
     load_weights(model, path, cfg)

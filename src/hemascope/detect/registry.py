@@ -55,7 +55,8 @@ def detector_spec(name: str) -> DetectorSpec:
 
 def build_detector(name: str, num_classes: int, *, min_size: int | Sequence[int] = 320,
                    max_size: int = 448, fpn_channels: int = 128,
-                   detections_per_img: int = 300, score_thresh: float = 0.05) -> nn.Module:
+                   detections_per_img: int = 300, score_thresh: float = 0.05,
+                   nms_thresh: float = 0.5) -> nn.Module:
     """Build detector ``name`` for ``num_classes`` object classes (background excluded).
 
     Args:
@@ -64,6 +65,8 @@ def build_detector(name: str, num_classes: int, *, min_size: int | Sequence[int]
         fpn_channels: width of the feature pyramid and the heads (a multiple of 32, >= 64).
         detections_per_img: cap on boxes per image (smears hold hundreds of cells).
         score_thresh: boxes below this confidence are dropped at inference.
+        nms_thresh: IoU above which the weaker of two same-class boxes is dropped
+            (red cells in thick areas overlap: a higher value keeps more of them).
     """
     if num_classes < 1:
         raise ValueError("a detector needs at least one class")
@@ -73,7 +76,7 @@ def build_detector(name: str, num_classes: int, *, min_size: int | Sequence[int]
     ms = tuple(min_size) if isinstance(min_size, (list, tuple)) else (int(min_size),)
     return spec.build(num_classes + 1, min_size=ms, max_size=int(max_size),
                       fpn_channels=fpn_channels, detections_per_img=detections_per_img,
-                      score_thresh=score_thresh)
+                      score_thresh=score_thresh, nms_thresh=nms_thresh)
 
 
 def _resnet_fpn(depth: int, out_channels: int, *, p6p7: bool) -> nn.Module:
@@ -109,7 +112,7 @@ def _fcos_resnet18(num_classes: int, **kw) -> nn.Module:
     head = FCOSHead(ch, 1, num_classes, num_convs=2)
     return FCOS(backbone, num_classes, anchor_generator=anchors, head=head,
                 detections_per_img=kw["detections_per_img"], score_thresh=kw["score_thresh"],
-                nms_thresh=0.5, topk_candidates=1000, **_common(kw))
+                nms_thresh=kw["nms_thresh"], topk_candidates=1000, **_common(kw))
 
 
 @register_detector("retinanet_resnet18", "one_stage",
@@ -127,7 +130,7 @@ def _retinanet_resnet18(num_classes: int, **kw) -> nn.Module:
                          norm_layer=lambda c: nn.GroupNorm(16, c))
     return RetinaNet(backbone, num_classes, anchor_generator=anchors, head=head,
                      detections_per_img=kw["detections_per_img"], score_thresh=kw["score_thresh"],
-                     nms_thresh=0.5, **_common(kw))
+                     nms_thresh=kw["nms_thresh"], **_common(kw))
 
 
 def _rcnn_parts(ch: int):
@@ -154,7 +157,8 @@ def _fasterrcnn_resnet18(num_classes: int, **kw) -> nn.Module:
                       box_roi_pool=pooler, box_head=box_head,
                       box_predictor=FastRCNNPredictor(256, num_classes),
                       box_detections_per_img=kw["detections_per_img"],
-                      box_score_thresh=kw["score_thresh"], box_batch_size_per_image=256,
+                      box_score_thresh=kw["score_thresh"], box_nms_thresh=kw["nms_thresh"],
+                      box_batch_size_per_image=256,
                       rpn_pre_nms_top_n_test=1000, rpn_post_nms_top_n_test=500, **_common(kw))
 
 
@@ -175,7 +179,8 @@ def _maskrcnn_resnet18(num_classes: int, **kw) -> nn.Module:
                     mask_roi_pool=mask_pool, mask_head=MaskRCNNHeads(ch, (ch,) * 4, 1),
                     mask_predictor=MaskRCNNPredictor(ch, ch, num_classes),
                     box_detections_per_img=kw["detections_per_img"],
-                    box_score_thresh=kw["score_thresh"], rpn_post_nms_top_n_test=500,
+                    box_score_thresh=kw["score_thresh"], box_nms_thresh=kw["nms_thresh"],
+                    rpn_post_nms_top_n_test=500,
                     **_common(kw))
 
 
@@ -188,6 +193,14 @@ def set_min_size(model: nn.Module, min_size: int | Sequence[int], max_size: int)
     t = model.transform
     t.min_size = tuple(min_size) if isinstance(min_size, (list, tuple)) else (int(min_size),)
     t.max_size = int(max_size)
+
+
+def set_nms(model: nn.Module, iou: float) -> None:
+    """Change a built model's NMS IoU threshold (one-stage and R-CNN families)."""
+    if hasattr(model, "roi_heads"):
+        model.roi_heads.nms_thresh = float(iou)
+    else:
+        model.nms_thresh = float(iou)
 
 
 def as_float_image(img) -> torch.Tensor:

@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -268,6 +268,30 @@ def finish_detector(out: Path, cfg: DetectorTrainConfig, classes: list[str],
     save_artifact(out, model, config, dtype=cfg.weights_dtype)
     write_json(out / "metrics.json", test_rep.to_dict() if test_rep else {})
     return DetectorTrainResult(out, best_epoch + 1, val_rep, test_rep, wall)
+
+
+def tune_inference(det, val: FieldSet, *, sizes: Sequence[int] = (288, 320, 352, 384, 416),
+                   nms: Sequence[float] = (0.5, 0.6, 0.7)) -> dict:
+    """Pick the working size and NMS threshold with the best **validation** mAP@.5:.95.
+
+    Returns ``{"test_size", "nms_thresh", "count_thresholds", "val_map50_95", "grid"}``;
+    the counting thresholds are re-tuned on val at the chosen setting.
+    """
+    from hemascope.detect.registry import set_nms
+
+    gts = [GroundTruth(f.boxes, f.labels) for f in val.fields]
+    grid, best, best_preds = [], None, None
+    for size in sizes:
+        for t in nms:
+            set_nms(det.model, t)
+            preds = predict_fields(det.model, val.fields, size=size, max_size=det.config["max_size"])
+            m = detection_report(gts, preds, det.classes).map50_95
+            grid.append({"test_size": size, "nms_thresh": t, "val_map50_95": m})
+            if best is None or m > best["val_map50_95"]:
+                best, best_preds = grid[-1], preds
+    set_nms(det.model, best["nms_thresh"])
+    return {**best, "count_thresholds": best_count_thresholds(gts, best_preds, det.classes),
+            "grid": grid}
 
 
 def size_reference(train: FieldSet, cfg: DetectorTrainConfig) -> dict | None:

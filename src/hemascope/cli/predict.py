@@ -49,6 +49,41 @@ def register(groups: argparse._SubParsersAction) -> None:
 
     register_evaluate(verbs)
 
+    ea = verbs.add_parser(
+        "attributes", formatter_class=Formatter, help="WBCAtt attribute scores",
+        description="Per attribute: accuracy, macro precision/recall/F1, per-value scores and "
+                    "confusion matrix; and their averages over the 11 attributes (the WBCAtt "
+                    "protocol). Default table: the official test split under ../shared/data "
+                    "(or $HEMASCOPE_SHARED_DATA).")
+    ea.add_argument("--model", default="default", help="attribute-model folder or 'default'")
+    ea.add_argument("--csv", default=None,
+                    help="WBCAtt table, or a folder of tables (default: pbc_attr_v1_test.csv)")
+    ea.add_argument("--images", default=None,
+                    help="folder the table's path column is relative to (default: PBC beside it)")
+    ea.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    add_json_option(ea)
+    ea.set_defaults(handler=_evaluate_attributes)
+
+
+def _evaluate_attributes(args: argparse.Namespace) -> int:
+    from hemascope.evaluate.attributes import evaluate_attributes
+
+    ev = evaluate_attributes(args.csv, model=args.model, images=args.images,
+                             batch_size=args.batch_size,
+                             progress=lambda it: progress(it, desc="evaluating"))
+    rep = ev.report
+    if args.json:
+        emit_json(rep.to_dict(), args.json)
+    if args.json != "-":
+        print(f"{rep.n_images} images: average macro-F1 {rep.average_macro_f1:.4f}, "
+              f"average accuracy {rep.average_accuracy:.4f}")
+        print(f"{'attribute':<28}{'accuracy':>9}{'macro-F1':>10}")
+        for name, r in rep.attributes.items():
+            print(f"{name:<28}{r.accuracy:>9.4f}{r.macro_f1:>10.4f}")
+    for path, reason in list(ev.errors.items())[:20]:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0
+
 
 def _classify(args: argparse.Namespace) -> int:
     from hemascope.classify import classify_paths

@@ -76,6 +76,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     lr.set_defaults(handler=_lr_find)
 
     _register_detector(verbs)
+    _register_attributes(verbs)
 
     from hemascope.train.ssl import SslConfig
 
@@ -93,6 +94,57 @@ def register(groups: argparse._SubParsersAction) -> None:
         ssl.add_argument("--" + name.replace("_", "-"), type=type(getattr(sd, name)),
                          default=getattr(sd, name))
     ssl.set_defaults(handler=_ssl)
+
+
+def _register_attributes(verbs) -> None:
+    from hemascope.models import list_encoders
+    from hemascope.train.config import AttributeTrainConfig
+
+    att = verbs.add_parser(
+        "attributes", formatter_class=Formatter, help="train a morphology-attribute model",
+        description="Train one encoder with a head per WBCAtt attribute (cell size and shape, "
+                    "nucleus shape, N:C ratio, chromatin, vacuoles, cytoplasm texture and colour, "
+                    "granule type and colour, granularity) on WBCAtt tables. The tables' own "
+                    "train/val/test split is used; the best epoch by validation average "
+                    "macro-F1 is written to --out with its test scores.")
+    att.add_argument("--data", required=True,
+                     help="folder of the WBCAtt tables (pbc_attr_v1_{train,val,test}.csv)")
+    att.add_argument("--images", default=None,
+                     help="folder the tables' path column is relative to (PBC); default: "
+                          "found beside the tables")
+    att.add_argument("--out", required=True, help="run / model folder to write")
+    att.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    defaults = AttributeTrainConfig()
+    for f in dataclasses.fields(AttributeTrainConfig):
+        if f.name == "augment":
+            continue
+        flag = "--" + f.name.replace("_", "-")
+        value = getattr(defaults, f.name)
+        if f.name == "arch":
+            att.add_argument(flag, default=value, choices=list_encoders(), metavar="ARCH",
+                             help="encoder: " + ", ".join(list_encoders()))
+        else:
+            att.add_argument(flag, type=type(value), default=value)
+    add_json_option(att)
+    att.set_defaults(handler=_attributes)
+
+
+def _attributes(args: argparse.Namespace) -> int:
+    from hemascope.data.tables import read_wbcatt_folder
+    from hemascope.train.attributes import train_attributes
+    from hemascope.train.config import AttributeTrainConfig
+
+    ds = read_wbcatt_folder(args.data, image_root=args.images)
+    if ds.problems:
+        print(f"note: {len(ds.problems)} row(s) left out because of problems "
+              f"(e.g. {ds.problems[0].path}: {ds.problems[0].message})", file=sys.stderr)
+    values = {f.name: getattr(args, f.name) for f in dataclasses.fields(AttributeTrainConfig)
+              if f.name != "augment"}
+    cfg = AttributeTrainConfig(**values)
+    command = "hemascope " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    r = train_attributes(ds, cfg, args.out, resume=args.resume, command=command)
+    return _summarise(args, r, lambda t: f"test average macro-F1 {t.average_macro_f1:.4f}, "
+                                         f"accuracy {t.average_accuracy:.4f}")
 
 
 def _register_detector(verbs) -> None:

@@ -94,6 +94,48 @@ class DetectorTrainConfig:
         return _from_dict(cls, d, FieldAugment)
 
 
+@dataclass
+class AttributeTrainConfig:
+    """Options of ``hemascope train attributes`` (every field is a CLI flag).
+
+    The classifier's recipe, with augmentation that keeps what the attributes describe:
+    crops and zoom are mild (cell size is an attribute) and hue is not jittered (cytoplasm
+    and granule colour are attributes). The best epoch is the one with the highest
+    validation average macro-F1 over attributes, the WBCAtt headline score.
+    """
+
+    arch: str = "resnet18"
+    image_size: int = 128
+    epochs: int = 30
+    batch_size: int = 64
+    optimizer: str = "adamw"
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    schedule: str = "cosine"
+    warmup_epochs: float = 1.0
+    plateau_patience: int = 3
+    label_smoothing: float = 0.1
+    ema_decay: float = 0.998
+    dropout: float = 0.2
+    val_fraction: float = 0.1  # used only when the tables carry no split
+    test_fraction: float = 0.2
+    seed: int = 0
+    threads: int = 0
+    weights_dtype: str = "float32"
+    init: str = ""  # classifier or attribute model whose encoder starts this one
+    augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(
+        scale=(0.85, 1.0), ratio=(0.9, 1.11), zoom=(0.95, 1.05), brightness=0.1, contrast=0.1,
+        saturation=0.1, hue=0.0, degrade_p=0.2))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "AttributeTrainConfig":
+        return _from_dict(cls, d, AugmentConfig)
+
+
 def _from_dict(cls, d: dict[str, Any], augment_cls):
     """A config from its saved dict (JSON lists back to tuples); unknown keys are an error."""
     known = {f.name for f in fields(cls)}

@@ -1,0 +1,155 @@
+"""Scores of morphology-attribute recognition (the WBCAtt protocol).
+
+Each attribute is scored as its own classification problem (accuracy, macro precision /
+recall / F1 over the values present in the truth, per-value scores, confusion matrix); the
+headline numbers are their plain averages over attributes, as in Tsutsui et al. (2023).
+JSON keys: ``attributes`` (per attribute, the ``evaluate classifier`` shape without CIs),
+``average_macro_f1``, ``average_accuracy``, ``average_macro_precision``,
+``average_macro_recall``, ``n_images``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from hemascope.evaluate.classification import ClassificationReport, classification_report
+
+
+@dataclass(frozen=True)
+class AttributeReport:
+    """One report per attribute and their averages."""
+
+    attributes: dict[str, ClassificationReport]
+    n_images: int
+
+    def _mean(self, name: str) -> float:
+        vals = [getattr(r, name) for r in self.attributes.values()]
+        return float(np.mean(vals)) if vals else 0.0
+
+    @property
+    def average_macro_f1(self) -> float:
+        return self._mean("macro_f1")
+
+    @property
+    def average_accuracy(self) -> float:
+        return self._mean("accuracy")
+
+    def to_dict(self) -> dict:
+        per = {}
+        for name, r in self.attributes.items():
+            d = r.to_dict()
+            d.pop("ci95", None)
+            per[name] = d
+        return {"attributes": per, "average_macro_f1": self.average_macro_f1,
+                "average_accuracy": self.average_accuracy,
+                "average_macro_precision": self._mean("macro_precision"),
+                "average_macro_recall": self._mean("macro_recall"), "n_images": self.n_images}
+
+
+def attribute_report(truth: Mapping[str, Sequence[str]], predicted: Mapping[str, Sequence[str]],
+                     values: Mapping[str, Sequence[str]]) -> AttributeReport:
+    """Score predicted attribute values against the truth.
+
+    Args:
+        truth: attribute -> true value per image (``""`` or ``None``: unknown, left out).
+        predicted: attribute -> predicted value per image (same order).
+        values: attribute -> its allowed values (the confusion matrix order).
+
+    Raises:
+        ValueError: an attribute missing from ``predicted``, lengths that differ, or a value
+            outside ``values`` (the message names attribute and value).
+    """
+    reports, n = {}, 0
+    for name, allowed in values.items():
+        if name not in truth:
+            continue
+        if name not in predicted:
+            raise ValueError(f"no predictions for attribute {name!r}")
+        t, p = list(truth[name]), list(predicted[name])
+        if len(t) != len(p):
+            raise ValueError(f"attribute {name!r}: {len(t)} true values but {len(p)} predictions")
+        index = {v: i for i, v in enumerate(allowed)}
+        keep = [i for i, v in enumerate(t) if v not in ("", None)]
+        for v in [t[i] for i in keep] + [p[i] for i in keep]:
+            if v not in index:
+                raise ValueError(f"attribute {name!r}: value {v!r} is not one of {list(allowed)}")
+        reports[name] = classification_report([index[t[i]] for i in keep],
+                                              [index[p[i]] for i in keep], list(allowed),
+                                              n_bootstrap=0)
+        n = max(n, len(t))
+    return AttributeReport(reports, n)
+
+
+@dataclass
+class AttributeEvaluation:
+    report: AttributeReport
+    errors: dict[str, str]
+
+
+def default_wbcatt_test() -> "Path":
+    """The official WBCAtt test table under the shared data folder."""
+    import os
+    from pathlib import Path
+
+    root = Path(os.environ.get("HEMASCOPE_SHARED_DATA", "../shared/data"))
+    return root / "wbcatt" / "pbc_attr_v1_test.csv"
+
+
+def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: int = 64,
+                        progress=None) -> AttributeEvaluation:
+    """Score an attribute model on a WBCAtt table (default: the official test split).
+
+    Args:
+        csv: a WBCAtt CSV (``img_name, label, <11 attributes>, path``) or a folder of the
+            three official tables (all rows are scored).
+        model: attribute-model folder or ``"default"``.
+        images: the folder the CSV's ``path`` column is relative to (PBC); found beside
+            the CSV when omitted.
+
+    Raises:
+        DatasetError / AnnotationError: unreadable table, missing columns, unknown values
+            (the file and line are named), or no readable image.
+    """
+    from pathlib import Path
+
+    from hemascope.attributes.predict import attribute_probabilities, load_attribute_model
+    from hemascope.data.tables import read_wbcatt, read_wbcatt_folder
+    from hemascope.errors import DatasetError, ImageReadError
+    from hemascope.io.image import read_image
+    from hemascope.models.artifact import LoadedModel
+
+    path = Path(csv) if csv else default_wbcatt_test()
+    if not path.exists():
+        raise DatasetError(f"{path} does not exist (give --csv and --images)")
+    ds = (read_wbcatt_folder(path, image_root=images) if path.is_dir()
+          else read_wbcatt(path, image_root=images))
+    bad = [p for p in ds.problems if p.kind == "unknown_attribute_value"]
+    if bad:
+        raise DatasetError(f"{path}: {len(bad)} row(s) with unknown attribute values, e.g. "
+                           f"{bad[0].path}: {bad[0].message}")
+    loaded = model if isinstance(model, LoadedModel) else load_attribute_model(model)
+    attrs = loaded.model.attributes
+    truth: dict[str, list[str]] = {k: [] for k in attrs}
+    pred: dict[str, list[str]] = {k: [] for k in attrs}
+    errors = {p.path: p.message for p in ds.problems}
+    wrap = progress or (lambda it: it)
+    for start in wrap(range(0, len(ds.samples), batch_size)):
+        batch, arrays = [], []
+        for s in ds.samples[start:start + batch_size]:
+            try:
+                arrays.append(read_image(ds.root / s.path))
+                batch.append(s)
+            except ImageReadError as e:
+                errors[s.path] = e.reason
+        if not arrays:
+            continue
+        probs = attribute_probabilities(loaded, arrays, batch_size=batch_size)
+        for k, values in attrs.items():
+            truth[k] += [s.attributes.get(k, "") for s in batch]
+            pred[k] += [values[j] for j in probs[k].argmax(1)]
+    if not any(truth.values()):
+        raise DatasetError(f"no readable image with attributes in {path}")
+    return AttributeEvaluation(attribute_report(truth, pred, attrs), errors)

@@ -1,0 +1,139 @@
+"""Morphology attributes: scoring, the multi-head model, train/evaluate round trip, bad tables."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hemascope import taxonomy
+from hemascope.attributes import AttributeModel, attribute_loss, load_attribute_model
+from hemascope.cli import main
+from hemascope.evaluate.attributes import attribute_report
+from hemascope.io.image import write_image
+from hemascope.models.artifact import ModelError
+from hemascope.synthetic import make_cell
+
+HEADER = ["img_name", "label", *taxonomy.ATTRIBUTES, "path"]
+#: attribute values that follow the (synthetic) cell type, so a model can learn them
+BY_KIND = {"neutrophil": ("segmented-multilobed", "pink", "no"),
+           "lymphocyte": ("unsegmented-round", "nil", "no"),
+           "eosinophil": ("segmented-bilobed", "red", "yes"),
+           "monocyte": ("unsegmented-indented", "nil", "yes")}
+
+
+def _row(kind, rel):
+    nucleus, granule, vacuole = BY_KIND[kind]
+    attrs = {a: v[0] for a, v in taxonomy.ATTRIBUTES.items()}
+    attrs.update(nucleus_shape=nucleus, granule_colour=granule, cytoplasm_vacuole=vacuole,
+                 cell_size="small" if kind == "lymphocyte" else "big")
+    return {"img_name": rel.split("/")[-1], "label": kind.capitalize(), **attrs, "path": rel}
+
+
+@pytest.fixture(scope="module")
+def wbcatt(tmp_path_factory):
+    """WBCAtt-shaped tables over synthetic cells: 12 train, 4 val, 4 test per type."""
+    root = tmp_path_factory.mktemp("wbcatt")
+    rows = {"train": [], "val": [], "test": []}
+    for kind in BY_KIND:
+        for i in range(20):
+            rel = f"PBC_dataset_normal_DIB/{kind}/{kind[:3]}_{i}.jpg"
+            write_image(root / "pbc" / rel, make_cell(kind, seed=i, size=48).image)
+            part = "train" if i < 12 else "val" if i < 16 else "test"
+            rows[part].append(_row(kind, rel))
+    (root / "wbcatt").mkdir()
+    for part, rs in rows.items():
+        with open(root / "wbcatt" / f"pbc_attr_v1_{part}.csv", "w", newline="") as fh:
+            w = csv.DictWriter(fh, HEADER)
+            w.writeheader()
+            w.writerows(rs)
+    return root
+
+
+def test_attribute_report_perfect_partial_and_errors():
+    values = {"cell_size": ("big", "small"), "granularity": ("no", "yes")}
+    truth = {"cell_size": ["big", "small", "big", "small"], "granularity": ["no", "no", "yes", ""]}
+    perfect = attribute_report(truth, {"cell_size": truth["cell_size"],
+                                       "granularity": ["no", "no", "yes", "yes"]}, values)
+    assert perfect.average_macro_f1 == 1.0 and perfect.average_accuracy == 1.0
+    assert perfect.attributes["granularity"].n_images == 3  # the unknown value is left out
+    half = attribute_report(truth, {"cell_size": ["big", "big", "big", "big"],
+                                    "granularity": ["no", "no", "yes", "no"]}, values)
+    assert half.attributes["cell_size"].accuracy == 0.5
+    d = half.to_dict()
+    assert {"attributes", "average_macro_f1", "average_accuracy"} <= set(d)
+    assert d["average_accuracy"] == pytest.approx((0.5 + 1.0) / 2)
+    with pytest.raises(ValueError, match="granularity.*'maybe'"):
+        attribute_report(truth, {"cell_size": truth["cell_size"],
+                                 "granularity": ["no", "maybe", "yes", "no"]}, values)
+    with pytest.raises(ValueError, match="no predictions"):
+        attribute_report(truth, {"cell_size": truth["cell_size"]}, values)
+
+
+def test_model_heads_split_and_loss_ignores_unknown():
+    torch.manual_seed(0)
+    attrs = {"a": ("x", "y"), "b": ("p", "q", "r")}
+    m = AttributeModel("tinycnn", attrs, image_size=32)
+    logits = m(torch.rand(4, 3, 32, 32))
+    assert logits.shape == (4, 5)
+    parts = m.split(logits)
+    assert parts["a"].shape == (4, 2) and parts["b"].shape == (4, 3)
+    t = torch.tensor([[0, -1], [1, -1], [0, -1], [1, -1]])
+    only_a = attribute_loss(m, logits, t)
+    expect = torch.nn.functional.cross_entropy(parts["a"], t[:, 0])
+    assert torch.allclose(only_a, expect)
+    with pytest.raises(ValueError):
+        AttributeModel("tinycnn", {"a": ("x",)})
+
+
+def test_train_evaluate_round_trip(wbcatt, tmp_path):
+    out = tmp_path / "att"
+    code = main(["train", "attributes", "--data", str(wbcatt / "wbcatt"), "--images",
+                 str(wbcatt / "pbc"), "--out", str(out), "--arch", "tinycnn", "--image-size", "32",
+                 "--epochs", "6", "--batch-size", "16", "--lr", "0.003", "--threads", "1"])
+    assert code == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["task"] == "attributes" and list(cfg["attributes"]) == list(taxonomy.ATTRIBUTES)
+    assert cfg["training"]["split_method"] == "official"
+    assert cfg["training"]["n_images"] == {"test": 16, "train": 48, "val": 16}
+    code = main(["evaluate", "attributes", "--model", str(out), "--csv",
+                 str(wbcatt / "wbcatt" / "pbc_attr_v1_test.csv"), "--images", str(wbcatt / "pbc"),
+                 "--json", str(tmp_path / "e.json")])
+    assert code == 0
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert rep["n_images"] == 16 and set(rep["attributes"]) == set(taxonomy.ATTRIBUTES)
+    # attributes that follow the cell type are learnt above chance
+    assert rep["attributes"]["cell_size"]["accuracy"] > 0.6, rep["attributes"]["cell_size"]
+    assert 0 <= rep["average_macro_f1"] <= 1
+    loaded = load_attribute_model(out)
+    from hemascope.attributes import predict_attributes
+
+    pred = predict_attributes(loaded, [make_cell("lymphocyte", seed=99, size=48).image])[0]
+    assert set(pred.values) == set(taxonomy.ATTRIBUTES)
+    assert all(pred.values[k] in v for k, v in taxonomy.ATTRIBUTES.items())
+    assert all(0 < p <= 1 for p in pred.probabilities.values())
+
+
+def test_bad_tables_and_models(wbcatt, tmp_path, tiny_model):
+    bad = tmp_path / "bad.csv"
+    rows = list(csv.DictReader(open(wbcatt / "wbcatt" / "pbc_attr_v1_test.csv")))
+    rows[1]["nucleus_shape"] = "triangular"
+    with open(bad, "w", newline="") as fh:
+        w = csv.DictWriter(fh, HEADER)
+        w.writeheader()
+        w.writerows(rows)
+    with pytest.raises(Exception, match="triangular"):
+        from hemascope.evaluate.attributes import evaluate_attributes
+
+        evaluate_attributes(bad, model=tiny_model, images=wbcatt / "pbc")
+    missing = tmp_path / "missing_cols.csv"
+    missing.write_text("img_name,label,path\na.jpg,Neutrophil,a.jpg\n")
+    assert main(["evaluate", "attributes", "--csv", str(missing), "--model", str(tiny_model)]) == 1
+    with pytest.raises(ModelError, match="not an attribute model"):
+        load_attribute_model(tiny_model)
+    with pytest.raises(ModelError, match="no default attributes model"):
+        load_attribute_model("default")
+    empty = tmp_path / "empty_tables"
+    empty.mkdir()
+    assert main(["train", "attributes", "--data", str(empty), "--out", str(tmp_path / "o")]) == 1

@@ -10,7 +10,9 @@ JSON keys: ``attributes`` (per attribute, the ``evaluate classifier`` shape with
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -89,11 +91,8 @@ class AttributeEvaluation:
     errors: dict[str, str]
 
 
-def default_wbcatt_test() -> "Path":
+def default_wbcatt_test() -> Path:
     """The official WBCAtt test table under the shared data folder."""
-    import os
-    from pathlib import Path
-
     root = Path(os.environ.get("HEMASCOPE_SHARED_DATA", "../shared/data"))
     return root / "wbcatt" / "pbc_attr_v1_test.csv"
 
@@ -113,8 +112,6 @@ def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: i
         DatasetError / AnnotationError: unreadable table, missing columns, unknown values
             (the file and line are named), or no readable image.
     """
-    from pathlib import Path
-
     from hemascope.attributes.predict import attribute_probabilities, load_attribute_model
     from hemascope.data.tables import read_wbcatt, read_wbcatt_folder
     from hemascope.errors import DatasetError, ImageReadError

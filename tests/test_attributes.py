@@ -86,12 +86,18 @@ def test_model_heads_split_and_loss_ignores_unknown():
         AttributeModel("tinycnn", {"a": ("x",)})
 
 
-def test_train_evaluate_round_trip(wbcatt, tmp_path):
-    out = tmp_path / "att"
+@pytest.fixture(scope="module")
+def att_model(wbcatt, tmp_path_factory):
+    out = tmp_path_factory.mktemp("att")
     code = main(["train", "attributes", "--data", str(wbcatt / "wbcatt"), "--images",
                  str(wbcatt / "pbc"), "--out", str(out), "--arch", "tinycnn", "--image-size", "32",
                  "--epochs", "6", "--batch-size", "16", "--lr", "0.003", "--threads", "1"])
     assert code == 0
+    return out
+
+
+def test_train_evaluate_round_trip(wbcatt, att_model, tmp_path):
+    out = att_model
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["task"] == "attributes" and list(cfg["attributes"]) == list(taxonomy.ATTRIBUTES)
     assert cfg["training"]["split_method"] == "official"
@@ -136,3 +142,30 @@ def test_bad_tables_and_models(wbcatt, tmp_path, tiny_model):
     empty = tmp_path / "empty_tables"
     empty.mkdir()
     assert main(["train", "attributes", "--data", str(empty), "--out", str(tmp_path / "o")]) == 1
+
+
+def test_analyze_reports_attributes_per_white_cell(att_model, tiny_model, tmp_path):
+    from hemascope.pipeline import analyze
+
+    write_image(tmp_path / "in" / "c.png", make_cell("neutrophil", seed=5, size=64).image)
+    r = analyze(tmp_path / "in", out_dir=tmp_path / "out", classifier=tiny_model,
+                attributes=att_model)
+    saved = json.loads((tmp_path / "out" / "images" / "c.json").read_text())
+    attrs = saved["cells"][0]["attributes"]
+    assert set(attrs) == set(taxonomy.ATTRIBUTES)
+    assert attrs["nucleus_shape"]["value"] in taxonomy.ATTRIBUTES["nucleus_shape"]
+    assert r.images[0].cells[0].attributes == attrs
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["models"]["attributes"]["classes"] == list(taxonomy.ATTRIBUTES)
+    # resumed records keep their attributes
+    again = analyze(tmp_path / "in", out_dir=tmp_path / "out", classifier=tiny_model,
+                    attributes=att_model, resume=True)
+    assert again.resumed == 1 and again.images[0].cells[0].attributes == attrs
+
+
+def test_classify_adds_attributes(att_model, tiny_model, tmp_path):
+    write_image(tmp_path / "c.png", make_cell("eosinophil", seed=1, size=48).image)
+    assert main(["classify", str(tmp_path / "c.png"), "--model", str(tiny_model), "--attributes",
+                 str(att_model), "--json", str(tmp_path / "p.json")]) == 0
+    pred = json.loads((tmp_path / "p.json").read_text())["predictions"][0]
+    assert set(pred["attributes"]) == set(taxonomy.ATTRIBUTES) and pred["class"]

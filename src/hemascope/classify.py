@@ -29,12 +29,15 @@ class CellPrediction:
     second_label: str
     second_probability: float
     probabilities: dict[str, float]
+    attributes: dict[str, dict] | None = None
 
     def to_dict(self) -> dict:
-        return {"path": self.path, "class": self.label, "probability": self.probability,
-                "top2": [[self.label, self.probability],
-                         [self.second_label, self.second_probability]],
-                "probabilities": self.probabilities}
+        d = {"path": self.path, "class": self.label, "probability": self.probability,
+             "top2": [[self.label, self.probability], [self.second_label, self.second_probability]],
+             "probabilities": self.probabilities}
+        if self.attributes is not None:
+            d["attributes"] = self.attributes
+        return d
 
 
 @dataclass
@@ -116,9 +119,21 @@ def to_predictions(paths: Sequence[str], probs: np.ndarray, classes: Sequence[st
 
 
 def classify_paths(paths: Iterable[str | Path], *, model: str | Path | LoadedModel | None = None,
-                   batch_size: int = 64, tta: int = 1, progress=None) -> ClassifyResult:
-    """Classify image files and folders (recursive); unreadable files land in ``errors``."""
+                   batch_size: int = 64, tta: int = 1, attributes: str | Path | LoadedModel | None = None,
+                   progress=None) -> ClassifyResult:
+    """Classify image files and folders (recursive); unreadable files land in ``errors``.
+
+    ``attributes`` (an attribute-model folder) adds the 11 morphology attributes to each
+    prediction.
+    """
+    from dataclasses import replace
+
     loaded = model if isinstance(model, LoadedModel) else load_classifier(model)
+    att = None
+    if attributes is not None:
+        from hemascope.attributes import load_attribute_model
+
+        att = attributes if isinstance(attributes, LoadedModel) else load_attribute_model(attributes)
     files = expand_paths(paths)
     result = ClassifyResult([])
     wrap = progress or (lambda it: it)
@@ -132,5 +147,11 @@ def classify_paths(paths: Iterable[str | Path], *, model: str | Path | LoadedMod
                 result.errors[str(f)] = e.reason
         if images:
             probs = predict_arrays(loaded, images, batch_size=batch_size, tta=tta)
-            result.predictions += to_predictions(names, probs, loaded.classes)
+            preds = to_predictions(names, probs, loaded.classes)
+            if att is not None:
+                from hemascope.attributes import predict_attributes
+
+                preds = [replace(p, attributes=a.to_dict())
+                         for p, a in zip(preds, predict_attributes(att, images, batch_size=batch_size))]
+            result.predictions += preds
     return result

@@ -26,6 +26,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--refiner", default=None, metavar="DIR",
                    help="second-stage classifier (e.g. RUN/model of `hemascope fewshot`): types "
                         "again the cells whose first class it also knows")
+    p.add_argument("--attributes", default=None, metavar="DIR",
+                   help="attribute model (`hemascope train attributes`): 11 morphology "
+                        "attributes per white cell in the per-image JSON")
     p.add_argument("--stain", default=None, metavar="REF",
                    help="colour reference (`hemascope stain fit`) applied to cells before typing")
     p.add_argument("--mode", default="auto", choices=("auto", "cells", "fields"),
@@ -69,7 +72,8 @@ def _analyze(args: argparse.Namespace) -> int:
     from hemascope.pipeline import analyze
 
     result = analyze(args.paths, out_dir=args.out, detector=args.detector,
-                     classifier=args.classifier, refiner=args.refiner, stain=args.stain,
+                     classifier=args.classifier, refiner=args.refiner, attributes=args.attributes,
+                     stain=args.stain,
                      mode=args.mode, scale=args.scale,
                      review_below=args.review_below, overlays=not args.no_overlays, tta=args.tta,
                      resume=args.resume, progress=_progress())

@@ -21,6 +21,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     cls.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
     cls.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
                      help="average over this many flips/rotations (slower, a little more accurate)")
+    cls.add_argument("--attributes", default=None, metavar="DIR",
+                     help="attribute model (`hemascope train attributes`): add the 11 morphology "
+                          "attributes to each prediction")
     add_json_option(cls)
     cls.set_defaults(handler=_classify)
 
@@ -89,7 +92,7 @@ def _classify(args: argparse.Namespace) -> int:
     from hemascope.classify import classify_paths
 
     result = classify_paths(args.paths, model=args.model, batch_size=args.batch_size, tta=args.tta,
-                            progress=lambda it: progress(it, desc="classifying"))
+                            attributes=args.attributes, progress=lambda it: progress(it, desc="classifying"))
     if args.json:
         emit_json({"predictions": [p.to_dict() for p in result.predictions],
                    "errors": result.errors}, args.json)

@@ -13,7 +13,8 @@ __all__ = ["AnalysisOptions", "AnalysisResult", "Analyzer", "CellRecord", "Image
 
 def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             detector: str | Path = "default", classifier: str | Path = "default",
-            refiner: str | Path | None = None, stain: str | Path | None = None,
+            refiner: str | Path | None = None, attributes: str | Path | None = None,
+            stain: str | Path | None = None,
             mode: str = "auto", scale: float | str | None = "auto",
             review_below: float = 0.6, overlays: bool = True, tta: int = 1, resume: bool = False,
             progress: Callable[[int, int, str], None] | None = None) -> AnalysisResult:
@@ -25,6 +26,8 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
         detector, classifier: model folders or ``"default"`` (the shipped models).
         refiner: an adapted classifier (e.g. ``RUN/model`` of `hemascope fewshot`) that types
             again the cells whose first class it also knows (two-stage pipeline).
+        attributes: an attribute model (`hemascope train attributes`): each white cell
+            gets its 11 morphology attributes in the per-image JSON.
         stain: a colour reference (`hemascope stain fit`) applied to cells before typing.
         mode: ``"cells"`` (single-cell crops), ``"fields"`` (smear fields) or ``"auto"``
             (images up to 400 px on the longer side are single cells).
@@ -40,6 +43,6 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
     if isinstance(paths, (str, Path)):
         paths = [paths]
     opts = AnalysisOptions(detector=detector, classifier=classifier, refiner=refiner,
-                           stain=stain, mode=mode,
+                           attributes=attributes, stain=stain, mode=mode,
                            scale=scale, review_below=review_below, overlays=overlays, tta=tta)
     return _run(paths, out_dir=out_dir, options=opts, resume=resume, progress=progress)

@@ -35,6 +35,7 @@ class AnalysisOptions:
     detector: str | Path = "default"
     classifier: str | Path = "default"
     refiner: str | Path | None = None
+    attributes: str | Path | None = None
     stain: str | Path | None = None
     mode: str = "auto"
     scale: float | str | None = "auto"
@@ -159,6 +160,11 @@ class Analyzer:
             if not self.shared:
                 raise HemascopeError(f"the refiner {self.options.refiner} shares no class with the "
                                      f"classifier ({', '.join(self.classifier.classes)})")
+        self.attribute_model = None
+        if self.options.attributes:
+            from hemascope.attributes import load_attribute_model
+
+            self.attribute_model = load_attribute_model(self.options.attributes)
         self._detector = None
         self.stain = None
         if self.options.stain:
@@ -203,6 +209,13 @@ class Analyzer:
             probs = restrict(probs, self.field_classes)
         refined = self._refine(crops, probs) if self.refiner is not None else {}
         sec["classify"] = time.perf_counter() - t
+        attrs: list = [None] * len(crops)
+        if self.attribute_model is not None and crops:
+            from hemascope.attributes import predict_attributes
+
+            t = time.perf_counter()
+            attrs = [a.to_dict() for a in predict_attributes(self.attribute_model, crops)]
+            sec["attributes"] = time.perf_counter() - t
         t = time.perf_counter()
         outlines = {i: _outline(image, boxes[i], whole=mode == "cells") for i in white}
         sec["outline"] = time.perf_counter() - t
@@ -222,7 +235,8 @@ class Analyzer:
                 label, prob = top2[0][0], top2[0][1]
                 review = prob < self.options.review_below or scores[i] < 0.5
                 cells.append(CellRecord(n + 1, kinds[i], label, scores[i], box, prob, top2,
-                                        polygon, review, refined=k in refined))
+                                        polygon, review, refined=k in refined,
+                                        attributes=attrs[k]))
             else:
                 cells.append(CellRecord(n + 1, kinds[i], kinds[i], scores[i], box))
         return ImageResult(file, key, w, h, mode, cells, {k: round(v, 4) for k, v in sec.items()})

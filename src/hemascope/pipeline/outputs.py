@@ -149,10 +149,14 @@ def run_manifest(result, analyzer, files: Sequence[Path]) -> dict[str, Any]:
     from hemascope import __version__
 
     def model_entry(m) -> dict[str, Any]:
-        return {"path": str(m.path), "arch": m.config.get("arch"), "classes": m.classes,
+        return {"path": str(m.path), "arch": m.config.get("arch"),
+                "classes": m.config.get("classes") or list(m.config.get("attributes", {})),
                 "weights_sha256": m.config.get("weights_sha256")}
 
     models = {"classifier": model_entry(analyzer.classifier)}
+    for name, m in (("refiner", analyzer.refiner), ("attributes", analyzer.attribute_model)):
+        if m is not None:
+            models[name] = model_entry(m)
     if analyzer._detector is not None:
         models["detector"] = model_entry(analyzer._detector)
     n_done = len(result.images) - result.resumed

@@ -29,6 +29,8 @@ class CellRecord:
         polygon: outline ``[(x, y), ...]`` from the classical extraction, if found.
         review: flagged for a person to check (low classifier or detector confidence).
         refined: typed by the second-stage (refiner) classifier.
+        attributes: morphology attributes ``{name: {"value", "probability"}}`` when an
+            attribute model was given (white cells only).
     """
 
     id: int
@@ -41,6 +43,7 @@ class CellRecord:
     polygon: list[tuple[float, float]] | None = None
     review: bool = False
     refined: bool = False
+    attributes: dict[str, dict[str, Any]] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -52,6 +55,8 @@ class CellRecord:
             d["probability"] = round(float(self.probability), 4)
         if self.top2 is not None:
             d["top2"] = [[lab, round(float(p), 4)] for lab, p in self.top2]
+        if self.attributes is None:
+            d.pop("attributes")
         return d
 
     @classmethod
@@ -61,7 +66,8 @@ class CellRecord:
                    probability=None if d.get("probability") is None else float(d["probability"]),
                    top2=d.get("top2"),
                    polygon=None if d.get("polygon") is None else [tuple(p) for p in d["polygon"]],
-                   review=bool(d.get("review", False)), refined=bool(d.get("refined", False)))
+                   review=bool(d.get("review", False)), refined=bool(d.get("refined", False)),
+                   attributes=d.get("attributes"))
 
 
 @dataclass

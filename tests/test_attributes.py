@@ -169,3 +169,17 @@ def test_classify_adds_attributes(att_model, tiny_model, tmp_path):
                  str(att_model), "--json", str(tmp_path / "p.json")]) == 0
     pred = json.loads((tmp_path / "p.json").read_text())["predictions"][0]
     assert set(pred["attributes"]) == set(taxonomy.ATTRIBUTES) and pred["class"]
+
+
+def test_agreement_and_kappa():
+    from hemascope.evaluate.attributes import agreement
+
+    values = {"granularity": ("no", "yes")}
+    same = agreement({"granularity": ["no", "yes", "no", "yes"]},
+                     {"granularity": ["no", "yes", "no", "yes"]}, values)
+    assert same["granularity"] == {"agreement": 1.0, "kappa": 1.0, "n": 4}
+    # agreement no better than chance -> kappa 0
+    chance = agreement({"granularity": ["no", "no", "yes", "yes"]},
+                       {"granularity": ["no", "yes", "no", "yes"]}, values)
+    assert chance["granularity"]["agreement"] == 0.5
+    assert chance["granularity"]["kappa"] == pytest.approx(0.0)

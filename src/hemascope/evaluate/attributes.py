@@ -150,3 +150,31 @@ def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: i
     if not any(truth.values()):
         raise DatasetError(f"no readable image with attributes in {path}")
     return AttributeEvaluation(attribute_report(truth, pred, attrs), errors)
+
+
+def agreement(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence[str]],
+              values: Mapping[str, Sequence[str]]) -> dict[str, dict[str, float]]:
+    """Per attribute: how often two labelings agree, and Cohen's kappa (Cohen 1960).
+
+    Used for the label-noise check: annotator vs annotator on the re-annotated WBCAtt
+    images, next to model vs each annotator. Entries where either side is unknown are
+    left out; ``n`` says how many were compared.
+    """
+    out = {}
+    for name, allowed in values.items():
+        if name not in a or name not in b:
+            continue
+        pairs = [(x, y) for x, y in zip(a[name], b[name]) if x not in ("", None) and y not in ("", None)]
+        if not pairs:
+            continue
+        index = {v: i for i, v in enumerate(allowed)}
+        k = len(allowed)
+        cm = np.zeros((k, k))
+        for x, y in pairs:
+            cm[index[x], index[y]] += 1
+        n = cm.sum()
+        po = np.trace(cm) / n
+        pe = float((cm.sum(0) * cm.sum(1)).sum() / n**2)
+        kappa = 1.0 if pe >= 1 else (po - pe) / (1 - pe)
+        out[name] = {"agreement": float(po), "kappa": float(kappa), "n": int(n)}
+    return out

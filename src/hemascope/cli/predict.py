@@ -67,6 +67,33 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(ea)
     ea.set_defaults(handler=_evaluate_attributes)
 
+    es = verbs.add_parser(
+        "segmentation", formatter_class=Formatter, help="cell-part IoU / F1, mIoU",
+        description="Per-class IoU and F1 and mean IoU of a part-segmentation model on a folder "
+                    "of images with same-named mask PNGs (CellaVision convention 255 nucleus, "
+                    "128 cytoplasm, 0 other; or indexed part labels), or images/ + masks/.")
+    es.add_argument("--model", default="default", help="segmentation model folder or 'default'")
+    es.add_argument("--data", required=True, help="folder of images and masks")
+    add_json_option(es)
+    es.set_defaults(handler=_evaluate_segmentation)
+
+
+def _evaluate_segmentation(args: argparse.Namespace) -> int:
+    from hemascope.evaluate.segmentation import evaluate_segmentation
+
+    ev = evaluate_segmentation(args.data, model=args.model,
+                               progress=lambda it: progress(it, desc="evaluating"))
+    rep = ev.report
+    if args.json:
+        emit_json(rep.to_dict(), args.json)
+    if args.json != "-":
+        print(f"{rep.n_images} images: mIoU {rep.miou:.4f}")
+        for c, v in rep.per_class.items():
+            print(f"{c:<12} IoU {v['iou']:.4f}  F1 {v['f1']:.4f}")
+    for path, reason in list(ev.errors.items())[:20]:
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    return 0
+
 
 def _evaluate_attributes(args: argparse.Namespace) -> int:
     from hemascope.evaluate.attributes import evaluate_attributes

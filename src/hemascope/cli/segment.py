@@ -25,6 +25,52 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(ex)
     ex.set_defaults(handler=_extract)
 
+    pr = verbs.add_parser(
+        "predict", formatter_class=Formatter, help="cell-part segmentation (U-Net)",
+        description="For each single-cell image write OUT/<name>_parts.png (indexed PNG: 0 "
+                    "background, 1 nucleus, 2 cytoplasm, 3 vacuole, 4 platelet, 5 RBC) and "
+                    "OUT/<name>_overlay.png. Unreadable files are listed and skipped.")
+    pr.add_argument("paths", nargs="+", help="images and/or folders")
+    pr.add_argument("--out", required=True, help="output folder")
+    pr.add_argument("--model", default="default", help="segmentation model folder or 'default'")
+    add_json_option(pr)
+    pr.set_defaults(handler=_predict)
+
+
+def _predict(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from hemascope.classify import expand_paths
+    from hemascope.io.atomic import guard_inputs
+    from hemascope.io.image import write_image
+    from hemascope.io.masks import write_part_mask
+    from hemascope.segment.predict import load_segmenter, overlay_parts, segment_arrays
+
+    loaded = load_segmenter(args.model)
+    classes = loaded.config["classes"]
+    files = expand_paths(args.paths)
+    out = Path(args.out)
+    rows, errors = [], {}
+    for f, img, err in iter_images(files, desc="segmenting"):
+        if img is None:
+            errors[str(f)] = err
+            continue
+        mask = segment_arrays(loaded, [img])[0]
+        parts, over = out / f"{f.stem}_parts.png", out / f"{f.stem}_overlay.png"
+        guard_inputs(parts, files)
+        guard_inputs(over, files)
+        write_part_mask(parts, mask)
+        write_image(over, overlay_parts(img, mask))
+        counts = np.bincount(mask.ravel(), minlength=len(classes))
+        rows.append({"path": str(f), "parts": str(parts), "overlay": str(over),
+                     "pixels": {c: int(n) for c, n in zip(classes, counts) if n}})
+    if args.json:
+        emit_json({"images": rows, "errors": errors}, args.json)
+    else:
+        print(f"segmented {len(rows)} image(s) into {out}")
+    print_skipped(errors)
+    return 0 if rows else 1
+
 
 def _extract(args: argparse.Namespace) -> int:
     import numpy as np

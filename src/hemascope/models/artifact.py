@@ -22,7 +22,7 @@ from hemascope.io.atomic import atomic_write, write_json
 ARTIFACT_FORMAT = "hemascope-model/1"
 CONFIG, WEIGHTS, SPLIT = "config.json", "model.safetensors", "split.json"
 _DEFAULTS = {"classifier": "pbc8_resnet18", "detector": "smear3_fcos",
-             "attributes": "wbcatt_resnet18"}
+             "attributes": "wbcatt_resnet18", "segmentation": "cellparts_unet"}
 
 
 class ModelError(HemascopeError):
@@ -54,7 +54,7 @@ def resolve_model_dir(spec: str | Path | None, task: str = "classifier") -> Path
         hint = ""
         if spec in (None, "default"):
             hint = (f" (no default {task} model is shipped yet: pass a model folder)"
-                    if task == "attributes" else " (the shipped default is missing: reinstall hemascope)")
+                    if task in ("attributes", "segmentation") else " (the shipped default is missing: reinstall hemascope)")
         raise ModelError(f"model folder {path} does not exist{hint}")
     for name in (CONFIG, WEIGHTS):
         if not (path / name).is_file():

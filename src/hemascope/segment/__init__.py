@@ -1,1 +1,1 @@
-"""Segmentation: classical cell extraction (trained part segmentation is being built)."""
+"""Segmentation: classical cell extraction and the trained cell-part U-Net."""

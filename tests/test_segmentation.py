@@ -1,0 +1,111 @@
+"""Cell-part segmentation: metrics, U-Net, pairs, train / CV / predict / evaluate, bad input."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from hemascope.cli import main
+from hemascope.errors import DatasetError, ImageReadError
+from hemascope.io.image import write_image
+from hemascope.segment.data import MaskPair, find_mask_pairs, load_pair
+from hemascope.segment.metrics import pixel_confusion, segmentation_report
+from hemascope.segment.unet import UNet
+from hemascope.synthetic import make_cell
+
+PARTS = ["background", "nucleus", "cytoplasm", "vacuole", "platelet", "RBC"]
+
+
+def _cellavision(mask):
+    """Part indices -> CellaVision grey values (255 nucleus, 128 cytoplasm, 0 other)."""
+    out = np.zeros(mask.shape, np.uint8)
+    out[mask == 1], out[mask == 2] = 255, 128
+    return out
+
+
+@pytest.fixture(scope="module")
+def cells_with_masks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cv_masks")
+    for i, kind in enumerate(["neutrophil", "lymphocyte", "monocyte", "eosinophil"] * 3):
+        c = make_cell(kind, seed=i, size=64)
+        write_image(root / f"{i:03d}.bmp", c.image)
+        write_image(root / f"{i:03d}.png", _cellavision(c.mask))
+    return root
+
+
+def test_report_perfect_partial_and_errors():
+    t = np.array([[0, 1], [2, 2]])
+    rep = segmentation_report([t], [t], PARTS)
+    assert rep.miou == 1.0 and set(rep.per_class) == {"background", "nucleus", "cytoplasm"}
+    p = np.array([[0, 1], [2, 1]])  # one cytoplasm pixel called nucleus
+    rep = segmentation_report([t], [p], PARTS)
+    assert rep.per_class["nucleus"]["iou"] == pytest.approx(0.5)
+    assert rep.per_class["cytoplasm"]["iou"] == pytest.approx(0.5)
+    assert rep.per_class["cytoplasm"]["f1"] == pytest.approx(2 / 3)
+    d = rep.to_dict()
+    assert {"per_class", "miou"} <= set(d) and d["miou"] == pytest.approx((1 + 0.5 + 0.5) / 3)
+    with pytest.raises(ValueError, match="shape"):
+        pixel_confusion(t, t[:1], 6)
+    with pytest.raises(ValueError, match="0..5"):
+        pixel_confusion(t, t + 6, 6)
+
+
+def test_unet_shapes_and_bad_sides():
+    m = UNet(6, width=4)
+    assert m(torch.rand(2, 3, 32, 48)).shape == (2, 6, 32, 48)
+    with pytest.raises(ValueError, match="divisible by 16"):
+        m(torch.rand(1, 3, 30, 32))
+
+
+def test_pairs_both_layouts_and_bad_masks(cells_with_masks, tmp_path):
+    pairs, problems = find_mask_pairs(cells_with_masks)
+    assert len(pairs) == 12 and not problems
+    image, mask = load_pair(pairs[0])
+    assert image.shape[:2] == mask.shape and set(np.unique(mask)) <= {0, 1, 2}
+    (tmp_path / "images").mkdir()
+    (tmp_path / "masks").mkdir()
+    c = make_cell("monocyte", seed=1, size=48)
+    write_image(tmp_path / "images" / "a.png", c.image)
+    write_image(tmp_path / "masks" / "a.png", c.mask)  # indexed convention
+    write_image(tmp_path / "images" / "b.png", c.image)
+    pairs, problems = find_mask_pairs(tmp_path)
+    assert [p.image.name for p in pairs] == ["a.png"] and len(problems) == 1
+    assert load_pair(pairs[0])[1].max() == 5
+    write_image(tmp_path / "small.png", c.mask[:20, :20])
+    with pytest.raises(ImageReadError, match="mask is 20x20 but its image"):
+        load_pair(MaskPair(tmp_path / "images" / "a.png", tmp_path / "small.png"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(DatasetError, match="no image/mask pairs"):
+        find_mask_pairs(tmp_path / "empty")
+
+
+def test_train_cv_predict_evaluate(cells_with_masks, tmp_path):
+    out = tmp_path / "seg"
+    assert main(["train", "segmentation", "--data", str(cells_with_masks), "--out", str(out),
+                 "--cv", "3", "--epochs", "25", "--image-size", "64", "--width", "8",
+                 "--batch-size", "4", "--threads", "1", "--json", str(tmp_path / "t.json")]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["task"] == "segmentation" and cfg["trained_classes"] == ["background", "nucleus",
+                                                                          "cytoplasm"]
+    cv = cfg["metrics"]["cross_validation"]
+    assert cv["k"] == 3 and len(cv["folds"]) == 3 and cv["n_images"] == 12
+    # cartoon cells are easy: a model that learnt nothing would sit near 0 for the nucleus
+    assert cv["per_class"]["nucleus"]["iou"]["mean"] > 0.5, cv["per_class"]
+    assert main(["evaluate", "segmentation", "--model", str(out), "--data", str(cells_with_masks),
+                 "--json", str(tmp_path / "e.json")]) == 0
+    rep = json.loads((tmp_path / "e.json").read_text())
+    assert rep["n_images"] == 12 and rep["per_class"]["nucleus"]["iou"] > 0.5
+    src = tmp_path / "in"
+    write_image(src / "x.jpg", make_cell("neutrophil", seed=40, size=80).image)
+    (src / "bad.jpg").write_bytes(b"not a jpeg")
+    assert main(["segment", "predict", str(src), "--model", str(out), "--out",
+                 str(tmp_path / "pred")]) == 0
+    from hemascope.io.masks import read_part_mask
+
+    parts = read_part_mask(tmp_path / "pred" / "x_parts.png", convention="indexed")
+    assert parts.shape == (80, 80) and (parts == 1).any()
+    assert (tmp_path / "pred" / "x_overlay.png").is_file()
+    # a classifier folder is not a segmentation model
+    assert main(["segment", "predict", str(src), "--model", str(tmp_path / "nope"), "--out",
+                 str(tmp_path / "p2")]) == 1

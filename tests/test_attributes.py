@@ -183,3 +183,15 @@ def test_agreement_and_kappa():
                        {"granularity": ["no", "yes", "no", "yes"]}, values)
     assert chance["granularity"]["agreement"] == 0.5
     assert chance["granularity"]["kappa"] == pytest.approx(0.0)
+
+
+def test_gradcam_on_an_attribute_head(att_model, tmp_path):
+    write_image(tmp_path / "c.png", make_cell("monocyte", seed=3, size=48).image)
+    assert main(["explain", "gradcam", str(tmp_path / "c.png"), "--model", str(att_model),
+                 "--attribute", "nucleus_shape", "--out", str(tmp_path / "cam"),
+                 "--json", str(tmp_path / "g.json")]) == 0
+    row = json.loads((tmp_path / "g.json").read_text())["explanations"][0]
+    assert row["class"] in taxonomy.ATTRIBUTES["nucleus_shape"] and 0 < row["probability"] <= 1
+    assert (tmp_path / "cam" / "c_nucleus_shape_gradcam.png").is_file()
+    assert main(["explain", "gradcam", str(tmp_path / "c.png"), "--model", str(att_model),
+                 "--attribute", "hair_colour", "--out", str(tmp_path / "cam")]) == 1

@@ -18,7 +18,11 @@ def register(groups: argparse._SubParsersAction) -> None:
     gc.add_argument("paths", nargs="+", help="image files and/or folders")
     gc.add_argument("--out", required=True, help="folder for the overlay PNGs")
     gc.add_argument("--model", default="default", help="model folder or 'default'")
-    gc.add_argument("--target", default=None, help="class to explain (default: the predicted one)")
+    gc.add_argument("--target", default=None,
+                    help="class (or, with --attribute, value) to explain (default: the predicted one)")
+    gc.add_argument("--attribute", default=None, metavar="NAME",
+                    help="explain this attribute head of an attribute model (--model from "
+                         "`hemascope train attributes`), e.g. nucleus_shape")
     gc.add_argument("--alpha", type=float, default=0.45, help="heat-map opacity")
     add_json_option(gc)
     gc.set_defaults(handler=_gradcam)
@@ -33,14 +37,30 @@ def _gradcam(args: argparse.Namespace) -> int:
     from hemascope.models.artifact import load_classifier
     from hemascope.taxonomy import resolve
 
-    loaded = load_classifier(args.model)
-    target = None
-    if args.target is not None:
-        concept = resolve(args.target)
-        if concept not in loaded.classes:
-            raise HemascopeError(f"--target {args.target!r} is not a class of the model "
-                                 f"({', '.join(loaded.classes)})")
-        target = loaded.classes.index(concept)
+    target, block = None, None
+    if args.attribute:
+        from hemascope.attributes import load_attribute_model
+
+        loaded = load_attribute_model(args.model)
+        attrs = loaded.model.attributes
+        if args.attribute not in attrs:
+            raise HemascopeError(f"--attribute {args.attribute!r} is not one of the model's "
+                                 f"attributes ({', '.join(attrs)})")
+        names, block = list(attrs[args.attribute]), loaded.model.slices[args.attribute]
+        if args.target is not None:
+            if args.target not in names:
+                raise HemascopeError(f"--target {args.target!r} is not a value of {args.attribute} "
+                                     f"({', '.join(names)})")
+            target = names.index(args.target)
+    else:
+        loaded = load_classifier(args.model)
+        names = loaded.classes
+        if args.target is not None:
+            concept = resolve(args.target)
+            if concept not in names:
+                raise HemascopeError(f"--target {args.target!r} is not a class of the model "
+                                     f"({', '.join(names)})")
+            target = names.index(concept)
     files = expand_paths(args.paths)
     out_dir = Path(args.out)
     rows, errors = [], {}
@@ -48,11 +68,12 @@ def _gradcam(args: argparse.Namespace) -> int:
         if img is None:
             errors[str(f)] = err
             continue
-        [cam] = gradcam(loaded.model, preprocess([img], loaded.config), target=target)
-        dest = out_dir / f"{f.stem}_gradcam.png"
+        [cam] = gradcam(loaded.model, preprocess([img], loaded.config), target=target, block=block)
+        dest = out_dir / (f"{f.stem}_{args.attribute}_gradcam.png" if args.attribute
+                          else f"{f.stem}_gradcam.png")
         guard_inputs(dest, files)
         write_image(dest, overlay(img, cam.heatmap, alpha=args.alpha))
-        rows.append({"path": str(f), "overlay": str(dest), "class": loaded.classes[cam.target],
+        rows.append({"path": str(f), "overlay": str(dest), "class": names[cam.target],
                      "probability": cam.score})
     if args.json:
         emit_json({"explanations": rows, "errors": errors}, args.json)

@@ -38,13 +38,17 @@ def _split_encoder(encoder: nn.Module):
                          f"{type(encoder).__name__} has none")
 
 
-def gradcam(model: nn.Module, x: torch.Tensor, *, target: int | None = None) -> list[GradCam]:
+def gradcam(model: nn.Module, x: torch.Tensor, *, target: int | None = None,
+            block: slice | None = None) -> list[GradCam]:
     """Grad-CAM for a batch ``x`` (normalised, as the model expects).
 
     Args:
         model: a :class:`~hemascope.models.classifier.CellClassifier` (any module with
             ``encoder``, ``embedding`` and ``head`` works).
         target: class index to explain; ``None`` explains each image's predicted class.
+        block: explain only these outputs (an attribute head of an
+            :class:`~hemascope.attributes.AttributeModel`: ``model.slices[name]``);
+            ``target`` and the score are then relative to the block.
     """
     features, pool = _split_encoder(model.encoder)
     was_training = model.training
@@ -57,6 +61,8 @@ def gradcam(model: nn.Module, x: torch.Tensor, *, target: int | None = None) -> 
                                      f"(B, C, H, W) map but {tuple(fmap.shape)}")
             fmap.retain_grad()
             logits = model.head(model.embedding(pool(fmap)))
+            if block is not None:
+                logits = logits[:, block]
             idx = logits.argmax(1) if target is None else torch.full((len(x),), int(target))
             chosen = logits.gather(1, idx.view(-1, 1)).sum()
             chosen.backward()

@@ -32,3 +32,16 @@ def test_values_fitting_no_convention_raise():
 def test_write_rejects_out_of_range(tmp_path):
     with pytest.raises(ValueError):
         write_part_mask(tmp_path / "m.png", np.full((2, 2), 9, np.uint8))
+
+
+def test_stray_grey_values_of_lossy_masks_are_snapped():
+    raw = np.zeros((50, 50), np.uint8)
+    raw[10:30, 10:30], raw[15:25, 15:25] = 128, 255
+    raw[0, :5] = 7  # a few stray pixels, as in some published CellaVision masks
+    raw[40, 40] = 120
+    out = decode_part_mask(raw)
+    assert out[0, :5].tolist() == [0] * 5 and out[40, 40] == 2 and out[20, 20] == 1
+    noisy = raw.copy()
+    noisy[:, :10] = 60  # 20 % of the pixels: not a CellaVision mask
+    with pytest.raises(ImageReadError):
+        decode_part_mask(noisy, convention="cellavision")

@@ -109,3 +109,18 @@ def test_train_cv_predict_evaluate(cells_with_masks, tmp_path):
     # a classifier folder is not a segmentation model
     assert main(["segment", "predict", str(src), "--model", str(tmp_path / "nope"), "--out",
                  str(tmp_path / "p2")]) == 1
+
+
+def test_classical_parts_on_cartoon_cells():
+    from hemascope.segment.parts import classical_parts
+
+    truths, preds = [], []
+    for i, kind in enumerate(["neutrophil", "lymphocyte", "monocyte", "eosinophil"]):
+        c = make_cell(kind, seed=i, size=96)
+        truths.append(np.where(c.mask == 5, 0, c.mask))  # red cells count as background
+        preds.append(classical_parts(c.image))
+    rep = segmentation_report(truths, preds, PARTS)
+    assert rep.per_class["nucleus"]["iou"] > 0.6, rep.per_class
+    assert classical_parts(np.full((40, 40, 3), 240, np.uint8)).max() == 0  # blank: nothing
+    with pytest.raises(ValueError):
+        classical_parts(np.zeros((10, 10), np.uint8))

@@ -18,56 +18,67 @@ def classical_parts(image: np.ndarray, *, min_nucleus_fraction: float = 0.002) -
     """Part indices ``(H, W)`` uint8 (0 background, 1 nucleus, 2 cytoplasm) for one
     single-cell RGB uint8 image; all zeros when no nucleus is found. Pure."""
     import cv2
-    from scipy import ndimage as ndi
 
     img = np.ascontiguousarray(image, np.uint8)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got {img.shape}")
     h, w = img.shape[:2]
-    f = cv2.GaussianBlur(img, (5, 5), 0).astype(np.int16)
+    blur = cv2.GaussianBlur(img, (5, 5), 0)
+    f = blur.astype(np.int16)
     r, g, b = f[..., 0], f[..., 1], f[..., 2]
-    hsv = cv2.cvtColor(cv2.GaussianBlur(img, (5, 5), 0), cv2.COLOR_RGB2HSV)
+    hsv = cv2.cvtColor(blur, cv2.COLOR_RGB2HSV)
     sat, val = hsv[..., 1].astype(np.int16), hsv[..., 2].astype(np.int16)
-    _, s_thr = cv2.threshold(hsv[..., 1], 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     background = (sat < max(15, 0.5 * _otsu(hsv[..., 1]))) & (val > 150)
-    blue = np.clip(b - g, 0, 255).astype(np.uint8)
     stained = ~background
     if stained.sum() < 16:
         return np.zeros((h, w), np.uint8)
-    thr = _otsu(blue[stained])
-    nucleus = (blue > thr) & stained & (b >= r - 10)
-    nucleus = ndi.binary_opening(nucleus, iterations=2)
-    lab, n = ndi.label(nucleus)
-    if n == 0:
+    blue = np.clip(b - g, 0, 255).astype(np.uint8)
+    nucleus = (blue > _otsu(blue[stained])) & stained & (b >= r - 10)
+    nucleus = _morph(nucleus, cv2.MORPH_OPEN, 2)
+    n, lab, stats, cents = cv2.connectedComponentsWithStats(nucleus.astype(np.uint8), connectivity=8)
+    if n <= 1:
         return np.zeros((h, w), np.uint8)
-    sizes = ndi.sum(nucleus, lab, range(1, n + 1))
-    ys, xs = np.mgrid[0:h, 0:w]
-    # keep nucleus pieces near the centre (lobes of one cell), the largest first
-    centre = np.array([h / 2, w / 2])
-    keep = np.zeros_like(nucleus)
-    order = np.argsort(-sizes)
-    main = order[0] + 1
-    for i in order:
-        piece = lab == i + 1
-        if sizes[i] < min_nucleus_fraction * h * w:
+    sizes = stats[1:, cv2.CC_STAT_AREA]
+    main = int(np.argmax(sizes)) + 1
+    keep = np.zeros((h, w), bool)
+    for i in range(1, n):  # pieces near the centre are lobes of the one cell
+        if sizes[i - 1] < min_nucleus_fraction * h * w:
             continue
-        cy, cx = ys[piece].mean(), xs[piece].mean()
-        if i + 1 == main or np.hypot(cy - centre[0], cx - centre[1]) < 0.3 * max(h, w):
-            keep |= piece
+        cx, cy = cents[i]
+        if i == main or np.hypot(cy - h / 2, cx - w / 2) < 0.3 * max(h, w):
+            keep |= lab == i
     if not keep.any():
         return np.zeros((h, w), np.uint8)
-    nucleus = ndi.binary_fill_holes(keep)
+    nucleus = _fill_holes(keep)
     red = (r - b) > 25
-    body = stained & ~red | nucleus
-    body = ndi.binary_closing(body, iterations=2)
-    lab, _ = ndi.label(body)
+    body = _morph((stained & ~red) | nucleus, cv2.MORPH_CLOSE, 2)
+    n, lab = cv2.connectedComponents(body.astype(np.uint8), connectivity=8)
     ids = np.unique(lab[nucleus])
     cell = np.isin(lab, ids[ids > 0])
-    cell = ndi.binary_fill_holes(ndi.binary_opening(cell, iterations=2) | nucleus)
+    cell = _fill_holes(_morph(cell, cv2.MORPH_OPEN, 2) | nucleus)
     out = np.zeros((h, w), np.uint8)
     out[cell] = 2
     out[nucleus] = 1
     return out
+
+
+def _morph(mask: np.ndarray, op: int, radius: int) -> np.ndarray:
+    import cv2
+
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+    return cv2.morphologyEx(mask.astype(np.uint8), op, k) > 0
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """Pixels not reachable from the border through background are filled."""
+    import cv2
+
+    h, w = mask.shape
+    pad = np.zeros((h + 2, w + 2), np.uint8)
+    pad[1:-1, 1:-1] = mask
+    flood = pad.copy()
+    cv2.floodFill(flood, np.zeros((h + 4, w + 4), np.uint8), (0, 0), 1)
+    return (pad[1:-1, 1:-1] > 0) | (flood[1:-1, 1:-1] == 0)
 
 
 def _otsu(values: np.ndarray) -> float:

@@ -195,3 +195,28 @@ def test_gradcam_on_an_attribute_head(att_model, tmp_path):
     assert (tmp_path / "cam" / "c_nucleus_shape_gradcam.png").is_file()
     assert main(["explain", "gradcam", str(tmp_path / "c.png"), "--model", str(att_model),
                  "--attribute", "hair_colour", "--out", str(tmp_path / "cam")]) == 1
+
+
+def test_concept_bottleneck_fit_save_explain_intervene(wbcatt, att_model, tmp_path):
+    out = tmp_path / "cbm"
+    assert main(["train", "concepts", "--attributes", str(att_model), "--data",
+                 str(wbcatt / "wbcatt"), "--images", str(wbcatt / "pbc"), "--out", str(out),
+                 "--json", str(tmp_path / "c.json")]) == 0
+    saved = json.loads((out / "concepts.json").read_text())
+    assert saved["classes"] == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    assert len(saved["concepts"]) == sum(len(v) for v in taxonomy.ATTRIBUTES.values())
+    assert saved["metrics"]["test"]["n_images"] == 16
+    write_image(tmp_path / "c.png", make_cell("lymphocyte", seed=7, size=48).image)
+    assert main(["explain", "concepts", str(tmp_path / "c.png"), "--concepts", str(out),
+                 "--set", "nucleus_shape=segmented-multilobed", "--json", str(tmp_path / "x.json")]) == 0
+    cell = json.loads((tmp_path / "x.json").read_text())["cells"][0]
+    assert set(cell["attributes"]) == set(taxonomy.ATTRIBUTES)
+    after = cell["after_intervention"]
+    assert after["set"] == {"nucleus_shape": "segmented-multilobed"}
+    assert sum(after["probabilities"].values()) == pytest.approx(1.0)
+    assert main(["explain", "concepts", str(tmp_path / "c.png"), "--concepts", str(out),
+                 "--set", "nucleus_shape=square"]) == 1
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "concepts.json").write_text("{not json")
+    assert main(["explain", "concepts", str(tmp_path / "c.png"), "--concepts",
+                 str(tmp_path / "broken")]) == 1

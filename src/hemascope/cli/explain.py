@@ -27,6 +27,72 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(gc)
     gc.set_defaults(handler=_gradcam)
 
+    cc = verbs.add_parser(
+        "concepts", formatter_class=Formatter, help="cell type from attributes, with interventions",
+        description="For each image: the attributes the attribute model reads, the cell type "
+                    "the concept bottleneck gives, the concepts that pushed it there, and with "
+                    "--set ATTRIBUTE=VALUE how the prediction changes when a person corrects an "
+                    "attribute (an intervention).")
+    cc.add_argument("paths", nargs="+", help="single-cell images and/or folders")
+    cc.add_argument("--concepts", required=True, help="folder of `hemascope train concepts`")
+    cc.add_argument("--set", action="append", default=[], metavar="ATTRIBUTE=VALUE",
+                    help="intervene: set this attribute to this value (repeatable)")
+    cc.add_argument("--top", type=int, default=5, help="contributing concepts to show")
+    add_json_option(cc)
+    cc.set_defaults(handler=_concepts)
+
+
+def _concepts(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from hemascope.classify import expand_paths
+    from hemascope.errors import HemascopeError
+    from hemascope.explain.concept_model import load_concept_model
+
+    cm = load_concept_model(args.concepts)
+    attrs = cm.attributes.model.attributes
+    edits = []
+    for item in args.set:
+        name, _, value = item.partition("=")
+        if name not in attrs or value not in attrs[name]:
+            raise HemascopeError(f"--set {item!r}: expected ATTRIBUTE=VALUE with one of "
+                                 f"{', '.join(attrs)}" + (f"; {name} takes {', '.join(attrs[name])}"
+                                                           if name in attrs else ""))
+        edits.append((name, value))
+    files = expand_paths(args.paths)
+    rows, errors = [], {}
+    classes = cm.bottleneck.classes
+    for f, img, err in iter_images(files, desc="concepts"):
+        if img is None:
+            errors[str(f)] = err
+            continue
+        x = cm.features([img])[0]
+        p = cm.bottleneck.predict_proba(x[None])[0]
+        row = {"path": str(f), "class": classes[int(p.argmax())], "probability": float(p.max()),
+               "attributes": {}, "because": cm.bottleneck.explain(x, top=args.top)}
+        start = 0
+        for name, values in attrs.items():
+            block = x[start:start + len(values)]
+            row["attributes"][name] = values[int(block.argmax())]
+            start += len(values)
+        if edits:
+            q = cm.bottleneck.intervene_many(x, dict(edits))
+            row["after_intervention"] = {"set": dict(edits), "class": classes[int(np.argmax(q))],
+                                         "probability": float(q.max()),
+                                         "probabilities": dict(zip(classes, map(float, q)))}
+        rows.append(row)
+    if args.json:
+        emit_json({"cells": rows, "errors": errors}, args.json)
+    if args.json != "-":
+        for r in rows:
+            why = ", ".join(f"{c} ({v:+.2f})" for c, v in r["because"])
+            print(f"{r['path']}\t{r['class']} {r['probability']:.3f}\tbecause {why}")
+            if "after_intervention" in r:
+                a = r["after_intervention"]
+                print(f"  with {a['set']}: {a['class']} {a['probability']:.3f}")
+    print_skipped(errors)
+    return 0 if rows else 1
+
 
 def _gradcam(args: argparse.Namespace) -> int:
     from hemascope.classify import expand_paths, preprocess

@@ -79,6 +79,19 @@ def register(groups: argparse._SubParsersAction) -> None:
     _register_attributes(verbs)
     _register_segmentation(verbs)
 
+    cb = verbs.add_parser(
+        "concepts", formatter_class=Formatter, help="concept-bottleneck cell-type model",
+        description="Fit a sparse (L1) linear model from an attribute model's predicted "
+                    "attribute probabilities to the cell type on the WBCAtt train split, score "
+                    "it on the test split, and write OUT/concepts.json (Koh et al. 2020).")
+    cb.add_argument("--attributes", required=True, help="attribute model folder")
+    cb.add_argument("--data", required=True, help="folder of the WBCAtt tables")
+    cb.add_argument("--images", default=None, help="folder the tables' paths are relative to")
+    cb.add_argument("--out", required=True, help="folder to write concepts.json to")
+    cb.add_argument("--l1", type=float, default=1e-3, help="L1 penalty (larger: sparser)")
+    add_json_option(cb)
+    cb.set_defaults(handler=_concepts)
+
     from hemascope.train.ssl import SslConfig
 
     sd = SslConfig()
@@ -95,6 +108,24 @@ def register(groups: argparse._SubParsersAction) -> None:
         ssl.add_argument("--" + name.replace("_", "-"), type=type(getattr(sd, name)),
                          default=getattr(sd, name))
     ssl.set_defaults(handler=_ssl)
+
+
+def _concepts(args: argparse.Namespace) -> int:
+    from hemascope.cli._common import progress
+    from hemascope.data.tables import read_wbcatt_folder
+    from hemascope.explain.concept_model import fit_concept_model
+
+    ds = read_wbcatt_folder(args.data, image_root=args.images)
+    cfg = fit_concept_model(args.attributes, ds, args.out, l1=args.l1,
+                            progress=lambda it: progress(it, desc="attributes"))
+    test = cfg["metrics"]["test"]
+    if args.json:
+        emit_json({"out": args.out, "sparsity": cfg["sparsity"], "test": test}, args.json)
+    else:
+        print(f"wrote {args.out}/concepts.json ({cfg['sparsity']:.0%} of the weights are zero)"
+              + (f": test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}"
+                 if test else ""))
+    return 0
 
 
 def _register_segmentation(verbs) -> None:

@@ -47,19 +47,36 @@ class ConceptBottleneck:
 
     def intervene(self, x: np.ndarray, attribute: str, value: str) -> np.ndarray:
         """Probabilities after setting ``attribute`` to ``value`` (one-hot over its values)."""
+        return self.intervene_many(x, {attribute: value})
+
+    def intervene_many(self, x: np.ndarray, edits: Mapping[str, str]) -> np.ndarray:
+        """Probabilities after setting several attributes at once."""
         x = np.asarray(x, float).copy()
-        group = [i for i, n in enumerate(self.concepts) if n.split("=", 1)[0] == attribute]
-        if not group:
-            raise KeyError(f"unknown attribute {attribute!r}")
-        name = f"{attribute}={value}"
-        if name not in self.concepts:
-            raise KeyError(f"unknown value {value!r} of {attribute!r}")
-        x[group] = 0.0
-        x[self.concepts.index(name)] = 1.0
+        for attribute, value in edits.items():
+            group = [i for i, n in enumerate(self.concepts) if n.split("=", 1)[0] == attribute]
+            if not group:
+                raise KeyError(f"unknown attribute {attribute!r}")
+            name = f"{attribute}={value}"
+            if name not in self.concepts:
+                raise KeyError(f"unknown value {value!r} of {attribute!r}")
+            x[group] = 0.0
+            x[self.concepts.index(name)] = 1.0
         return self.predict_proba(x[None])[0]
 
     def sparsity(self) -> float:
         return float((self.weights == 0).mean())
+
+    def to_dict(self) -> dict:
+        return {"concepts": self.concepts, "classes": self.classes,
+                "weights": np.round(self.weights, 8).tolist(), "bias": np.round(self.bias, 8).tolist()}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "ConceptBottleneck":
+        w, b = np.asarray(d["weights"], float), np.asarray(d["bias"], float)
+        if w.shape != (len(d["concepts"]), len(d["classes"])) or b.shape != (len(d["classes"]),):
+            raise ValueError(f"concept-bottleneck weights {w.shape} / bias {b.shape} do not fit "
+                             f"{len(d['concepts'])} concepts and {len(d['classes'])} classes")
+        return cls(list(d["concepts"]), list(d["classes"]), w, b)
 
 
 def fit_concept_bottleneck(x: np.ndarray, y: np.ndarray, *, concepts: Sequence[str],

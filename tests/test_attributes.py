@@ -220,3 +220,20 @@ def test_concept_bottleneck_fit_save_explain_intervene(wbcatt, att_model, tmp_pa
     (tmp_path / "broken" / "concepts.json").write_text("{not json")
     assert main(["explain", "concepts", str(tmp_path / "c.png"), "--concepts",
                  str(tmp_path / "broken")]) == 1
+
+
+def test_bias_study_splits_errors_by_attribute(wbcatt, att_model, tiny_model, tmp_path):
+    csvp = wbcatt / "wbcatt" / "pbc_attr_v1_train.csv"
+    assert main(["explain", "bias", "--csv", str(csvp), "--images", str(wbcatt / "pbc"), "--model",
+                 str(tiny_model), "--min-support", "3", "--flag-gap", "0", "--json",
+                 str(tmp_path / "b.json")]) == 0
+    res = json.loads((tmp_path / "b.json").read_text())
+    assert res["n_images"] == 48 and res["source"] == "table"
+    for f in res["findings"]:
+        assert f["worst_error"] >= f["best_error"] and f["gap"] >= 0
+        assert f["attribute"] in taxonomy.ATTRIBUTES
+    from hemascope.explain.bias_study import bias_study
+
+    read = bias_study(csvp, model=tiny_model, images=wbcatt / "pbc", attributes=att_model,
+                      min_support=3, flag_gap=0)
+    assert read["source"] == "attribute model" and read["n_images"] == 48

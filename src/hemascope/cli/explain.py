@@ -41,6 +41,40 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(cc)
     cc.set_defaults(handler=_concepts)
 
+    bi = verbs.add_parser(
+        "bias", formatter_class=Formatter, help="where a classifier errs, split by attribute",
+        description="Classify the images of a WBCAtt table and split the error rate by every "
+                    "attribute value (from the table, or read by --attributes MODEL); the "
+                    "largest gaps between values are listed first.")
+    bi.add_argument("--csv", required=True, help="WBCAtt table (or a folder of the tables)")
+    bi.add_argument("--images", default=None, help="folder the table's paths are relative to")
+    bi.add_argument("--model", default="default", help="classifier folder or 'default'")
+    bi.add_argument("--attributes", default=None, metavar="DIR",
+                    help="read attributes with this model instead of taking the table's")
+    bi.add_argument("--min-support", type=int, default=20, help="ignore rarer attribute values")
+    bi.add_argument("--flag-gap", type=float, default=0.05, help="report gaps at least this large")
+    add_json_option(bi)
+    bi.set_defaults(handler=_bias)
+
+
+def _bias(args: argparse.Namespace) -> int:
+    from hemascope.cli._common import progress
+    from hemascope.explain.bias_study import bias_study
+
+    res = bias_study(args.csv, model=args.model, images=args.images, attributes=args.attributes,
+                     min_support=args.min_support, flag_gap=args.flag_gap,
+                     progress=lambda it: progress(it, desc="classifying"))
+    if args.json:
+        emit_json(res, args.json)
+    if args.json != "-":
+        print(f"{res['n_images']} images, accuracy {res['accuracy']:.4f}; attributes from the "
+              f"{res['source']}")
+        for f in res["findings"]:
+            print(f"{f['attribute']:<28} error {f['worst_error']:.3f} when {f['worst_value']!r} vs "
+                  f"{f['best_error']:.3f} when {f['best_value']!r} (gap {f['gap']:+.3f})")
+    print_skipped(res["errors"])
+    return 0
+
 
 def _concepts(args: argparse.Namespace) -> int:
     import numpy as np

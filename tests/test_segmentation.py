@@ -124,3 +124,16 @@ def test_classical_parts_on_cartoon_cells():
     assert classical_parts(np.full((40, 40, 3), 240, np.uint8)).max() == 0  # blank: nothing
     with pytest.raises(ValueError):
         classical_parts(np.zeros((10, 10), np.uint8))
+
+
+def test_pseudo_labels_make_a_training_folder(tmp_path):
+    src = tmp_path / "cells"
+    for i, kind in enumerate(["neutrophil", "monocyte"]):
+        write_image(src / f"c{i}.jpg", make_cell(kind, seed=i, size=96).image)
+    write_image(src / "blank.png", np.full((40, 40, 3), 240, np.uint8))
+    out = tmp_path / "pseudo"
+    assert main(["segment", "pseudo", str(src), "--out", str(out)]) == 0
+    pairs, problems = find_mask_pairs(out)
+    assert sorted(p.image.name for p in pairs) == ["c0.jpg", "c1.jpg"] and not problems
+    image, mask = load_pair(pairs[0])
+    assert (mask == 1).any() and image.shape[:2] == mask.shape

@@ -36,6 +36,64 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(pr)
     pr.set_defaults(handler=_predict)
 
+    ps = verbs.add_parser(
+        "pseudo", formatter_class=Formatter, help="classical nucleus/cytoplasm pseudo-labels",
+        description="Label single-cell images with the classical colour rules "
+                    "(hemascope.segment.parts: nucleus by Otsu on blue-minus-green, cell body by "
+                    "colour and connectivity) and write a training folder: OUT/images/<name> "
+                    "(a link or copy of the input) and OUT/masks/<stem>.png (indexed parts). "
+                    "Pseudo-labels, not ground truth: images where no nucleus is found are "
+                    "skipped and listed.")
+    ps.add_argument("paths", nargs="+", help="images and/or folders")
+    ps.add_argument("--out", required=True, help="output folder (images/ and masks/)")
+    ps.add_argument("--limit", type=int, default=0, help="label at most this many images (0: all)")
+    add_json_option(ps)
+    ps.set_defaults(handler=_pseudo)
+
+
+def _pseudo(args: argparse.Namespace) -> int:
+    import os
+    import shutil
+
+    from hemascope.classify import expand_paths
+    from hemascope.io.atomic import guard_inputs
+    from hemascope.io.masks import write_part_mask
+    from hemascope.segment.parts import classical_parts
+
+    files = expand_paths(args.paths)
+    if args.limit:
+        files = files[:args.limit]
+    out = Path(args.out)
+    (out / "images").mkdir(parents=True, exist_ok=True)
+    done, errors, seen = [], {}, set()
+    for f, img, err in iter_images(files, desc="pseudo-labels"):
+        if img is None:
+            errors[str(f)] = err
+            continue
+        if f.stem in seen:
+            errors[str(f)] = "another input has the same file name"
+            continue
+        parts = classical_parts(img)
+        if not (parts == 1).any():
+            errors[str(f)] = "no nucleus found"
+            continue
+        seen.add(f.stem)
+        dest = out / "images" / f.name
+        guard_inputs(dest, files)
+        if not dest.exists():
+            try:
+                os.link(f, dest)
+            except OSError:
+                shutil.copyfile(f, dest)
+        write_part_mask(out / "masks" / f"{f.stem}.png", parts)
+        done.append(str(f))
+    if args.json:
+        emit_json({"labelled": len(done), "errors": errors, "out": str(out)}, args.json)
+    else:
+        print(f"pseudo-labelled {len(done)} image(s) into {out}")
+    print_skipped(errors)
+    return 0 if done else 1
+
 
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np

@@ -237,3 +237,34 @@ def test_bias_study_splits_errors_by_attribute(wbcatt, att_model, tiny_model, tm
     read = bias_study(csvp, model=tiny_model, images=wbcatt / "pbc", attributes=att_model,
                       min_support=3, flag_gap=0)
     assert read["source"] == "attribute model" and read["n_images"] == 48
+
+
+def test_structure_aware_model_trains_with_predicted_masks(wbcatt, tmp_path):
+    """Part masks from a (tiny) segmenter travel with the attribute model and feed it."""
+    from hemascope.attributes.model import AGGREGATIONS, PartAwareAttributeModel
+
+    for agg in AGGREGATIONS:
+        m = PartAwareAttributeModel("tinycnn", {"a": ("x", "y")}, aggregate=agg, image_size=32)
+        assert m(torch.rand(2, 5, 32, 32)).shape == (2, 2)
+    seg_data = tmp_path / "segdata"
+    for i, kind in enumerate(["neutrophil", "lymphocyte", "monocyte", "eosinophil"]):
+        c = make_cell(kind, seed=i, size=48)
+        write_image(seg_data / f"{i}.bmp", c.image)
+        write_image(seg_data / f"{i}.png", c.mask)
+    seg = tmp_path / "seg"
+    assert main(["train", "segmentation", "--data", str(seg_data), "--out", str(seg),
+                 "--epochs", "2", "--image-size", "32", "--width", "4", "--batch-size", "2",
+                 "--threads", "1"]) == 0
+    out = tmp_path / "sa"
+    assert main(["train", "attributes", "--data", str(wbcatt / "wbcatt"), "--images",
+                 str(wbcatt / "pbc"), "--out", str(out), "--arch", "tinycnn", "--image-size", "32",
+                 "--epochs", "1", "--batch-size", "16", "--threads", "1", "--segmenter", str(seg),
+                 "--aggregate", "mean"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["segmenter"] == "segmenter" and (out / "segmenter" / "model.safetensors").is_file()
+    loaded = load_attribute_model(out)
+    assert type(loaded.model).__name__ == "PartAwareAttributeModel"
+    from hemascope.attributes import predict_attributes
+
+    pred = predict_attributes(loaded, [make_cell("monocyte", seed=9, size=48).image])[0]
+    assert set(pred.values) == set(taxonomy.ATTRIBUTES)

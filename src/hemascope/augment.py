@@ -56,7 +56,11 @@ class AugmentConfig:
 
 def augment_batch(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Generator | None = None
                   ) -> torch.Tensor:
-    """Augment a float batch ``(B, 3, H, W)`` in ``[0, 1]``; returns a new tensor, same shape."""
+    """Augment a float batch ``(B, 3 + K, H, W)`` in ``[0, 1]``; returns a new tensor, same shape.
+
+    Channels after the first three (e.g. part masks) follow the geometry but not the colour
+    or resolution changes.
+    """
     if not cfg.enabled:
         return x
     b = x.shape[0]
@@ -88,6 +92,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Gener
     theta[:, 1, 2] = ty
     grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
+    out, extra = out[:, :3], out[:, 3:]
 
     # colour
     if cfg.brightness:
@@ -111,7 +116,7 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Gener
             small = F.interpolate(out[pick], size=(max(4, int(h * f)), max(4, int(w * f))),
                                   mode="area")
             out[pick] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
-    return out
+    return torch.cat([out, extra], 1) if extra.shape[1] else out
 
 
 def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:

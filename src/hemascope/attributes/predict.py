@@ -31,7 +31,7 @@ def load_attribute_model(spec: str | Path | None = "default") -> LoadedModel:
         ModelError: missing files, a folder that holds another kind of model, or weights
             that do not fit the architecture.
     """
-    from hemascope.attributes.model import AttributeModel
+    from hemascope.attributes.model import AttributeModel, PartAwareAttributeModel
 
     path = resolve_model_dir(spec, "attributes")
     cfg = read_config(path)
@@ -41,23 +41,56 @@ def load_attribute_model(spec: str | Path | None = "default") -> LoadedModel:
     missing = [k for k in ("arch", "image_size", "mean", "std") if k not in cfg]
     if missing:
         raise ModelError(f"{path / 'config.json'} lacks {', '.join(missing)}")
-    model = AttributeModel(cfg["arch"], cfg["attributes"], dropout=cfg.get("dropout", 0.2),
-                           image_size=cfg["image_size"])
-    load_weights(model, path, cfg)
+    if cfg.get("segmenter"):
+        from hemascope.segment.predict import load_segmenter
+
+        model = PartAwareAttributeModel(cfg["arch"], cfg["attributes"],
+                                        aggregate=cfg.get("aggregate", "attention"),
+                                        dropout=cfg.get("dropout", 0.2), image_size=cfg["image_size"])
+        load_weights(model, path, cfg)
+        model.segmenter = load_segmenter(path / cfg["segmenter"])
+    else:
+        model = AttributeModel(cfg["arch"], cfg["attributes"], dropout=cfg.get("dropout", 0.2),
+                               image_size=cfg["image_size"])
+        load_weights(model, path, cfg)
     model.eval()
     return LoadedModel(model.to(memory_format=torch.channels_last), cfg, path)
+
+
+def add_part_channels(segmenter: LoadedModel, images: np.ndarray) -> np.ndarray:
+    """``(N, S, S, 3)`` uint8 -> ``(N, S, S, 5)``: nucleus and cytoplasm probabilities (x255)
+    from the part-segmentation model appended, the input of a structure-aware model."""
+    from hemascope.segment.predict import segment_arrays
+
+    probs = segment_arrays(segmenter, list(images), return_probs=True)
+    parts = np.stack([np.stack([p[1], p[2]], -1) for p in probs]) if probs else \
+        np.zeros(images.shape[:3] + (2,))
+    return np.concatenate([images, np.round(parts * 255).astype(np.uint8)], -1)
+
+
+def model_inputs(loaded: LoadedModel, images: Sequence[np.ndarray]) -> torch.Tensor:
+    """The batch an attribute model expects: RGB (+ part channels when structure-aware)."""
+    from hemascope.classify import preprocess
+
+    segmenter = getattr(loaded.model, "segmenter", None)
+    if segmenter is None:
+        return preprocess(images, loaded.config)
+    from hemascope.data.preprocess import letterbox_resize
+    from hemascope.train.classifier import to_batch
+
+    size = int(loaded.config["image_size"])
+    arr = add_part_channels(segmenter, np.stack([letterbox_resize(im, size) for im in images]))
+    return to_batch(arr, torch.tensor(loaded.config["mean"]), torch.tensor(loaded.config["std"]))
 
 
 @torch.inference_mode()
 def attribute_probabilities(loaded: LoadedModel, images: Sequence[np.ndarray], *,
                             batch_size: int = 64) -> dict[str, np.ndarray]:
     """``{attribute: (N, n values)}`` softmax probabilities for RGB uint8 arrays."""
-    from hemascope.classify import preprocess
-
     model = loaded.model
     parts: dict[str, list[np.ndarray]] = {k: [] for k in model.attributes}
     for i in range(0, len(images), batch_size):
-        for k, b in model.split(model(preprocess(images[i:i + batch_size], loaded.config))).items():
+        for k, b in model.split(model(model_inputs(loaded, images[i:i + batch_size]))).items():
             parts[k].append(torch.softmax(b, 1).numpy())
     return {k: np.concatenate(v) if v else np.zeros((0, len(model.attributes[k])), np.float32)
             for k, v in parts.items()}

@@ -117,19 +117,30 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
     t0 = time.time()
     split = split_of(ds, cfg)
     save_split(out / SPLIT, split)
+    segmenter = None
+    if cfg.segmenter:
+        from hemascope.segment.predict import load_segmenter
+
+        segmenter = load_segmenter(cfg.segmenter)
     data = {}
     for part in ("train", "val", "test"):
         samples = [s for s in ds.samples if split.assignments[s.path] == part]
         cached = load_cached([ds.root / s.path for s in samples], cfg.image_size)
         for path, reason in cached.errors.items():
             log(f"skipping unreadable image {path}: {reason}")
-        data[part] = (cached.images, attribute_targets([samples[i] for i in cached.index], attributes))
+        images = cached.images
+        if segmenter is not None:  # part masks read once, like the images
+            from hemascope.attributes.predict import add_part_channels
+
+            images = add_part_channels(segmenter, images)
+        data[part] = (images, attribute_targets([samples[i] for i in cached.index], attributes))
     x_train, y_train = data["train"]
     if len(x_train) < 2 or not len(data["val"][0]):
         raise DatasetError(f"the split has {len(x_train)} train and {len(data['val'][0])} val "
                            "images; both must be non-empty")
-    mean = torch.tensor(x_train.reshape(-1, 3).mean(0) / 255, dtype=torch.float32)
-    std = torch.tensor(x_train.reshape(-1, 3).std(0) / 255, dtype=torch.float32).clamp(min=1e-3)
+    rgb = x_train[..., :3]
+    mean = torch.tensor(rgb.reshape(-1, 3).mean(0) / 255, dtype=torch.float32)
+    std = torch.tensor(rgb.reshape(-1, 3).std(0) / 255, dtype=torch.float32).clamp(min=1e-3)
 
     model = build_attribute_model(cfg, attributes)
     if cfg.init:
@@ -215,7 +226,7 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
         "task": "attributes", "arch": cfg.arch, "attributes": {k: list(v) for k, v in attributes.items()},
         "image_size": cfg.image_size, "preprocessing": "letterbox-bicubic", "mean": mean.tolist(),
         "std": std.tolist(), "dropout": cfg.dropout, "stain_reference": None,
-        "source_style": training_style(x_train, seed=cfg.seed),
+        "source_style": training_style(rgb, seed=cfg.seed),
         "training": {"data": str(ds.root), "format": ds.format, "n_images": split.counts(),
                      "split_file": SPLIT, "split_method": split.method, "command": command,
                      "config": cfg.to_dict(), "best_epoch": best_epoch + 1,
@@ -224,11 +235,24 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
                     "test": ({k: v for k, v in test.to_dict().items() if k != "attributes"}
                              if test else None)},
     }
+    if segmenter is not None:  # the folder carries its segmenter: copy it along
+        import shutil
+
+        shutil.copytree(segmenter.path, out / "segmenter", dirs_exist_ok=True,
+                        ignore=shutil.ignore_patterns("history.json", "*.pt"))
+        config.update(segmenter="segmenter", aggregate=cfg.aggregate)
     save_artifact(out, best_model, config, dtype=cfg.weights_dtype)
     write_json(out / "metrics.json", test.to_dict() if test else {})
     return AttributeTrainResult(out, best_epoch + 1, best, test, wall)
 
 
 def build_attribute_model(cfg: AttributeTrainConfig, attributes) -> AttributeModel:
-    model = AttributeModel(cfg.arch, attributes, dropout=cfg.dropout, image_size=cfg.image_size)
+    """The plain model, or the structure-aware one when ``cfg.segmenter`` is set."""
+    if cfg.segmenter:
+        from hemascope.attributes.model import PartAwareAttributeModel
+
+        model = PartAwareAttributeModel(cfg.arch, attributes, aggregate=cfg.aggregate,
+                                        dropout=cfg.dropout, image_size=cfg.image_size)
+    else:
+        model = AttributeModel(cfg.arch, attributes, dropout=cfg.dropout, image_size=cfg.image_size)
     return model.to(memory_format=torch.channels_last)

@@ -95,11 +95,13 @@ def prepare_data(ds: ClassificationSet, cfg: ClassifierTrainConfig, split: Split
 
 def to_batch(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *, aug=None,
              generator=None) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3)`` -> normalised float ``(B, 3, H, W)`` channels-last."""
+    """uint8 ``(B, H, W, 3 + K)`` -> float ``(B, 3 + K, H, W)`` channels-last; the RGB
+    channels are normalised, extra ones (part masks) are only scaled to 0-1."""
     x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
     if aug is not None:
         x = augment_batch(x, aug, generator=generator)
-    x = (x - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    rgb = (x[:, :3] - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
+    x = torch.cat([rgb, x[:, 3:]], 1) if x.shape[1] > 3 else rgb
     return x.contiguous(memory_format=torch.channels_last)
 
 

@@ -124,6 +124,8 @@ class AttributeTrainConfig:
     threads: int = 0
     weights_dtype: str = "float32"
     init: str = ""  # classifier or attribute model whose encoder starts this one
+    segmenter: str = ""  # part-segmentation model: makes the model structure-aware
+    aggregate: str = "attention"  # structure-aware only: concat|max|mean|weighted|attention
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(
         scale=(0.85, 1.0), ratio=(0.9, 1.11), zoom=(0.95, 1.05), brightness=0.1, contrast=0.1,
         saturation=0.1, hue=0.0, degrade_p=0.2))

@@ -28,10 +28,11 @@ from hemascope.data.samples import ClassificationSet
 from hemascope.data.splits import SplitFile, save_split, stratified_split
 from hemascope.errors import DatasetError
 from hemascope.evaluate.attributes import AttributeReport, attribute_report
-from hemascope.io.atomic import atomic_write, write_json
+from hemascope.io.atomic import write_json
 from hemascope.models.artifact import SPLIT, save_artifact
 from hemascope.train.classifier import (_device, _ema_update, _scheduler, make_optimizer, to_batch,
                                         training_style)
+from hemascope.train.checkpoint import load_checkpoint, round_to_float16, save_checkpoint
 from hemascope.train.config import AttributeTrainConfig
 
 
@@ -156,12 +157,7 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
     start, best, best_epoch, earlier = 0, -1.0, -1, 0.0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=True)
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
+        state = load_checkpoint(ckpt, model=model, opt=opt, sched=sched, ema=ema)
         gen.set_state(state["gen"])
         start, best, best_epoch = int(state["epoch"]) + 1, float(state["best"]), int(state["best_epoch"])
         earlier = float(state.get("elapsed", 0.0))
@@ -203,23 +199,16 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val avg macro-F1 "
             f"{rep.average_macro_f1:.4f} acc {rep.average_accuracy:.4f} ({row['seconds']}s)"
             + (" *" if improved else ""))
-        state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                 "gen": gen.get_state(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                 "elapsed": earlier + time.time() - t0}
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        with atomic_write(ckpt, "wb") as fh:
-            torch.save(state, fh)
+        save_checkpoint(ckpt, model=model, opt=opt, sched=sched, ema=ema, gen=gen.get_state(),
+                        epoch=epoch, best=best, best_epoch=best_epoch,
+                        elapsed=earlier + time.time() - t0)
 
     from safetensors.torch import load_file
 
     best_model = build_attribute_model(cfg, attributes)
     best_model.load_state_dict(load_file(str(out / "best" / "model.safetensors")))
-    if cfg.weights_dtype == "float16":  # score exactly the weights that will be shipped
-        with torch.no_grad():
-            for t in best_model.state_dict().values():
-                if t.is_floating_point():
-                    t.copy_(t.half().float())
+    if cfg.weights_dtype == "float16":
+        round_to_float16(best_model)
     test = score(best_model, *data["test"], mean, std) if len(data["test"][0]) else None
     wall = earlier + time.time() - t0
     config = {

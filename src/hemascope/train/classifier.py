@@ -29,9 +29,10 @@ from hemascope.data.samples import ClassificationSet
 from hemascope.data.splits import SplitFile, check_covers, save_split, stratified_split
 from hemascope.errors import DatasetError
 from hemascope.evaluate.classification import ClassificationReport, classification_report
-from hemascope.io.atomic import atomic_write, write_json
+from hemascope.io.atomic import write_json
 from hemascope.models.artifact import SPLIT, save_artifact
 from hemascope.models.classifier import CellClassifier
+from hemascope.train.checkpoint import load_checkpoint, round_to_float16, save_checkpoint
 from hemascope.train.config import ClassifierTrainConfig
 
 
@@ -156,12 +157,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     start, best, best_epoch, stale, earlier = 0, -1.0, -1, 0, 0.0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=True)
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
+        state = load_checkpoint(ckpt, model=model, opt=opt, sched=sched, ema=ema)
         gen.set_state(state["gen"])
         start, best, best_epoch, stale = (int(state["epoch"]) + 1, float(state["best"]),
                                           int(state["best_epoch"]), int(state["stale"]))
@@ -212,23 +208,16 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
         log(f"epoch {epoch + 1}/{cfg.epochs} loss {row['train_loss']:.4f} val acc "
             f"{rep.accuracy:.4f} f1 {rep.macro_f1:.4f} lr {row['lr']:.2e} ({row['seconds']}s)"
             + (" *" if improved else ""))
-        state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                 "gen": gen.get_state(), "epoch": epoch, "best": best, "best_epoch": best_epoch,
-                 "stale": stale, "elapsed": earlier + time.time() - t0}
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        with atomic_write(ckpt, "wb") as fh:
-            torch.save(state, fh)
+        save_checkpoint(ckpt, model=model, opt=opt, sched=sched, ema=ema, gen=gen.get_state(),
+                        epoch=epoch, best=best, best_epoch=best_epoch, stale=stale,
+                        elapsed=earlier + time.time() - t0)
         if cfg.early_stopping and stale >= cfg.early_stopping:
             log(f"early stop: no {cfg.monitor} gain in {stale} epochs")
             break
 
     best_model = load_classifier_from_best(out / "best", cfg, len(classes))
-    if cfg.weights_dtype == "float16":  # score exactly the weights that will be shipped
-        with torch.no_grad():
-            for t in best_model.state_dict().values():
-                if t.is_floating_point():
-                    t.copy_(t.half().float())
+    if cfg.weights_dtype == "float16":
+        round_to_float16(best_model)
     x_test, y_test = data["test"]
     test = (classification_report(y_test, predict_probs(best_model, x_test, mean, std).argmax(1),
                                   classes) if len(y_test) else None)

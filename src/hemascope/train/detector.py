@@ -29,9 +29,10 @@ from hemascope.errors import DatasetError
 from hemascope.evaluate.detection import (DetectionReport, GroundTruth, best_count_thresholds,
                                           detection_report)
 from hemascope.io.annotations import DetectionSet
-from hemascope.io.atomic import atomic_write, write_json
+from hemascope.io.atomic import write_json
 from hemascope.models.artifact import save_artifact
 from hemascope.train.classifier import _device, _ema_update
+from hemascope.train.checkpoint import load_checkpoint, round_to_float16, save_checkpoint
 from hemascope.train.config import DetectorTrainConfig
 
 
@@ -121,12 +122,7 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
     start, best, best_epoch, earlier = 0, -1.0, -1, 0.0
     ckpt = out / "checkpoint.pt"
     if resume and ckpt.is_file():
-        state = torch.load(ckpt, weights_only=True)
-        model.load_state_dict(state["model"])
-        if ema is not None:
-            ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
+        state = load_checkpoint(ckpt, model=model, opt=opt, sched=sched, ema=ema)
         rng = np.random.default_rng(int(state["rng_seed"]))
         start, best, best_epoch = int(state["epoch"]) + 1, float(state["best"]), int(state["best_epoch"])
         earlier = float(state.get("elapsed", 0.0))
@@ -178,14 +174,11 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
             + (f" val mAP {row['val_map50_95']:.4f} mAP50 {row['val_map50']:.4f}"
                if "val_map50" in row else "")
             + f" lr {row['lr']:.2e} ({row['seconds']}s)" + (" *" if improved else ""))
-        state = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                 "rng_seed": int(rng.integers(1 << 62)), "epoch": epoch, "best": best,
-                 "best_epoch": best_epoch, "elapsed": earlier + time.time() - t0}
-        rng = np.random.default_rng(state["rng_seed"])  # the resumed run draws the same stream
-        if ema is not None:
-            state["ema"] = ema.state_dict()
-        with atomic_write(ckpt, "wb") as fh:
-            torch.save(state, fh)
+        seed = int(rng.integers(1 << 62))
+        rng = np.random.default_rng(seed)  # the resumed run draws the same stream
+        save_checkpoint(ckpt, model=model, opt=opt, sched=sched, ema=ema, rng_seed=seed,
+                        epoch=epoch, best=best, best_epoch=best_epoch,
+                        elapsed=earlier + time.time() - t0)
 
     return finish_detector(out, cfg, classes, data, ds, best_epoch, earlier + time.time() - t0,
                            command=command)
@@ -233,11 +226,8 @@ def finish_detector(out: Path, cfg: DetectorTrainConfig, classes: list[str],
     model = build_detector(cfg.arch, len(classes), min_size=cfg.test_size, max_size=cfg.max_size,
                            fpn_channels=cfg.fpn_channels)
     model.load_state_dict(load_file(str(out / "best" / "model.safetensors")))
-    if cfg.weights_dtype == "float16":  # score exactly the weights that will be shipped
-        with torch.no_grad():
-            for t in model.state_dict().values():
-                if t.is_floating_point():
-                    t.copy_(t.half().float())
+    if cfg.weights_dtype == "float16":
+        round_to_float16(model)
     model.eval()
     thresholds = None
     val_rep = test_rep = None

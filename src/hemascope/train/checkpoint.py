@@ -1,0 +1,45 @@
+"""Resumable training state shared by every trainer: one ``checkpoint.pt`` per run.
+
+Only tensors and plain numbers are saved, and they are read back with
+``torch.load(..., weights_only=True)``: a checkpoint can never run code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hemascope.io.atomic import atomic_write
+
+
+def save_checkpoint(path: str | Path, *, model: torch.nn.Module, opt, sched,
+                    ema: torch.nn.Module | None = None, **state: Any) -> None:
+    """Write model / EMA / optimiser / scheduler state plus ``state`` atomically."""
+    full = {"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), **state}
+    if ema is not None:
+        full["ema"] = ema.state_dict()
+    with atomic_write(path, "wb") as fh:
+        torch.save(full, fh)
+
+
+def load_checkpoint(path: str | Path, *, model: torch.nn.Module, opt, sched,
+                    ema: torch.nn.Module | None = None) -> dict[str, Any]:
+    """Restore the modules in place; returns the remaining saved entries."""
+    state = torch.load(path, weights_only=True)
+    model.load_state_dict(state.pop("model"))
+    if ema is not None:
+        ema.load_state_dict(state.pop("ema"))
+    opt.load_state_dict(state.pop("opt"))
+    sched.load_state_dict(state.pop("sched"))
+    return state
+
+
+@torch.no_grad()
+def round_to_float16(model: torch.nn.Module) -> None:
+    """Round every floating tensor through float16 in place, so the score is the one of
+    the half-precision weights that will be shipped."""
+    for t in model.state_dict().values():
+        if t.is_floating_point():
+            t.copy_(t.half().float())

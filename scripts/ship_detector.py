@@ -88,7 +88,18 @@ def main() -> None:
     ap.add_argument("--name", default="smear3_fcos")
     ap.add_argument("--tune-inference", action="store_true",
                     help="choose working size and NMS threshold on the val split first")
+    ap.add_argument("--card-only", action="store_true",
+                    help="only rewrite MODEL_CARD.md from the shipped config and the benchmark")
     args = ap.parse_args()
+    if args.card_only:
+        dest = REPO / "src" / "hemascope" / "weights" / args.name
+        cfg = json.loads((dest / "config.json").read_text())
+        history = [json.loads(x) for x in (args.run / "history.jsonl").read_text().splitlines()]
+        bench_file = REPO / "benchmarks" / "results" / "detector_cbc.json"
+        bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None
+        (dest / "MODEL_CARD.md").write_text(card(cfg, history, bench, args.name))
+        print(f"rewrote {dest / 'MODEL_CARD.md'}")
+        return
     from hemascope.data import load_dataset
     from hemascope.detect.predict import load_detector
     from hemascope.evaluate.detector import evaluate_detector

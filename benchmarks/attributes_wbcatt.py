@@ -8,6 +8,12 @@ model selection): accuracy and macro-F1 per attribute and their averages (Tsutsu
 (``pbc_attr_reannotations.csv``), agreement and Cohen's kappa of annotator vs annotator,
 model vs the original labels and model vs the re-annotation. Writes
 ``results/<name>.{json,md}``.
+
+With ``--concepts DIR`` (``hemascope train concepts``): the concept-bottleneck cell-type
+scores on the test split (sparse linear, and gradient-boosted trees for comparison), and
+the bottleneck against a direct image classifier (the shipped PBC default, its argmax
+restricted to the WBCAtt classes) on the test cells that neither model saw in training:
+the WBCAtt test rows that also lie in the PBC classifier's recorded test split.
 """
 
 from __future__ import annotations
@@ -29,6 +35,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--name", default="attributes_wbcatt")
+    ap.add_argument("--concepts", default=None, help="concept-bottleneck folder to compare")
+    ap.add_argument("--classifier", default="default", help="direct classifier to compare with")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -60,6 +68,7 @@ def main() -> None:
              "model_vs_original": agreement(model, first, attrs),
              "model_vs_reannotation": agreement(model, second, attrs)}
 
+    concepts = bottleneck_vs_direct(args.concepts, args.classifier, test) if args.concepts else None
     training = loaded.config.get("training", {})
     payload = {"model": str(loaded.path), "arch": loaded.config["arch"],
                "image_size": loaded.config["image_size"], "test": rep.to_dict(),
@@ -67,7 +76,8 @@ def main() -> None:
                "cells_per_s": round(rep.n_images / seconds, 1),
                "training_wall_time_s": training.get("wall_time_s"),
                "training_device": training.get("device"), "anchors": ANCHORS,
-               "target_average_macro_f1": TARGET, "machine": machine()}
+               "target_average_macro_f1": TARGET, "concept_bottleneck": concepts,
+               "machine": machine()}
     rows = []
     for name in taxonomy.ATTRIBUTES:
         if name not in rep.attributes:
@@ -90,7 +100,55 @@ Average macro-F1 **{rep.average_macro_f1:.4f}** (target {TARGET}), average accur
 {anchors}
 
 \\* on the {len(both)} test images that were re-annotated by other annotators."""
+    if concepts:
+        full, gb, pair = concepts["full_test"], concepts["full_test_gradient_boosting"], concepts["paired"]
+        table += f"""
+
+## Concept bottleneck: cell type from the predicted attributes
+
+| model | cells | accuracy | macro-F1 |
+|---|---|---|---|
+| sparse linear bottleneck, whole test split | {full['n_images']} | {full['accuracy']:.4f} | {full['macro_f1']:.4f} |
+""" + (f"| gradient-boosted trees bottleneck, whole test split | {gb['n_images']} | {gb['accuracy']:.4f} | {gb['macro_f1']:.4f} |\n" if gb else "") + f"""| sparse linear bottleneck, paired cells** | {pair['n_images']} | {pair['bottleneck']['accuracy']:.4f} | {pair['bottleneck']['macro_f1']:.4f} |
+| direct classifier ({pair['classifier']}), paired cells** | {pair['n_images']} | {pair['direct']['accuracy']:.4f} | {pair['direct']['macro_f1']:.4f} |
+
+Gap (direct - bottleneck) in macro-F1 on the paired cells: {pair['gap_macro_f1']:+.4f} (target: within 0.02).
+\\*\\* WBCAtt test cells that are also in the direct classifier's own test split (neither model trained on them)."""
     write_results(args.name, payload, table)
+
+
+def bottleneck_vs_direct(concepts_dir: str, classifier: str, test) -> dict:
+    """Bottleneck scores from its file, and bottleneck vs direct classifier on paired cells."""
+    import json
+
+    import numpy as np
+
+    from hemascope.classify import predict_arrays
+    from hemascope.evaluate.classification import classification_report
+    from hemascope.evaluate.classifier import map_to_classes
+    from hemascope.explain.concept_model import load_concept_model
+    from hemascope.io.image import read_image
+    from hemascope.models.artifact import load_classifier
+
+    cm = load_concept_model(concepts_dir)
+    clf = load_classifier(classifier)
+    split = json.loads((clf.path / clf.config["training"]["split_file"]).read_text())["assignments"]
+    classes = cm.bottleneck.classes
+    prefix = "PBC_dataset_normal_DIB/"
+    paired = [s for s in test.samples if split.get(s.path.removeprefix(prefix)) == "test"
+              and s.label in classes]
+    images = [read_image(test.root / s.path) for s in paired]
+    y = np.array([classes.index(s.label) for s in paired])
+    cbm = cm.bottleneck.predict_proba(cm.features(images)).argmax(1)
+    probs = predict_arrays(clf, images)
+    cols = [clf.classes.index(map_to_classes(c, clf.classes)) for c in classes]
+    direct = probs[:, cols].argmax(1)
+    b = classification_report(y, cbm, classes).to_dict()
+    d = classification_report(y, direct, classes).to_dict()
+    return {"concepts": str(concepts_dir), "full_test": cm.config["metrics"]["test"],
+            "full_test_gradient_boosting": cm.config["metrics"].get("test_gradient_boosting"),
+            "paired": {"n_images": len(paired), "classifier": str(clf.path), "bottleneck": b,
+                       "direct": d, "gap_macro_f1": d["macro_f1"] - b["macro_f1"]}}
 
 
 if __name__ == "__main__":

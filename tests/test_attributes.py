@@ -206,6 +206,7 @@ def test_concept_bottleneck_fit_save_explain_intervene(wbcatt, att_model, tmp_pa
     assert saved["classes"] == ["eosinophil", "lymphocyte", "monocyte", "neutrophil"]
     assert len(saved["concepts"]) == sum(len(v) for v in taxonomy.ATTRIBUTES.values())
     assert saved["metrics"]["test"]["n_images"] == 16
+    assert saved["metrics"]["test_gradient_boosting"]["n_images"] == 16
     write_image(tmp_path / "c.png", make_cell("lymphocyte", seed=7, size=48).image)
     assert main(["explain", "concepts", str(tmp_path / "c.png"), "--concepts", str(out),
                  "--set", "nucleus_shape=segmented-multilobed", "--json", str(tmp_path / "x.json")]) == 0
@@ -220,6 +221,31 @@ def test_concept_bottleneck_fit_save_explain_intervene(wbcatt, att_model, tmp_pa
     (tmp_path / "broken" / "concepts.json").write_text("{not json")
     assert main(["explain", "concepts", str(tmp_path / "c.png"), "--concepts",
                  str(tmp_path / "broken")]) == 1
+
+
+def test_counterfactual_retrieval_cli(wbcatt, att_model, tmp_path):
+    """Returned cells differ from the query in the asked attribute; bad names are errors."""
+    write_image(tmp_path / "q.png", make_cell("neutrophil", seed=3, size=48).image)
+    csvp = wbcatt / "wbcatt" / "pbc_attr_v1_train.csv"
+    args = ["explain", "counterfactual", str(tmp_path / "q.png"), "--attributes", str(att_model),
+            "--gallery", str(csvp), "--images", str(wbcatt / "pbc"), "--attribute", "nucleus_shape"]
+    assert main(args + ["-k", "3", "--out", str(tmp_path / "cf.png"),
+                        "--json", str(tmp_path / "cf.json")]) == 0
+    res = json.loads((tmp_path / "cf.json").read_text())
+    q = res["query"]["attributes"]["nucleus_shape"]
+    assert res["n_gallery"] == 48 and 1 <= len(res["results"]) <= 3
+    assert all(r["value"] != q for r in res["results"])
+    ranks = [(r["other_differences"], r["distance"]) for r in res["results"]]
+    assert ranks == sorted(ranks)
+    assert (tmp_path / "cf.png").stat().st_size > 0
+    other = next(v for v in ("segmented-multilobed", "unsegmented-round") if v != q)
+    assert main(args + ["--value", other, "--json", str(tmp_path / "v.json")]) == 0
+    res = json.loads((tmp_path / "v.json").read_text())
+    assert res["results"] and all(r["value"] == other for r in res["results"])
+    assert main(args + ["--value", q, "--json", str(tmp_path / "s.json")]) == 0
+    assert json.loads((tmp_path / "s.json").read_text())["results"] == []
+    assert main(args[:-1] + ["hair_colour"]) == 1
+    assert main(args + ["--value", "square"]) == 1
 
 
 def test_bias_study_splits_errors_by_attribute(wbcatt, att_model, tiny_model, tmp_path):

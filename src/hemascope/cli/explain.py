@@ -9,7 +9,7 @@ from hemascope.cli._common import Formatter, add_json_option, emit_json, iter_im
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    ex = groups.add_parser("explain", help="explanations (Grad-CAM)", formatter_class=Formatter)
+    ex = groups.add_parser("explain", help="explanations (Grad-CAM, concepts, counterfactuals, bias)", formatter_class=Formatter)
     verbs = ex.add_subparsers(dest="verb", metavar="VERB", required=True)
     gc = verbs.add_parser(
         "gradcam", formatter_class=Formatter, help="Grad-CAM overlays for single-cell images",
@@ -41,6 +41,29 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(cc)
     cc.set_defaults(handler=_concepts)
 
+    cf = verbs.add_parser(
+        "counterfactual", formatter_class=Formatter,
+        help="nearest real cells that differ in one attribute",
+        description="Read the attributes of one cell image with an attribute model, then find "
+                    "the gallery cells (an annotated WBCAtt table) nearest to it in the model's "
+                    "embedding space whose ATTRIBUTE differs while the other attributes agree "
+                    "(or differ least). With --out, writes a captioned montage PNG.")
+    cf.add_argument("path", help="one single-cell image")
+    cf.add_argument("--attributes", required=True, metavar="DIR",
+                    help="attribute model (`hemascope train attributes`)")
+    cf.add_argument("--attribute", required=True, metavar="NAME", help="e.g. nucleus_shape")
+    cf.add_argument("--value", default=None, help="only cells with this value of the attribute")
+    cf.add_argument("--gallery", default=None, metavar="CSV",
+                    help="WBCAtt table (or folder of tables) to search; default: the official "
+                         "train table under the shared data folder")
+    cf.add_argument("--images", default=None, help="folder the table's paths are relative to")
+    cf.add_argument("-k", type=int, default=5, help="cells to return")
+    cf.add_argument("--max-gallery", type=int, default=None, metavar="N",
+                    help="search a seeded random subset of N gallery cells (faster)")
+    cf.add_argument("--out", default=None, metavar="PNG", help="write a montage: query + results")
+    add_json_option(cf)
+    cf.set_defaults(handler=_counterfactual)
+
     bi = verbs.add_parser(
         "bias", formatter_class=Formatter, help="where a classifier errs, split by attribute",
         description="Classify the images of a WBCAtt table and split the error rate by every "
@@ -55,6 +78,54 @@ def register(groups: argparse._SubParsersAction) -> None:
     bi.add_argument("--flag-gap", type=float, default=0.05, help="report gaps at least this large")
     add_json_option(bi)
     bi.set_defaults(handler=_bias)
+
+
+def _counterfactual(args: argparse.Namespace) -> int:
+    from hemascope.cli._common import progress
+    from hemascope.errors import HemascopeError
+    from hemascope.evaluate.attributes import default_wbcatt_test
+    from hemascope.explain.counterfactual_study import counterfactual_search
+    from hemascope.io.image import read_image
+
+    if args.k < 1:
+        raise HemascopeError("-k must be at least 1")
+    gallery = Path(args.gallery) if args.gallery else default_wbcatt_test().with_name(
+        "pbc_attr_v1_train.csv")
+    if not gallery.exists():
+        raise HemascopeError(f"gallery {gallery} does not exist (give --gallery and --images)")
+    image = read_image(args.path)
+    res = counterfactual_search(image, attributes_model=args.attributes, gallery=gallery,
+                                attribute=args.attribute, value=args.value, images=args.images,
+                                k=args.k, max_gallery=args.max_gallery,
+                                progress=lambda it: progress(it, desc="embedding gallery"))
+    res["path"] = str(args.path)
+    if args.out:
+        from hemascope.io.atomic import guard_inputs
+        from hemascope.report.plots import error_gallery
+
+        guard_inputs(args.out, [args.path])
+        shown = [image] + [read_image(r["path"]) for r in res["results"]]
+        caps = [f"query\n{args.attribute}={res['query']['attributes'][args.attribute]}"] + [
+            f"{r['label']}\n{args.attribute}={r['value']}\n+{r['other_differences']} other diff."
+            for r in res["results"]]
+        error_gallery(shown, caps, args.out, columns=len(shown),
+                      title=f"counterfactuals in {args.attribute}")
+        res["montage"] = str(args.out)
+    if args.json:
+        emit_json(res, args.json)
+    if args.json != "-":
+        q = res["query"]["attributes"][args.attribute]
+        print(f"{args.path}: {args.attribute} = {q} ({res['n_gallery']} gallery cells searched)")
+        for r in res["results"]:
+            print(f"  {r['value']:<20} {r['label']:<12} distance {r['distance']:.3f}  "
+                  f"other differences {r['other_differences']}  {r['path']}")
+        if not res["results"]:
+            print(f"  no gallery cell has another {args.attribute}"
+                  + (f" = {args.value}" if args.value else ""))
+        if args.out:
+            print(f"wrote {args.out}")
+    print_skipped(res["errors"])
+    return 0
 
 
 def _bias(args: argparse.Namespace) -> int:

@@ -83,17 +83,37 @@ def fit_concept_model(attributes_model, ds, out_dir: str | Path, *, l1: float = 
     y = np.array([classes.index(s.label) for s in kept])
     concepts = concept_names(loaded.model.attributes)
     cbm = fit_concept_bottleneck(x, y, concepts=concepts, classes=classes, l1=l1)
-    test = None
+    test = boosted = None
     if parts["test"]:
         xt, kept_t, _ = features_of_samples(loaded, ds, parts["test"], progress=progress)
         yt = np.array([classes.index(s.label) for s in kept_t])
         test = classification_report(yt, cbm.predict_proba(xt).argmax(1), classes).to_dict()
+        boosted = gradient_boosting_scores(x, y, xt, yt, classes)
     config = {"format": FORMAT, "attributes_model": str(Path(loaded.path).resolve()),
               "attributes_sha256": loaded.config.get("weights_sha256"), "l1": l1,
               "sparsity": cbm.sparsity(), "n_train": int(len(y)), **cbm.to_dict(),
-              "metrics": {"test": test}}
+              "metrics": {"test": test, "test_gradient_boosting": boosted}}
     write_json(Path(out_dir) / FILE, config)
     return config
+
+
+def gradient_boosting_scores(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: np.ndarray,
+                             classes: Sequence[str], *, seed: int = 0) -> dict | None:
+    """Test scores of a gradient-boosted-trees bottleneck on the same concepts, for comparison.
+
+    Uses scikit-learn's histogram gradient boosting when it is installed (``hemascope[plots]``);
+    returns None otherwise. Only its scores are kept: trees are not saved (nothing pickled),
+    the sparse linear model is the one that explains and takes interventions.
+    """
+    try:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+    except ImportError:
+        return None
+    from hemascope.evaluate.classification import classification_report
+
+    gb = HistGradientBoostingClassifier(max_iter=200, learning_rate=0.1, random_state=seed)
+    gb.fit(x, y)
+    return classification_report(yt, gb.predict(xt), list(classes)).to_dict()
 
 
 def load_concept_model(folder: str | Path, *, attributes: str | Path | None = None) -> ConceptModel:

@@ -79,3 +79,39 @@ def test_default_detector_and_analyze_on_cbc_test_fields(shared_data, tmp_path):
     for r, im in zip(res.images, ds.images[:2]):
         true_wbc = sum(1 for i in im.instances if i.label == "WBC")
         assert abs(sum(c.kind == "WBC" for c in r.cells) - true_wbc) <= 1
+
+
+_NO_ATTRIBUTES = pytest.mark.skipif(not default_model_dir("attributes").is_dir(),
+                                    reason="default attribute model not shipped yet")
+
+
+@_NO_ATTRIBUTES
+def test_default_attribute_model_loads_with_its_card():
+    from hemascope import taxonomy
+    from hemascope.attributes import load_attribute_model, predict_attributes
+    from hemascope.synthetic import make_cell
+
+    d = default_model_dir("attributes")
+    assert (d / "model.safetensors").stat().st_size < 25 * 2**20
+    assert (d / "MODEL_CARD.md").is_file()
+    m = load_attribute_model("default")
+    assert {k: list(v) for k, v in m.model.attributes.items()} == \
+        {k: list(v) for k, v in taxonomy.ATTRIBUTES.items()}
+    test = m.config["metrics"]["test"]
+    assert test["n_images"] > 3000 and 0 < test["average_macro_f1"] <= 1
+    [pred] = predict_attributes(m, [make_cell("neutrophil", seed=0, size=96).image])
+    assert set(pred.values) == set(taxonomy.ATTRIBUTES)
+
+
+@_NO_ATTRIBUTES
+@pytest.mark.realdata
+def test_default_attribute_model_on_wbcatt_test_cells(shared_data, tmp_path):
+    """40 official test cells: the shipped weights read attributes far above chance."""
+    from hemascope.evaluate.attributes import evaluate_attributes
+
+    rows = (shared_data / "wbcatt" / "pbc_attr_v1_test.csv").read_text().splitlines()
+    (tmp_path / "pbc_attr_v1_test.csv").write_text("\n".join(rows[:41]) + "\n")
+    ev = evaluate_attributes(tmp_path / "pbc_attr_v1_test.csv", model="default",
+                             images=shared_data / "pbc")
+    assert ev.report.n_images == 40
+    assert ev.report.average_accuracy >= 0.75, ev.report.to_dict()

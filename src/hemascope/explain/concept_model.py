@@ -43,8 +43,14 @@ def attribute_features(loaded, images: Sequence[np.ndarray], *, batch_size: int 
     return np.concatenate([probs[k] for k in loaded.model.attributes], axis=1)
 
 
-def features_of_samples(loaded, ds, samples, *, batch_size: int = 64, progress=None):
-    """Features of dataset samples read from disk; unreadable files are skipped and named."""
+def features_of_samples(loaded, ds, samples, *, batch_size: int = 64, progress=None,
+                        features=None):
+    """Features of dataset samples read from disk; unreadable files are skipped and named.
+
+    ``features(loaded, images, batch_size=...)`` computes them (default: the attribute
+    probabilities, :func:`attribute_features`). Returns ``(features, kept samples, errors)``.
+    """
+    features = features or attribute_features
     from hemascope.errors import ImageReadError
     from hemascope.io.image import read_image
 
@@ -59,7 +65,7 @@ def features_of_samples(loaded, ds, samples, *, batch_size: int = 64, progress=N
             except ImageReadError as e:
                 errors[s.path] = e.reason
         if imgs:
-            feats.append(attribute_features(loaded, imgs, batch_size=batch_size))
+            feats.append(features(loaded, imgs, batch_size=batch_size))
     return (np.concatenate(feats) if feats else np.zeros((0, 0))), kept, errors
 
 

@@ -51,8 +51,7 @@ def counterfactual_search(image: np.ndarray, *, attributes_model, gallery, attri
     """
     from hemascope.attributes.predict import load_attribute_model, predict_attributes
     from hemascope.data.tables import read_wbcatt, read_wbcatt_folder
-    from hemascope.errors import ImageReadError
-    from hemascope.io.image import read_image
+    from hemascope.explain.concept_model import features_of_samples
 
     loaded = (attributes_model if hasattr(attributes_model, "model")
               else load_attribute_model(attributes_model))
@@ -68,23 +67,13 @@ def counterfactual_search(image: np.ndarray, *, attributes_model, gallery, attri
     if max_gallery is not None and len(samples) > max_gallery:
         pick = np.random.default_rng(seed).choice(len(samples), max_gallery, replace=False)
         samples = [samples[i] for i in sorted(pick)]
-    feats, kept, errors = [], [], {}
-    wrap = progress or (lambda it: it)
-    for start in wrap(range(0, len(samples), batch_size)):
-        imgs = []
-        for s in samples[start:start + batch_size]:
-            try:
-                imgs.append(read_image(ds.root / s.path))
-                kept.append(s)
-            except ImageReadError as e:
-                errors[s.path] = e.reason
-        if imgs:
-            feats.append(embed_images(loaded, imgs, batch_size=batch_size))
+    feats, kept, errors = features_of_samples(loaded, ds, samples, batch_size=batch_size,
+                                              progress=progress, features=embed_images)
     if not kept:
         raise DatasetError(f"no readable gallery image in {path}")
     [pred] = predict_attributes(loaded, [image])
     query = embed_images(loaded, [image])
-    emb = np.concatenate(feats + [query])
+    emb = np.concatenate([feats, query])
     table = {a: [s.attributes[a] for s in kept] + [pred.values[a]] for a in attrs}
     found = counterfactuals(len(kept), emb, table, attribute, k=k, value=value)
     return {"query": {"attributes": pred.values,

@@ -136,8 +136,13 @@ def read_mask(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.n
     return arr
 
 
-def write_image(path: str | Path, image: np.ndarray, *, quality: int = 95) -> Path:
-    """Write an ``(H, W)`` or ``(H, W, 3|4)`` ``uint8`` array atomically; format from suffix."""
+def write_image(path: str | Path, image: np.ndarray, *, quality: int = 95,
+                png_compression: int = 6) -> Path:
+    """Write an ``(H, W)`` or ``(H, W, 3|4)`` ``uint8`` array atomically; format from suffix.
+
+    ``quality`` applies to JPEG/WebP; ``png_compression`` (0-9) to PNG: 1 encodes about 4x
+    faster than the default 6 for files about 20 % larger (used for batch overlays).
+    """
     from PIL import Image
 
     from hemascope.io.atomic import atomic_write
@@ -152,7 +157,8 @@ def write_image(path: str | Path, image: np.ndarray, *, quality: int = 95) -> Pa
            ".tiff": "TIFF", ".webp": "WEBP"}.get(target.suffix.lower())
     if fmt is None:
         raise ValueError(f"unsupported image suffix {target.suffix!r}")
-    kw = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    kw = ({"quality": quality} if fmt in ("JPEG", "WEBP")
+          else {"compress_level": png_compression} if fmt == "PNG" else {})
     with atomic_write(target, "wb") as fh:
         Image.fromarray(arr).save(fh, format=fmt, **kw)
     return target

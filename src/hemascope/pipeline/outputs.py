@@ -58,13 +58,16 @@ def write_image_outputs(out: Path, r: ImageResult, image: np.ndarray, *, overlay
     from hemascope.io.geojson import to_geojson
     from hemascope.io.image import write_image
 
-    for c in r.cells:
-        if c.review and _count_review(out) < MAX_REVIEW_CROPS:
-            from hemascope.pipeline.analyzer import crop_cell
+    review = [c for c in r.cells if c.review]
+    if review:
+        from hemascope.pipeline.analyzer import crop_cell
 
-            write_image(out / "review" / f"{r.key}_{c.id}.png", crop_cell(image, c.box, context=1.3))
+        room = MAX_REVIEW_CROPS - _count_review(out)
+        for c in review[:max(room, 0)]:
+            write_image(out / "review" / f"{r.key}_{c.id}.png", crop_cell(image, c.box, context=1.3),
+                        png_compression=1)
     if overlay:
-        write_image(out / "overlays" / f"{r.key}.png", draw_overlay(image, r))
+        write_image(out / "overlays" / f"{r.key}.png", draw_overlay(image, r), png_compression=1)
     write_json(out / "geojson" / f"{r.key}.geojson", to_geojson(to_annotation(r)))
     write_json(out / "images" / f"{r.key}.json", r.to_dict())  # last: marks the image done
 

@@ -12,10 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _ship import WEIGHTS, benchmark, copy_run, history
 
 
 def card(cfg: dict, history: list[dict], bench: dict | None) -> str:
@@ -90,16 +89,9 @@ def main() -> None:
     ap.add_argument("--card-only", action="store_true",
                     help="only rewrite MODEL_CARD.md from the shipped config and the benchmark")
     args = ap.parse_args()
-    dest = REPO / "src" / "hemascope" / "weights" / args.name
-    if not args.card_only:
-        dest.mkdir(parents=True, exist_ok=True)
-        for name in ("config.json", "model.safetensors", "split.json"):
-            shutil.copy2(args.run / name, dest / name)
+    dest = WEIGHTS / args.name if args.card_only else copy_run(args.run, args.name)
     cfg = json.loads((dest / "config.json").read_text())
-    history = [json.loads(x) for x in (args.run / "history.jsonl").read_text().splitlines()]
-    bench_file = REPO / "benchmarks" / "results" / "attributes_wbcatt.json"
-    bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None
-    (dest / "MODEL_CARD.md").write_text(card(cfg, history, bench))
+    (dest / "MODEL_CARD.md").write_text(card(cfg, history(args.run), benchmark("attributes_wbcatt")))
     print(f"{'rewrote card of' if args.card_only else 'shipped'} {dest}")
 
 

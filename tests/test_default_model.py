@@ -115,3 +115,22 @@ def test_default_attribute_model_on_wbcatt_test_cells(shared_data, tmp_path):
                              images=shared_data / "pbc")
     assert ev.report.n_images == 40
     assert ev.report.average_accuracy >= 0.75, ev.report.to_dict()
+
+
+@pytest.mark.skipif(not default_model_dir("segmentation").is_dir(),
+                    reason="default part segmenter not shipped yet")
+def test_default_segmenter_loads_with_its_card_and_finds_the_nucleus():
+    """On a synthetic cell (dark nucleus inside pale cytoplasm) the nucleus is found inside."""
+    from hemascope.segment.predict import load_segmenter, segment_arrays
+    from hemascope.synthetic import make_cell
+
+    d = default_model_dir("segmentation")
+    assert (d / "MODEL_CARD.md").is_file()
+    m = load_segmenter("default")
+    cv = m.config["metrics"]["cross_validation"]
+    assert cv["k"] == 5 and cv["per_class"]["nucleus"]["iou"]["mean"] > 0.5
+    cell = make_cell("lymphocyte", seed=0, size=96)
+    [parts] = segment_arrays(m, [cell.image])
+    assert parts.shape == cell.image.shape[:2]
+    nucleus = parts == m.config["classes"].index("nucleus")
+    assert nucleus.any() and not nucleus[0, :].any() and not nucleus[:, 0].any()

@@ -15,7 +15,7 @@ import argparse
 import json
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from _ship import REPO, benchmark, history
 
 
 def card(cfg: dict, history: list[dict], bench: dict | None, name: str) -> str:
@@ -94,10 +94,8 @@ def main() -> None:
     if args.card_only:
         dest = REPO / "src" / "hemascope" / "weights" / args.name
         cfg = json.loads((dest / "config.json").read_text())
-        history = [json.loads(x) for x in (args.run / "history.jsonl").read_text().splitlines()]
-        bench_file = REPO / "benchmarks" / "results" / "detector_cbc.json"
-        bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None
-        (dest / "MODEL_CARD.md").write_text(card(cfg, history, bench, args.name))
+        (dest / "MODEL_CARD.md").write_text(card(cfg, history(args.run), benchmark("detector_cbc"),
+                                                 args.name))
         print(f"rewrote {dest / 'MODEL_CARD.md'}")
         return
     from hemascope.data import load_dataset
@@ -130,10 +128,8 @@ def main() -> None:
     shipped = load_detector(dest)
     cfg["metrics"]["test"] = _brief(evaluate_detector([shipped], ds, split="test").report)
     (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    history = [json.loads(x) for x in (args.run / "history.jsonl").read_text().splitlines()]
-    bench_file = REPO / "benchmarks" / "results" / "detector_cbc.json"
-    bench = json.loads(bench_file.read_text()) if bench_file.is_file() else None
-    (dest / "MODEL_CARD.md").write_text(card(cfg, history, bench, args.name))
+    (dest / "MODEL_CARD.md").write_text(card(cfg, history(args.run), benchmark("detector_cbc"),
+                                             args.name))
     print(f"shipped {dest}")
 
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
@@ -70,7 +71,7 @@ def main() -> None:
 
     concepts = bottleneck_vs_direct(args.concepts, args.classifier, test) if args.concepts else None
     training = loaded.config.get("training", {})
-    payload = {"model": str(loaded.path), "arch": loaded.config["arch"],
+    payload = {"model": loaded.path.name, "arch": loaded.config["arch"],
                "image_size": loaded.config["image_size"], "test": rep.to_dict(),
                "label_noise": noise, "eval_seconds": round(seconds, 1),
                "cells_per_s": round(rep.n_images / seconds, 1),
@@ -145,9 +146,9 @@ def bottleneck_vs_direct(concepts_dir: str, classifier: str, test) -> dict:
     direct = probs[:, cols].argmax(1)
     b = classification_report(y, cbm, classes).to_dict()
     d = classification_report(y, direct, classes).to_dict()
-    return {"concepts": str(concepts_dir), "full_test": cm.config["metrics"]["test"],
+    return {"concepts": Path(concepts_dir).name, "full_test": cm.config["metrics"]["test"],
             "full_test_gradient_boosting": cm.config["metrics"].get("test_gradient_boosting"),
-            "paired": {"n_images": len(paired), "classifier": str(clf.path), "bottleneck": b,
+            "paired": {"n_images": len(paired), "classifier": clf.path.name, "bottleneck": b,
                        "direct": d, "gap_macro_f1": d["macro_f1"] - b["macro_f1"]}}
 
 

@@ -134,3 +134,17 @@ def test_default_segmenter_loads_with_its_card_and_finds_the_nucleus():
     assert parts.shape == cell.image.shape[:2]
     nucleus = parts == m.config["classes"].index("nucleus")
     assert nucleus.any() and not nucleus[0, :].any() and not nucleus[:, 0].any()
+
+
+@_NO_ATTRIBUTES
+def test_default_concept_bottleneck_reads_the_default_attribute_model():
+    from hemascope.explain.concept_model import load_concept_model
+    from hemascope.synthetic import make_cell
+
+    cm = load_concept_model("default")
+    assert cm.config["attributes_model"] == "default"
+    assert cm.bottleneck.classes == ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"]
+    assert cm.config["metrics"]["test"]["n_images"] > 3000
+    x = cm.features([make_cell("neutrophil", seed=1, size=96).image])
+    p = cm.bottleneck.predict_proba(x)
+    assert p.shape == (1, 5) and abs(p.sum() - 1) < 1e-6

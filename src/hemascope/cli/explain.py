@@ -34,7 +34,8 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "--set ATTRIBUTE=VALUE how the prediction changes when a person corrects an "
                     "attribute (an intervention).")
     cc.add_argument("paths", nargs="+", help="single-cell images and/or folders")
-    cc.add_argument("--concepts", required=True, help="folder of `hemascope train concepts`")
+    cc.add_argument("--concepts", default="default",
+                    help="folder of `hemascope train concepts`, or 'default' (the shipped one)")
     cc.add_argument("--set", action="append", default=[], metavar="ATTRIBUTE=VALUE",
                     help="intervene: set this attribute to this value (repeatable)")
     cc.add_argument("--top", type=int, default=5, help="contributing concepts to show")
@@ -49,8 +50,8 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "embedding space whose ATTRIBUTE differs while the other attributes agree "
                     "(or differ least). With --out, writes a captioned montage PNG.")
     cf.add_argument("path", help="one single-cell image")
-    cf.add_argument("--attributes", required=True, metavar="DIR",
-                    help="attribute model (`hemascope train attributes`)")
+    cf.add_argument("--attributes", default="default", metavar="DIR",
+                    help="attribute model (`hemascope train attributes`) or 'default'")
     cf.add_argument("--attribute", required=True, metavar="NAME", help="e.g. nucleus_shape")
     cf.add_argument("--value", default=None, help="only cells with this value of the attribute")
     cf.add_argument("--gallery", default=None, metavar="CSV",

@@ -95,7 +95,9 @@ def fit_concept_model(attributes_model, ds, out_dir: str | Path, *, l1: float = 
         yt = np.array([classes.index(s.label) for s in kept_t])
         test = classification_report(yt, cbm.predict_proba(xt).argmax(1), classes).to_dict()
         boosted = gradient_boosting_scores(x, y, xt, yt, classes)
-    config = {"format": FORMAT, "attributes_model": str(Path(loaded.path).resolve()),
+    shipped = isinstance(attributes_model, str) and attributes_model == "default"
+    config = {"format": FORMAT,
+              "attributes_model": "default" if shipped else str(Path(loaded.path).resolve()),
               "attributes_sha256": loaded.config.get("weights_sha256"), "l1": l1,
               "sparsity": cbm.sparsity(), "n_train": int(len(y)), **cbm.to_dict(),
               "metrics": {"test": test, "test_gradient_boosting": boosted}}
@@ -122,8 +124,12 @@ def gradient_boosting_scores(x: np.ndarray, y: np.ndarray, xt: np.ndarray, yt: n
     return classification_report(yt, gb.predict(xt), list(classes)).to_dict()
 
 
-def load_concept_model(folder: str | Path, *, attributes: str | Path | None = None) -> ConceptModel:
+def load_concept_model(folder: str | Path | None = "default", *,
+                       attributes: str | Path | None = None) -> ConceptModel:
     """Read ``concepts.json`` and load the attribute model it names (or ``attributes``).
+
+    ``"default"`` is the bottleneck shipped with the package, fitted on the shipped
+    attribute model.
 
     Raises:
         HemascopeError: missing or malformed file, or an attribute model whose weights are
@@ -131,6 +137,10 @@ def load_concept_model(folder: str | Path, *, attributes: str | Path | None = No
     """
     from hemascope.attributes import load_attribute_model
 
+    if folder in (None, "default"):
+        from hemascope.models.artifact import default_model_dir
+
+        folder = default_model_dir("concepts")
     p = Path(folder) / FILE
     try:
         cfg = json.loads(p.read_text(encoding="utf-8"))

@@ -22,7 +22,8 @@ from hemascope.io.atomic import atomic_write, write_json
 ARTIFACT_FORMAT = "hemascope-model/1"
 CONFIG, WEIGHTS, SPLIT = "config.json", "model.safetensors", "split.json"
 _DEFAULTS = {"classifier": "pbc8_resnet18", "detector": "smear3_fcos",
-             "attributes": "wbcatt_resnet18", "segmentation": "cellparts_unet"}
+             "attributes": "wbcatt_resnet18", "segmentation": "cellparts_unet",
+             "concepts": "wbcatt_concepts"}
 
 
 class ModelError(HemascopeError):
@@ -51,10 +52,7 @@ def resolve_model_dir(spec: str | Path | None, task: str = "classifier") -> Path
     """``None`` / ``"default"`` -> the shipped model; else the given folder (checked)."""
     path = default_model_dir(task) if spec in (None, "default") else Path(spec)
     if not path.is_dir():
-        hint = ""
-        if spec in (None, "default"):
-            hint = (f" (no default {task} model is shipped yet: pass a model folder)"
-                    if task in ("attributes", "segmentation") else " (the shipped default is missing: reinstall hemascope)")
+        hint = " (the shipped default is missing: reinstall hemascope)" if spec in (None, "default") else ""
         raise ModelError(f"model folder {path} does not exist{hint}")
     for name in (CONFIG, WEIGHTS):
         if not (path / name).is_file():

@@ -90,6 +90,9 @@ def main() -> None:
                     help="choose working size and NMS threshold on the val split first")
     ap.add_argument("--card-only", action="store_true",
                     help="only rewrite MODEL_CARD.md from the shipped config and the benchmark")
+    ap.add_argument("--dest", type=Path, default=None,
+                    help="write the (tuned) fp16 artifact here instead of into the package "
+                         "(a comparison model, e.g. for the ensemble benchmark)")
     args = ap.parse_args()
     if args.card_only:
         dest = REPO / "src" / "hemascope" / "weights" / args.name
@@ -104,7 +107,7 @@ def main() -> None:
     from hemascope.models.artifact import save_artifact
     from hemascope.train.detector import _brief
 
-    dest = REPO / "src" / "hemascope" / "weights" / args.name
+    dest = args.dest or REPO / "src" / "hemascope" / "weights" / args.name
     dest.mkdir(parents=True, exist_ok=True)
     run = load_detector(args.run)
     keep = {k: v for k, v in run.config.items()
@@ -128,9 +131,10 @@ def main() -> None:
     shipped = load_detector(dest)
     cfg["metrics"]["test"] = _brief(evaluate_detector([shipped], ds, split="test").report)
     (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
-    (dest / "MODEL_CARD.md").write_text(card(cfg, history(args.run), benchmark("detector_cbc"),
-                                             args.name))
-    print(f"shipped {dest}")
+    if args.dest is None:
+        (dest / "MODEL_CARD.md").write_text(card(cfg, history(args.run), benchmark("detector_cbc"),
+                                                 args.name))
+    print(f"{'wrote' if args.dest else 'shipped'} {dest}")
 
 
 if __name__ == "__main__":

@@ -120,11 +120,10 @@ Gap (direct - bottleneck) in macro-F1 on the paired cells: {pair['gap_macro_f1']
 
 def bottleneck_vs_direct(concepts_dir: str, classifier: str, test) -> dict:
     """Bottleneck scores from its file, and bottleneck vs direct classifier on paired cells."""
-    import json
-
     import numpy as np
 
     from hemascope.classify import predict_arrays
+    from hemascope.data.splits import load_split
     from hemascope.evaluate.classification import classification_report
     from hemascope.evaluate.classifier import map_to_classes
     from hemascope.explain.concept_model import load_concept_model
@@ -133,10 +132,10 @@ def bottleneck_vs_direct(concepts_dir: str, classifier: str, test) -> dict:
 
     cm = load_concept_model(concepts_dir)
     clf = load_classifier(classifier)
-    split = json.loads((clf.path / clf.config["training"]["split_file"]).read_text())["assignments"]
+    held_out = set(load_split(clf.path / clf.config["training"]["split_file"]).keys("test"))
     classes = cm.bottleneck.classes
     prefix = "PBC_dataset_normal_DIB/"
-    paired = [s for s in test.samples if split.get(s.path.removeprefix(prefix)) == "test"
+    paired = [s for s in test.samples if s.path.removeprefix(prefix) in held_out
               and s.label in classes]
     images = [read_image(test.root / s.path) for s in paired]
     y = np.array([classes.index(s.label) for s in paired])

@@ -261,3 +261,12 @@ def read_wbcatt_folder(folder: str | Path, *, image_root: str | Path | None = No
     return ClassificationSet(root=first.root, samples=[s for p in parts for s in p.samples],
                              classes=classes, problems=[q for p in parts for q in p.problems],
                              unmapped=unmapped, vocabulary=first.vocabulary, format="wbcatt")
+
+
+def read_wbcatt_any(path: str | Path, *, image_root: str | Path | None = None,
+                    vocabulary: str | None = None) -> ClassificationSet:
+    """One WBCAtt CSV, or a folder of the official split tables (merged)."""
+    p = Path(path)
+    if p.is_dir():
+        return read_wbcatt_folder(p, image_root=image_root, vocabulary=vocabulary)
+    return read_wbcatt(p, image_root=image_root, vocabulary=vocabulary)

@@ -113,7 +113,7 @@ def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: i
             (the file and line are named), or no readable image.
     """
     from hemascope.attributes.predict import attribute_probabilities, load_attribute_model
-    from hemascope.data.tables import read_wbcatt, read_wbcatt_folder
+    from hemascope.data.tables import read_wbcatt_any
     from hemascope.errors import DatasetError, ImageReadError
     from hemascope.io.image import read_image
     from hemascope.models.artifact import LoadedModel
@@ -121,8 +121,7 @@ def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: i
     path = Path(csv) if csv else default_wbcatt_test()
     if not path.exists():
         raise DatasetError(f"{path} does not exist (give --csv and --images)")
-    ds = (read_wbcatt_folder(path, image_root=images) if path.is_dir()
-          else read_wbcatt(path, image_root=images))
+    ds = read_wbcatt_any(path, image_root=images)
     bad = [p for p in ds.problems if p.kind == "unknown_attribute_value"]
     if bad:
         raise DatasetError(f"{path}: {len(bad)} row(s) with unknown attribute values, e.g. "

@@ -26,7 +26,7 @@ def bias_study(csv: str | Path, *, model="default", images=None, attributes=None
     import numpy as np
 
     from hemascope.classify import predict_arrays
-    from hemascope.data.tables import read_wbcatt, read_wbcatt_folder
+    from hemascope.data.tables import read_wbcatt_any
     from hemascope.errors import ImageReadError
     from hemascope.evaluate.classifier import map_to_classes
     from hemascope.io.image import read_image
@@ -34,7 +34,7 @@ def bias_study(csv: str | Path, *, model="default", images=None, attributes=None
 
     clf = load_classifier(model)
     path = Path(csv)
-    ds = read_wbcatt_folder(path, image_root=images) if path.is_dir() else read_wbcatt(path, image_root=images)
+    ds = read_wbcatt_any(path, image_root=images)
     att = None
     if attributes:
         from hemascope.attributes import load_attribute_model, predict_attributes

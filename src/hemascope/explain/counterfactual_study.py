@@ -50,7 +50,7 @@ def counterfactual_search(image: np.ndarray, *, attributes_model, gallery, attri
         DatasetError: a gallery without any readable image.
     """
     from hemascope.attributes.predict import load_attribute_model, predict_attributes
-    from hemascope.data.tables import read_wbcatt, read_wbcatt_folder
+    from hemascope.data.tables import read_wbcatt_any
     from hemascope.explain.concept_model import features_of_samples
 
     loaded = (attributes_model if hasattr(attributes_model, "model")
@@ -61,8 +61,7 @@ def counterfactual_search(image: np.ndarray, *, attributes_model, gallery, attri
     if value is not None and value not in attrs[attribute]:
         raise HemascopeError(f"{value!r} is not a value of {attribute} ({', '.join(attrs[attribute])})")
     path = Path(gallery)
-    ds = (read_wbcatt_folder(path, image_root=images) if path.is_dir()
-          else read_wbcatt(path, image_root=images))
+    ds = read_wbcatt_any(path, image_root=images)
     samples = [s for s in ds.samples if s.attributes and all(a in s.attributes for a in attrs)]
     if max_gallery is not None and len(samples) > max_gallery:
         pick = np.random.default_rng(seed).choice(len(samples), max_gallery, replace=False)

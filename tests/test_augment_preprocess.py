@@ -65,3 +65,11 @@ def test_cache_reports_unreadable_and_is_reused(tmp_path):
     assert first.index.tolist() == [0, 2, 3] and list(first.errors) == [str(bad)]
     again = load_cached([good[0], bad, good[1], good[2]], 24, workers=1)
     assert np.array_equal(again.images, first.images)
+
+
+def test_augment_keeps_the_batch_on_its_device(batch):
+    """Random draws come from the CPU generator; every tensor they touch follows the batch
+    (checked on the meta device, which needs no GPU)."""
+    cfg = AugmentConfig(hue=0.05, degrade_p=1.0)
+    out = augment_batch(batch.to("meta"), cfg, generator=torch.Generator().manual_seed(0))
+    assert out.device.type == "meta" and out.shape == batch.shape

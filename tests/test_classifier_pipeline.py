@@ -202,3 +202,32 @@ def test_tta_views_and_probabilities(tiny_model, synthetic_cells):
     assert not np.allclose(p1, p8)
     with pytest.raises(ValueError):
         predict_arrays(model, imgs, tta=3)
+
+
+def test_time_limit_stops_after_one_epoch_and_still_ships(synthetic_cells, tmp_path):
+    ds = read_class_folders(synthetic_cells)
+    cfg = ClassifierTrainConfig(arch="tinycnn", image_size=24, epochs=5, batch_size=32, threads=1,
+                                max_minutes=1e-6, device="cpu")
+    lines = []
+    r = train_classifier(ds, cfg, tmp_path, log=lines.append)
+    assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 1
+    assert any(s.startswith("time limit: stopping after epoch 1/5") for s in lines)
+    cfg_out = json.loads((tmp_path / "config.json").read_text())
+    assert r.test is not None and cfg_out["training"]["device"].endswith("threads")
+
+
+def test_device_names_are_checked():
+    import torch
+
+    from hemascope.errors import HemascopeError
+    from hemascope.train.device import resolve_device
+
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(HemascopeError, match="unknown device"):
+        resolve_device("gpu0")
+    with pytest.raises(HemascopeError, match="not supported"):
+        resolve_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(HemascopeError, match="no CUDA GPU"):
+            resolve_device("cuda")

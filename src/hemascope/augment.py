@@ -64,10 +64,14 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Gener
     if not cfg.enabled:
         return x
     b = x.shape[0]
-    g = generator
+    g = generator  # random draws stay on the CPU generator (same numbers on any device)
+    dev = x.device
 
     def uniform(lo: float, hi: float) -> torch.Tensor:
         return lo + (hi - lo) * torch.rand(b, generator=g)
+
+    def per_image(v: torch.Tensor) -> torch.Tensor:
+        return v.to(dev).view(b, 1, 1, 1)
 
     # geometry: random resized crop box (normalised side lengths) + zoom + rotation + flips
     area = uniform(*cfg.scale)
@@ -90,19 +94,19 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Gener
     theta[:, 1, 1] = cos * sh * fy
     theta[:, 0, 2] = tx
     theta[:, 1, 2] = ty
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    grid = F.affine_grid(theta.to(device=dev, dtype=x.dtype), list(x.shape), align_corners=False)
     out = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
     out, extra = out[:, :3], out[:, 3:]
 
     # colour
     if cfg.brightness:
-        out = out * uniform(1 - cfg.brightness, 1 + cfg.brightness).view(b, 1, 1, 1)
+        out = out * per_image(uniform(1 - cfg.brightness, 1 + cfg.brightness))
     if cfg.contrast:
         mean = out.mean(dim=(1, 2, 3), keepdim=True)
-        out = (out - mean) * uniform(1 - cfg.contrast, 1 + cfg.contrast).view(b, 1, 1, 1) + mean
+        out = (out - mean) * per_image(uniform(1 - cfg.contrast, 1 + cfg.contrast)) + mean
     if cfg.saturation:
         gray = (0.299 * out[:, 0:1] + 0.587 * out[:, 1:2] + 0.114 * out[:, 2:3])
-        out = (out - gray) * uniform(1 - cfg.saturation, 1 + cfg.saturation).view(b, 1, 1, 1) + gray
+        out = (out - gray) * per_image(uniform(1 - cfg.saturation, 1 + cfg.saturation)) + gray
     if cfg.hue:
         out = _rotate_hue(out, uniform(-cfg.hue, cfg.hue) * 2 * math.pi)
     out = out.clamp(0, 1)
@@ -110,7 +114,8 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Gener
     # resolution degradation on a random subset
     if cfg.degrade_p > 0:
         pick = torch.rand(b, generator=g) < cfg.degrade_p
-        if pick.any():
+        if pick.any():  # chosen on the CPU, sent as indices: no device sync
+            pick = pick.nonzero().squeeze(1).to(dev)
             h, w = x.shape[-2:]
             f = float(uniform(*cfg.degrade_factor)[0])  # one factor per batch keeps it batched
             small = F.interpolate(out[pick], size=(max(4, int(h * f)), max(4, int(w * f))),
@@ -129,4 +134,4 @@ def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:
     rot[:, 0, 0] = 1
     rot[:, 1, 1], rot[:, 1, 2], rot[:, 2, 1], rot[:, 2, 2] = c, -s, s, c
     m = to_rgb @ rot @ to_yiq  # (B, 3, 3)
-    return torch.einsum("bij,bjhw->bihw", m, x)
+    return torch.einsum("bij,bjhw->bihw", m.to(x.device), x)

@@ -32,26 +32,35 @@ def load_segmenter(spec: str | Path | None = "default") -> LoadedModel:
 
 @torch.inference_mode()
 def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
-                   return_probs: bool = False) -> list[np.ndarray]:
+                   return_probs: bool = False, batch_size: int = 32) -> list[np.ndarray]:
     """Part indices ``(H, W)`` uint8 for each RGB uint8 image, at its own size.
 
     The image is resized to the model's square input, the logits are resized back
-    (bilinear) and the arg-max taken, so thin borders are not blocky.
+    (bilinear) and the arg-max taken, so thin borders are not blocky. Consecutive images of
+    one size go through the network together, on the model's device.
     """
     from hemascope.segment.data import resize_pair
+    from hemascope.train.device import module_device
 
     cfg = loaded.config
     size = int(cfg["image_size"])
-    mean = torch.tensor(cfg["mean"]).view(1, 3, 1, 1)
-    std = torch.tensor(cfg["std"]).view(1, 3, 1, 1)
-    out = []
-    for img in images:
-        small = np.array(resize_pair(np.asarray(img), None, size)[0])
-        x = torch.from_numpy(small).permute(2, 0, 1)[None].float().div_(255)
-        logits = loaded.model((x - mean) / std)
-        logits = F.interpolate(logits, size=img.shape[:2], mode="bilinear", align_corners=False)
-        out.append(logits.softmax(1)[0].numpy() if return_probs
-                   else logits.argmax(1)[0].numpy().astype(np.uint8))
+    dev = module_device(loaded.model)
+    mean = torch.tensor(cfg["mean"], device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(cfg["std"], device=dev).view(1, 3, 1, 1)
+    out: list[np.ndarray] = []
+    i = 0
+    while i < len(images):
+        shape = np.asarray(images[i]).shape[:2]
+        j = i + 1
+        while j < len(images) and j - i < batch_size and np.asarray(images[j]).shape[:2] == shape:
+            j += 1
+        small = np.stack([resize_pair(np.asarray(im), None, size)[0] for im in images[i:j]])
+        x = torch.from_numpy(small).to(dev).permute(0, 3, 1, 2).float().div_(255)
+        logits = F.interpolate(loaded.model((x - mean) / std), size=shape, mode="bilinear",
+                               align_corners=False)
+        res = logits.softmax(1) if return_probs else logits.argmax(1).to(torch.uint8)
+        out.extend(r.cpu().numpy() for r in res)
+        i = j
     return out
 
 

@@ -30,10 +30,11 @@ from hemascope.errors import DatasetError
 from hemascope.evaluate.attributes import AttributeReport, attribute_report
 from hemascope.io.atomic import write_json
 from hemascope.models.artifact import SPLIT, save_artifact
-from hemascope.train.classifier import (_device, _ema_update, _scheduler, make_optimizer, to_batch,
-                                        training_style)
+from hemascope.train.classifier import (_ema_update, _scheduler, make_optimizer, out_of_time,
+                                        to_batch, training_style)
 from hemascope.train.checkpoint import load_checkpoint, round_to_float16, save_checkpoint
 from hemascope.train.config import AttributeTrainConfig
+from hemascope.train.device import autocast, describe, module_device, resolve_device
 
 
 @dataclass
@@ -73,11 +74,13 @@ def predict_values(model: AttributeModel, images: np.ndarray, mean, std, *,
                    batch_size: int = 128) -> dict[str, np.ndarray]:
     """Softmax probabilities per attribute, ``{name: (N, n values)}``, for cached uint8 images."""
     model.eval()
+    dev = module_device(model)
     parts: dict[str, list[np.ndarray]] = {k: [] for k in model.attributes}
     for i in range(0, len(images), batch_size):
-        blocks = model.split(model(to_batch(images[i:i + batch_size], mean, std)))
-        for k, b in blocks.items():
-            parts[k].append(torch.softmax(b, 1).numpy())
+        with autocast(dev):
+            logits = model(to_batch(images[i:i + batch_size], mean, std, device=dev))
+        for k, b in model.split(logits.float()).items():
+            parts[k].append(torch.softmax(b, 1).cpu().numpy())
     return {k: (np.concatenate(v) if v else np.zeros((0, len(model.attributes[k]))))
             for k, v in parts.items()}
 
@@ -115,6 +118,7 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
+    dev = resolve_device(cfg.device)
     t0 = time.time()
     split = split_of(ds, cfg)
     save_split(out / SPLIT, split)
@@ -123,6 +127,7 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
         from hemascope.segment.predict import load_segmenter
 
         segmenter = load_segmenter(cfg.segmenter)
+        segmenter.model.to(dev)  # part masks of the whole set are computed once, here
     data = {}
     for part in ("train", "val", "test"):
         samples = [s for s in ds.samples if split.assignments[s.path] == part]
@@ -149,6 +154,7 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
 
         counts = init_from(model, cfg.init)
         log(f"initialised {counts['copied']} tensors from {cfg.init} ({counts['kept']} kept random)")
+    model.to(dev)
     ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
     opt = make_optimizer(model, cfg)
     steps = math.ceil(len(x_train) / cfg.batch_size)
@@ -172,8 +178,10 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
             idx = np.sort(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
             if len(idx) < 2:
                 continue
-            xb = to_batch(x_train[idx], mean, std, aug=cfg.augment, generator=gen)
-            loss = attribute_loss(model, model(xb), torch.from_numpy(y_train[idx]),
+            xb = to_batch(x_train[idx], mean, std, aug=cfg.augment, generator=gen, device=dev)
+            with autocast(dev):
+                logits = model(xb)
+            loss = attribute_loss(model, logits.float(), torch.from_numpy(y_train[idx]).to(dev),
                                   label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -202,11 +210,14 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
         save_checkpoint(ckpt, model=model, opt=opt, sched=sched, ema=ema, gen=gen.get_state(),
                         epoch=epoch, best=best, best_epoch=best_epoch,
                         elapsed=earlier + time.time() - t0)
+        if out_of_time(cfg.max_minutes, t0, epoch, cfg.epochs, log):
+            break
 
     from safetensors.torch import load_file
 
     best_model = build_attribute_model(cfg, attributes)
     best_model.load_state_dict(load_file(str(out / "best" / "model.safetensors")))
+    best_model.to(dev)
     if cfg.weights_dtype == "float16":
         round_to_float16(best_model)
     test = score(best_model, *data["test"], mean, std) if len(data["test"][0]) else None
@@ -219,7 +230,7 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
         "training": {"data": str(ds.root), "format": ds.format, "n_images": split.counts(),
                      "split_file": SPLIT, "split_method": split.method, "command": command,
                      "config": cfg.to_dict(), "best_epoch": best_epoch + 1,
-                     "wall_time_s": round(wall, 1), "device": _device()},
+                     "wall_time_s": round(wall, 1), "device": describe(dev)},
         "metrics": {"val": {"average_macro_f1": best},
                     "test": ({k: v for k, v in test.to_dict().items() if k != "attributes"}
                              if test else None)},

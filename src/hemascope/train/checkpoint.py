@@ -27,7 +27,7 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, opt, sched,
 def load_checkpoint(path: str | Path, *, model: torch.nn.Module, opt, sched,
                     ema: torch.nn.Module | None = None) -> dict[str, Any]:
     """Restore the modules in place; returns the remaining saved entries."""
-    state = torch.load(path, weights_only=True)
+    state = torch.load(path, map_location="cpu", weights_only=True)  # any device resumes
     model.load_state_dict(state.pop("model"))
     if ema is not None:
         ema.load_state_dict(state.pop("ema"))

@@ -12,7 +12,6 @@ import copy
 import json
 import math
 import os
-import platform
 import sys
 import time
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from hemascope.models.artifact import SPLIT, save_artifact
 from hemascope.models.classifier import CellClassifier
 from hemascope.train.checkpoint import load_checkpoint, round_to_float16, save_checkpoint
 from hemascope.train.config import ClassifierTrainConfig
+from hemascope.train.device import autocast, describe, module_device, resolve_device
 
 
 @dataclass
@@ -95,12 +95,17 @@ def prepare_data(ds: ClassificationSet, cfg: ClassifierTrainConfig, split: Split
 
 
 def to_batch(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *, aug=None,
-             generator=None) -> torch.Tensor:
-    """uint8 ``(B, H, W, 3 + K)`` -> float ``(B, 3 + K, H, W)`` channels-last; the RGB
-    channels are normalised, extra ones (part masks) are only scaled to 0-1."""
-    x = torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float().div_(255)
+             generator=None, device: torch.device | str | None = None) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3 + K)`` -> float ``(B, 3 + K, H, W)`` channels-last on ``device``
+    (default CPU); the RGB channels are normalised, extra ones (part masks) only scaled to
+    0-1. The uint8 batch is moved before conversion and augmentation (4x less to copy)."""
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    if device is not None:
+        x = x.to(device, non_blocking=True)
+    x = x.permute(0, 3, 1, 2).float().div_(255)
     if aug is not None:
         x = augment_batch(x, aug, generator=generator)
+    mean, std = mean.to(x.device), std.to(x.device)
     rgb = (x[:, :3] - mean.view(1, 3, 1, 1)) / std.view(1, 3, 1, 1)
     x = torch.cat([rgb, x[:, 3:]], 1) if x.shape[1] > 3 else rgb
     return x.contiguous(memory_format=torch.channels_last)
@@ -110,9 +115,11 @@ def to_batch(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *, aug=N
 def predict_probs(model: torch.nn.Module, images: np.ndarray, mean, std, *,
                   batch_size: int = 128) -> np.ndarray:
     model.eval()
-    out = []
+    dev, out = module_device(model), []
     for i in range(0, len(images), batch_size):
-        out.append(F.softmax(model(to_batch(images[i:i + batch_size], mean, std)), 1).numpy())
+        with autocast(dev):
+            logits = model(to_batch(images[i:i + batch_size], mean, std, device=dev))
+        out.append(F.softmax(logits.float(), 1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 
@@ -135,6 +142,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
+    dev = resolve_device(cfg.device)
     t0 = time.time()
     split = prepare_split(ds, cfg, split)
     save_split(out / SPLIT, split)
@@ -149,6 +157,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
 
         counts = init_from(model, cfg.init)
         log(f"initialised {counts['copied']} tensors from {cfg.init} ({counts['kept']} kept random)")
+    model.to(dev)
     ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
     opt = make_optimizer(model, cfg)
     steps_per_epoch = math.ceil(len(x_train) / cfg.batch_size)
@@ -176,9 +185,11 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
             idx = np.sort(order[b * cfg.batch_size:(b + 1) * cfg.batch_size])
             if len(idx) < 2:
                 continue  # batch norm needs two samples
-            xb = to_batch(x_train[idx], mean, std, aug=cfg.augment, generator=gen)
-            yb = torch.from_numpy(y_train[idx])
-            loss = F.cross_entropy(model(xb), yb, label_smoothing=cfg.label_smoothing)
+            xb = to_batch(x_train[idx], mean, std, aug=cfg.augment, generator=gen, device=dev)
+            yb = torch.from_numpy(y_train[idx]).to(dev)
+            with autocast(dev):
+                logits = model(xb)
+            loss = F.cross_entropy(logits.float(), yb, label_smoothing=cfg.label_smoothing)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -214,8 +225,10 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
         if cfg.early_stopping and stale >= cfg.early_stopping:
             log(f"early stop: no {cfg.monitor} gain in {stale} epochs")
             break
+        if out_of_time(cfg.max_minutes, t0, epoch, cfg.epochs, log):
+            break
 
-    best_model = load_classifier_from_best(out / "best", cfg, len(classes))
+    best_model = load_classifier_from_best(out / "best", cfg, len(classes)).to(dev)
     if cfg.weights_dtype == "float16":
         round_to_float16(best_model)
     x_test, y_test = data["test"]
@@ -231,7 +244,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
         "training": {"data": str(ds.root), "format": ds.format, "n_images": split.counts(),
                      "split_file": SPLIT, "split_method": split.method, "command": command,
                      "config": cfg.to_dict(), "best_epoch": best_epoch + 1,
-                     "wall_time_s": round(wall, 1), "device": _device()},
+                     "wall_time_s": round(wall, 1), "device": describe(dev)},
         "metrics": {"val": {cfg.monitor: best},
                     "test": test.to_dict() if test else None},
     }
@@ -314,8 +327,13 @@ def _sample_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.from_numpy(1.0 / counts[y]).float()
 
 
-def _device() -> str:
-    return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
+def out_of_time(max_minutes: float, t0: float, epoch: int, epochs: int,
+                log: Callable[[str], None]) -> bool:
+    """True (and logged) when a time-boxed run has used its ``max_minutes`` after ``epoch``."""
+    if max_minutes <= 0 or epoch + 1 >= epochs or time.time() - t0 < max_minutes * 60:
+        return False
+    log(f"time limit: stopping after epoch {epoch + 1}/{epochs} ({max_minutes:g} min used)")
+    return True
 
 
 def cross_validate(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir: str | Path, *,

@@ -43,6 +43,8 @@ class ClassifierTrainConfig:
     threads: int = 0  # 0: all cores
     weights_dtype: str = "float32"  # float16 halves the artifact
     init: str = ""  # model folder to start from (in-domain / self-supervised pre-training)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: a GPU when PyTorch sees one)
+    max_minutes: float = 0.0  # stop after the epoch that passes this wall time (0: no limit)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -126,6 +128,8 @@ class AttributeTrainConfig:
     init: str = ""  # classifier or attribute model whose encoder starts this one
     segmenter: str = ""  # part-segmentation model: makes the model structure-aware
     aggregate: str = "attention"  # structure-aware only: concat|max|mean|weighted|attention
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: a GPU when PyTorch sees one)
+    max_minutes: float = 0.0  # stop after the epoch that passes this wall time (0: no limit)
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(
         scale=(0.85, 1.0), ratio=(0.9, 1.11), zoom=(0.95, 1.05), brightness=0.1, contrast=0.1,
         saturation=0.1, hue=0.0, degrade_p=0.2))

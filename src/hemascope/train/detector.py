@@ -31,7 +31,8 @@ from hemascope.evaluate.detection import (DetectionReport, GroundTruth, best_cou
 from hemascope.io.annotations import DetectionSet
 from hemascope.io.atomic import write_json
 from hemascope.models.artifact import save_artifact
-from hemascope.train.classifier import _device, _ema_update
+from hemascope.train.classifier import _ema_update
+from hemascope.train.device import describe
 from hemascope.train.checkpoint import load_checkpoint, round_to_float16, save_checkpoint
 from hemascope.train.config import DetectorTrainConfig
 
@@ -252,7 +253,7 @@ def finish_detector(out: Path, cfg: DetectorTrainConfig, classes: list[str],
         "training": {"data": str(ds.image_root), "format": ds.format,
                      "n_images": {k: len(v.fields) for k, v in data.items()},
                      "command": command, "config": cfg.to_dict(), "best_epoch": best_epoch + 1,
-                     "wall_time_s": round(wall, 1), "device": _device()},
+                     "wall_time_s": round(wall, 1), "device": describe()},
         "metrics": {"val": _brief(val_rep), "test": _brief(test_rep)},
     }
     save_artifact(out, model, config, dtype=cfg.weights_dtype)

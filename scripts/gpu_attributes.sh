@@ -3,9 +3,9 @@
 #
 # Expects the packed data of scripts/pack_wbcatt.py in .devdata/ (the GPU machine sees the
 # repository only) and the machine's own PyTorch (no install). Runs in parallel:
-#   plain   ResNet-18 at 224 px, 70 epochs
-#   long    ResNet-18 at 224 px, 100 epochs
-#   parts   structure-aware ResNet-18 at 224 px (shipped part segmenter, attention), 50 epochs
+#   plain   ResNet-18 at 224 px, 60 epochs
+#   long    ResNet-18 at 224 px, 90 epochs
+#   parts   structure-aware ResNet-18 at 224 px (shipped part segmenter, attention), 45 epochs
 # each stopping at --max-minutes; then keeps the better plain run by validation macro-F1
 # (the test split never travels) and writes to $OUT: the two kept models' fp16 weights in
 # <16 MiB pieces (cat them back together) and one tar of every run's config and history.
@@ -21,9 +21,9 @@ hs() { python3 -c 'import sys; from hemascope.cli import main; sys.exit(main(sys
 python3 -c 'import torch, timm, safetensors; print("torch", torch.__version__, "cuda", torch.cuda.is_available(), "timm", timm.__version__)' | tee -a "$OUT/log.txt"
 common=(--data .devdata/wbcatt --images .devdata/pbc --image-size 224 --weights-dtype float16
         --device "$DEVICE" --threads 4 --max-minutes "$MINUTES" --arch "$ARCH")
-hs train attributes "${common[@]}" --out "$RUNS/plain" --epochs 70 > "$RUNS/plain.log" 2>&1 &
-hs train attributes "${common[@]}" --out "$RUNS/long" --epochs 100 > "$RUNS/long.log" 2>&1 &
-hs train attributes "${common[@]}" --out "$RUNS/parts" --epochs 50 --segmenter default \
+hs train attributes "${common[@]}" --out "$RUNS/plain" --epochs 60 > "$RUNS/plain.log" 2>&1 &
+hs train attributes "${common[@]}" --out "$RUNS/long" --epochs 90 > "$RUNS/long.log" 2>&1 &
+hs train attributes "${common[@]}" --out "$RUNS/parts" --epochs 45 --segmenter default \
   --aggregate attention > "$RUNS/parts.log" 2>&1 &
 while [ "$(jobs -rp | wc -l)" -gt 0 ]; do
   sleep 30
@@ -44,7 +44,7 @@ print("best val average macro-F1 (epochs run):", scores)
 keep = ["plain" if scores["plain"][0] >= scores["long"][0] else "long", "parts"]
 with tarfile.open(out / "runs.tar.gz", "w:gz") as tar:
     for r in ("plain", "long", "parts"):
-        for f in ("config.json", "history.jsonl", "metrics.json"):
+        for f in ("config.json", "history.jsonl", "metrics.json", "split.json"):
             if (runs / r / f).is_file():
                 tar.add(runs / r / f, f"{r}/{f}")
         tar.add(runs / f"{r}.log", f"{r}/train.log")

@@ -1,6 +1,6 @@
 """Few-shot adaptation of the shipped PBC model to CellaVision (another lab and stain).
 
-    python benchmarks/fewshot_cellavision.py [--shots 10 25] [--seeds 0 1 2 3 4]
+    python benchmarks/fewshot_cellavision.py [--shots 10 25] [--seeds 0 1 2 3 4] [--model M] [--name N]
 
 For each K: the six conditions of the cross-lab ablation over the seeds (the same shots
 per seed in every condition), tested on all CellaVision images that are not shots, with
@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--shots", type=int, nargs="+", default=[10, 25])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--model", default="default")
+    ap.add_argument("--name", default="fewshot_cellavision", help="results/NAME.{json,md}")
     args = ap.parse_args()
 
     from hemascope.adapt.ablation import ablation_markdown, run_ablation
@@ -52,7 +53,7 @@ def main() -> None:
     md = (f"## Few-shot adaptation: PBC model -> CellaVision ({len(target.labels)} cells; "
           f"test = all non-shot cells)\n\n" + "\n\n".join(tables) +
           f"\n\nAnchors: {ANCHORS}.")
-    write_results("fewshot_cellavision", payload, md)
+    write_results(args.name, payload, md)
 
 
 if __name__ == "__main__":

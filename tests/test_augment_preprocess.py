@@ -73,3 +73,31 @@ def test_augment_keeps_the_batch_on_its_device(batch):
     cfg = AugmentConfig(hue=0.05, degrade_p=1.0)
     out = augment_batch(batch.to("meta"), cfg, generator=torch.Generator().manual_seed(0))
     assert out.device.type == "meta" and out.shape == batch.shape
+
+
+def test_stain_jitter_changes_stain_not_white_background(batch):
+    """Optical-density scaling leaves pure white white and recolours stained pixels."""
+    x = batch.clone()
+    x[:, :, :4, :4] = 1.0  # a white corner
+    off = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), zoom=(1.0, 1.0), rotation=0.0, hflip=False,
+               vflip=False, brightness=0, contrast=0, saturation=0, hue=0, degrade_p=0)
+    cfg = AugmentConfig(**off, stain=0.4)
+    out = augment_batch(x, cfg, generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(out[:, :, 1:3, 1:3], torch.ones_like(out[:, :, 1:3, 1:3]), atol=1e-4)
+    dark = x[:, :3].mean(1) < 0.6
+    assert (out - x).abs().permute(1, 0, 2, 3)[:, dark].mean() > 0.02
+
+
+def test_blur_removes_fine_detail(batch):
+    off = dict(scale=(1.0, 1.0), ratio=(1.0, 1.0), zoom=(1.0, 1.0), rotation=0.0, hflip=False,
+               vflip=False, brightness=0, contrast=0, saturation=0, hue=0, degrade_p=0)
+
+    def detail(t):
+        return (t[..., 1:] - t[..., :-1]).abs().mean()
+
+    sharp = augment_batch(batch, AugmentConfig(**off), generator=torch.Generator().manual_seed(0))
+    blurred = augment_batch(batch, AugmentConfig(**off, blur_p=1.0, blur_sigma=(1.5, 1.5)),
+                            generator=torch.Generator().manual_seed(0))
+    assert blurred.shape == batch.shape and detail(blurred) < 0.7 * detail(sharp)
+    lab = AugmentConfig.cross_lab()
+    assert lab.stain > 0 and lab.blur_p > 0 and lab.degrade_p > AugmentConfig().degrade_p

@@ -5,8 +5,10 @@ resized crop (area ``scale``, aspect ``ratio``, as in the bone-marrow study), ra
 in or out, rotation up to ``rotation`` degrees and horizontal / vertical flips; borders are
 reflected so the background stays plausible. Then colour jitter (brightness, contrast,
 saturation, hue) and resolution degradation (downsample then upsample, the cross-lab
-study's trick to make sharp source images look like other scanners). Train-only: inference
-never calls this.
+study's trick to make sharp source images look like other scanners). Optional stain
+density jitter (per-channel scale and offset of the optical density, Beer-Lambert) and
+Gaussian defocus blur; ``AugmentConfig.cross_lab()`` turns everything up for models meant to
+run on other labs' cells. Train-only: inference never calls this.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ class AugmentConfig:
     hue: float = 0.03
     degrade_p: float = 0.25
     degrade_factor: tuple[float, float] = (0.35, 0.85)
+    stain: float = 0.0  # std of the log of a per-channel optical-density scale (0: off)
+    stain_shift: float = 0.0  # std of a per-channel optical-density offset
+    blur_p: float = 0.0  # share of images blurred (defocus)
+    blur_sigma: tuple[float, float] = (0.5, 1.5)  # Gaussian sigma in pixels, one per batch
     enabled: bool = True
 
     @classmethod
@@ -45,6 +51,15 @@ class AugmentConfig:
         """Glüge et al. 2023: crop 0.08-1, aspect 0.75-1.33, rotation 0-180, flips; no colour."""
         return cls(scale=(0.08, 1.0), zoom=(1.0, 1.0), brightness=0, contrast=0, saturation=0,
                    hue=0, degrade_p=0)
+
+    @classmethod
+    def cross_lab(cls) -> "AugmentConfig":
+        """For models meant to run on other labs' cells: stain density changes in optical
+        density space, stronger colour jitter, magnification changes, blur and lower
+        resolution (the cross-lab study's degradation, used more often)."""
+        return cls(scale=(0.4, 1.0), zoom=(0.75, 1.3), brightness=0.25, contrast=0.25,
+                   saturation=0.25, hue=0.04, degrade_p=0.5, degrade_factor=(0.25, 0.8),
+                   stain=0.2, stain_shift=0.05, blur_p=0.3)
 
     @classmethod
     def none(cls) -> "AugmentConfig":
@@ -109,7 +124,18 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Gener
         out = (out - gray) * per_image(uniform(1 - cfg.saturation, 1 + cfg.saturation)) + gray
     if cfg.hue:
         out = _rotate_hue(out, uniform(-cfg.hue, cfg.hue) * 2 * math.pi)
+    if cfg.stain or cfg.stain_shift:  # stain density: Beer-Lambert, per colour channel
+        scale = torch.exp(torch.randn(b, 3, generator=g) * cfg.stain).to(dev).view(b, 3, 1, 1)
+        shift = (torch.randn(b, 3, generator=g) * cfg.stain_shift).to(dev).view(b, 3, 1, 1)
+        od = -torch.log(out.clamp(min=1 / 255))
+        out = torch.exp(-(od * scale + shift).clamp(min=0))
     out = out.clamp(0, 1)
+
+    if cfg.blur_p > 0:  # defocus on a random subset, one sigma per batch
+        pick = torch.rand(b, generator=g) < cfg.blur_p
+        if pick.any():
+            pick = pick.nonzero().squeeze(1).to(dev)
+            out[pick] = _gaussian_blur(out[pick], float(uniform(*cfg.blur_sigma)[0]))
 
     # resolution degradation on a random subset
     if cfg.degrade_p > 0:
@@ -122,6 +148,18 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Gener
                                   mode="area")
             out[pick] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
     return torch.cat([out, extra], 1) if extra.shape[1] else out
+
+
+def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of ``(B, C, H, W)`` with reflected borders."""
+    r = max(1, int(math.ceil(2.5 * sigma)))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(t / sigma) ** 2 / 2)
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.pad(x, (r, r, r, r), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1).expand(c, 1, 1, -1), groups=c)
+    return F.conv2d(x, k.view(1, 1, -1, 1).expand(c, 1, -1, 1), groups=c)
 
 
 def _rotate_hue(x: torch.Tensor, angle: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,7 @@ import sys
 
 from hemascope.cli._common import Formatter, add_json_option, emit_json
 
-AUGMENT_PRESETS = ("default", "bone-marrow", "none")
+AUGMENT_PRESETS = ("default", "bone-marrow", "cross-lab", "none")
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -326,7 +326,7 @@ def _classifier(args: argparse.Namespace) -> int:
     values = {f.name: getattr(args, f.name) for f in dataclasses.fields(ClassifierTrainConfig)
               if f.name != "augment"}
     aug = {"default": AugmentConfig(), "bone-marrow": AugmentConfig.bone_marrow_study(),
-           "none": AugmentConfig.none()}[args.augment]
+           "cross-lab": AugmentConfig.cross_lab(), "none": AugmentConfig.none()}[args.augment]
     cfg = ClassifierTrainConfig(**values, augment=aug)
     split = load_split(args.split) if args.split else None
     command = "hemascope " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -1,6 +1,6 @@
 """WBCAtt attribute recognition: the official test split, per attribute, and label noise.
 
-    python benchmarks/attributes_wbcatt.py --model MODEL_DIR [--name attributes_wbcatt]
+    python benchmarks/attributes_wbcatt.py --model MODEL_DIR [--name attributes_wbcatt] [--tta 8]
 
 Scores the model on ``pbc_attr_v1_test.csv`` (3,099 PBC cells never used in training or
 model selection): accuracy and macro-F1 per attribute and their averages (Tsutsui et al.
@@ -39,6 +39,8 @@ def main() -> None:
     ap.add_argument("--concepts", default=None, help="concept-bottleneck folder to compare")
     ap.add_argument("--classifier", default="default", help="direct classifier to compare with")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--tta", type=int, default=0, choices=(0, 2, 4, 8),
+                    help="also score the test split averaging this many flips/rotations")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -69,6 +71,14 @@ def main() -> None:
              "model_vs_original": agreement(model, first, attrs),
              "model_vs_reannotation": agreement(model, second, attrs)}
 
+    tta = None
+    if args.tta:
+        t = time.perf_counter()
+        rep_tta = evaluate_attributes(data / "wbcatt" / "pbc_attr_v1_test.csv", model=loaded,
+                                      tta=args.tta).report
+        tta = {"views": args.tta, "test": rep_tta.to_dict(),
+               "cells_per_s": round(rep_tta.n_images / (time.perf_counter() - t), 1)}
+
     concepts = bottleneck_vs_direct(args.concepts, args.classifier, test) if args.concepts else None
     training = loaded.config.get("training", {})
     payload = {"model": loaded.path.name, "arch": loaded.config["arch"],
@@ -77,7 +87,7 @@ def main() -> None:
                "cells_per_s": round(rep.n_images / seconds, 1),
                "training_wall_time_s": training.get("wall_time_s"),
                "training_device": training.get("device"), "anchors": ANCHORS,
-               "target_average_macro_f1": TARGET, "concept_bottleneck": concepts,
+               "target_average_macro_f1": TARGET, "concept_bottleneck": concepts, "tta": tta,
                "machine": machine()}
     rows = []
     for name in taxonomy.ATTRIBUTES:
@@ -101,6 +111,14 @@ Average macro-F1 **{rep.average_macro_f1:.4f}** (target {TARGET}), average accur
 {anchors}
 
 \\* on the {len(both)} test images that were re-annotated by other annotators."""
+    if tta:
+        tr = tta["test"]
+        table += (f"\n\nWith test-time augmentation over {tta['views']} flips/rotations (`hemascope "
+                  f"evaluate attributes --tta {tta['views']}`): average macro-F1 "
+                  f"**{tr['average_macro_f1']:.4f}**, average accuracy {tr['average_accuracy']:.4f} "
+                  f"({tta['cells_per_s']:.0f} cells/s against {payload['cells_per_s']:.0f}); "
+                  "per attribute: " + ", ".join(f"{k} {v['macro_f1']:.4f}"
+                                                for k, v in tr["attributes"].items()) + ".")
     if concepts:
         full, gb, pair = concepts["full_test"], concepts["full_test_gradient_boosting"], concepts["paired"]
         table += f"""

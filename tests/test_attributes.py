@@ -3,6 +3,7 @@
 import csv
 import json
 
+import numpy as np
 import pytest
 import torch
 
@@ -294,3 +295,27 @@ def test_structure_aware_model_trains_with_predicted_masks(wbcatt, tmp_path):
 
     pred = predict_attributes(loaded, [make_cell("monocyte", seed=9, size=48).image])[0]
     assert set(pred.values) == set(taxonomy.ATTRIBUTES)
+
+
+def test_attribute_tta_averages_dihedral_views(att_model, wbcatt, tmp_path):
+    """TTA probabilities are the mean of the per-view ones; bad view counts are refused."""
+    from hemascope.attributes.predict import attribute_probabilities
+    from hemascope.classify import dihedral_views
+
+    loaded = load_attribute_model(att_model)
+    imgs = [make_cell(k, seed=i, size=40).image for i, k in enumerate(["monocyte", "eosinophil"])]
+    p1 = attribute_probabilities(loaded, imgs)
+    p8 = attribute_probabilities(loaded, imgs, tta=8)
+    flipped = [np.ascontiguousarray(im[:, ::-1]) for im in imgs]
+    by_hand = attribute_probabilities(loaded, flipped)
+    p2 = attribute_probabilities(loaded, imgs, tta=2)
+    for k in p1:
+        assert np.allclose(p8[k].sum(1), 1, atol=1e-5)
+        assert np.allclose(p2[k], (p1[k] + by_hand[k]) / 2, atol=1e-4)
+    assert len(dihedral_views(torch.zeros(1, 3, 4, 4), 8)) == 8
+    with pytest.raises(ValueError, match="tta"):
+        attribute_probabilities(loaded, imgs, tta=3)
+    code = main(["evaluate", "attributes", "--model", str(att_model), "--csv",
+                 str(wbcatt / "wbcatt" / "pbc_attr_v1_test.csv"), "--images", str(wbcatt / "pbc"),
+                 "--tta", "4", "--json", str(tmp_path / "t.json")])
+    assert code == 0 and json.loads((tmp_path / "t.json").read_text())["n_images"] == 16

@@ -137,3 +137,49 @@ def test_pseudo_labels_make_a_training_folder(tmp_path):
     assert sorted(p.image.name for p in pairs) == ["c0.jpg", "c1.jpg"] and not problems
     image, mask = load_pair(pairs[0])
     assert (mask == 1).any() and image.shape[:2] == mask.shape
+
+
+def test_confident_labels_and_a_loss_blind_to_ignored_pixels():
+    from hemascope.segment.pseudo import IGNORE, confident_labels
+    from hemascope.train.segmentation import seg_loss
+
+    probs = np.zeros((3, 2, 2), np.float32)
+    probs[:, 0, 0] = [0.95, 0.03, 0.02]
+    probs[:, 0, 1] = [0.1, 0.9, 0.0]
+    probs[:, 1, 0] = [0.4, 0.3, 0.3]
+    probs[:, 1, 1] = [0.0, 0.05, 0.95]
+    assert confident_labels(probs, 0.9).tolist() == [[0, 1], [IGNORE, 2]]
+    assert (confident_labels(probs, 0.0) != IGNORE).all()
+    with pytest.raises(ValueError):
+        confident_labels(probs, 1.5)
+    logits = torch.randn(2, 6, 8, 8, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 3, (2, 8, 8), generator=torch.Generator().manual_seed(1))
+    y[:, :4] = IGNORE
+    other = y.clone()
+    other[:, :4] = 0  # what the ignored pixels would have said: must not matter
+    changed = logits.clone()
+    changed[:, :, :4] += 5.0  # nor what the model predicts there
+    a = seg_loss(logits, y, dice_weight=1.0)
+    assert torch.isfinite(a) and torch.allclose(a, seg_loss(changed, y, dice_weight=1.0))
+    assert not torch.allclose(a, seg_loss(logits, other, dice_weight=1.0))
+    assert seg_loss(logits, torch.full_like(y, IGNORE), dice_weight=1.0) == 0
+
+
+def test_self_training_on_unlabelled_cells(cells_with_masks, tmp_path):
+    """A teacher labels unlabelled cells where it is sure; the student trains on both and is
+    scored (cross-validation) on labelled cells only."""
+    unl = tmp_path / "unlabelled" / "sub"
+    for i, kind in enumerate(["neutrophil", "lymphocyte", "monocyte", "basophil"] * 2):
+        write_image(unl / f"u{i}.jpg", make_cell(kind, seed=100 + i, size=72).image)
+    (unl / "broken.jpg").write_bytes(b"nope")
+    out = tmp_path / "st"
+    common = ["train", "segmentation", "--data", str(cells_with_masks), "--image-size", "64",
+              "--width", "8", "--batch-size", "4", "--threads", "1", "--epochs", "25"]
+    assert main(common + ["--out", str(out), "--cv", "3", "--unlabelled", str(tmp_path / "unlabelled"),
+                          "--pseudo-limit", "6", "--min-confidence", "0.4"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    st = cfg["training"]["self_training"]
+    assert st["n_unlabelled"] == 6 and 0 < st["pseudo_labelled_pixel_fraction"] <= 1
+    assert st["student_epochs"] == round(25 * 12 / 18)  # same optimiser steps as the teacher
+    assert cfg["metrics"]["cross_validation"]["per_class"]["nucleus"]["iou"]["mean"] > 0.5
+    assert main(common + ["--out", str(tmp_path / "x"), "--unlabelled", str(tmp_path / "none")]) == 1

@@ -85,13 +85,26 @@ def model_inputs(loaded: LoadedModel, images: Sequence[np.ndarray]) -> torch.Ten
 
 @torch.inference_mode()
 def attribute_probabilities(loaded: LoadedModel, images: Sequence[np.ndarray], *,
-                            batch_size: int = 64) -> dict[str, np.ndarray]:
-    """``{attribute: (N, n values)}`` softmax probabilities for RGB uint8 arrays."""
+                            batch_size: int = 64, tta: int = 1) -> dict[str, np.ndarray]:
+    """``{attribute: (N, n values)}`` softmax probabilities for RGB uint8 arrays.
+
+    ``tta`` > 1 averages each head's softmax over that many dihedral views (1, 2, 4 or 8):
+    the attributes do not depend on orientation, so the views only add evidence.
+    """
+    from hemascope.classify import TTA_VIEWS, dihedral_views
+
+    if tta not in TTA_VIEWS:
+        raise ValueError(f"tta must be one of {TTA_VIEWS}")
     model = loaded.model
     parts: dict[str, list[np.ndarray]] = {k: [] for k in model.attributes}
     for i in range(0, len(images), batch_size):
-        for k, b in model.split(model(model_inputs(loaded, images[i:i + batch_size]))).items():
-            parts[k].append(torch.softmax(b, 1).numpy())
+        x = model_inputs(loaded, images[i:i + batch_size])
+        acc: dict[str, torch.Tensor] = {}
+        for v in dihedral_views(x, tta):
+            for k, b in model.split(model(v.contiguous(memory_format=torch.channels_last))).items():
+                acc[k] = acc.get(k, 0) + torch.softmax(b, 1) / tta
+        for k, b in acc.items():
+            parts[k].append(b.numpy())
     return {k: np.concatenate(v) if v else np.zeros((0, len(model.attributes[k])), np.float32)
             for k, v in parts.items()}
 

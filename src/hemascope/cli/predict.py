@@ -64,6 +64,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     ea.add_argument("--images", default=None,
                     help="folder the table's path column is relative to (default: PBC beside it)")
     ea.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    ea.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
+                    help="average over this many flips/rotations")
     add_json_option(ea)
     ea.set_defaults(handler=_evaluate_attributes)
 
@@ -99,7 +101,7 @@ def _evaluate_attributes(args: argparse.Namespace) -> int:
     from hemascope.evaluate.attributes import evaluate_attributes
 
     ev = evaluate_attributes(args.csv, model=args.model, images=args.images,
-                             batch_size=args.batch_size,
+                             batch_size=args.batch_size, tta=args.tta,
                              progress=lambda it: progress(it, desc="evaluating"))
     rep = ev.report
     if args.json:

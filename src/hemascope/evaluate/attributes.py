@@ -98,7 +98,7 @@ def default_wbcatt_test() -> Path:
 
 
 def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: int = 64,
-                        progress=None) -> AttributeEvaluation:
+                        tta: int = 1, progress=None) -> AttributeEvaluation:
     """Score an attribute model on a WBCAtt table (default: the official test split).
 
     Args:
@@ -107,6 +107,7 @@ def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: i
         model: attribute-model folder or ``"default"``.
         images: the folder the CSV's ``path`` column is relative to (PBC); found beside
             the CSV when omitted.
+        tta: dihedral views averaged per cell (1, 2, 4 or 8).
 
     Raises:
         DatasetError / AnnotationError: unreadable table, missing columns, unknown values
@@ -142,7 +143,7 @@ def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: i
                 errors[s.path] = e.reason
         if not arrays:
             continue
-        probs = attribute_probabilities(loaded, arrays, batch_size=batch_size)
+        probs = attribute_probabilities(loaded, arrays, batch_size=batch_size, tta=tta)
         for k, values in attrs.items():
             truth[k] += [s.attributes.get(k, "") for s in batch]
             pred[k] += [values[j] for j in probs[k].argmax(1)]

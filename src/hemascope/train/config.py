@@ -165,6 +165,10 @@ class SegmentationTrainConfig:
     val_fraction: float = 0.0  # 0: train on everything for the fixed number of epochs
     seed: int = 0
     threads: int = 0
+    unlabelled: str = ""  # folder of unlabelled cell images: one round of self-training
+    pseudo_limit: int = 400  # unlabelled images used (a seeded random choice)
+    min_confidence: float = 0.9  # teacher probability below which a pixel is left unlabelled
+    student_epochs: int = 0  # 0: as many optimiser steps as the teacher took
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

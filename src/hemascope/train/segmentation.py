@@ -23,6 +23,7 @@ from hemascope.io.atomic import write_json
 from hemascope.models.artifact import save_artifact
 from hemascope.segment.data import MaskPair, load_pairs
 from hemascope.segment.metrics import SegmentationReport, segmentation_report
+from hemascope.segment.pseudo import IGNORE, load_unlabelled, pseudo_label
 from hemascope.segment.unet import UNet
 from hemascope.taxonomy import CELL_PARTS
 from hemascope.train.config import SegmentationTrainConfig
@@ -72,12 +73,17 @@ def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig
 
 
 def seg_loss(logits: torch.Tensor, y: torch.Tensor, *, dice_weight: float) -> torch.Tensor:
-    """Cross-entropy + soft Dice over the classes present in the batch's truth."""
-    ce = F.cross_entropy(logits, y)
+    """Cross-entropy + soft Dice over the classes present in the batch's truth; pixels
+    labelled :data:`~hemascope.segment.pseudo.IGNORE` (unsure pseudo-labels) count in neither."""
+    valid = y != IGNORE
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    ce = F.cross_entropy(logits, y, ignore_index=IGNORE)
     if dice_weight <= 0:
         return ce
-    prob = logits.softmax(1)
-    onehot = F.one_hot(y, logits.shape[1]).permute(0, 3, 1, 2).float()
+    keep = valid[:, None].float()
+    prob = logits.softmax(1) * keep
+    onehot = F.one_hot(torch.where(valid, y, 0), logits.shape[1]).permute(0, 3, 1, 2).float() * keep
     present = onehot.sum((0, 2, 3)) > 0
     inter = (prob * onehot).sum((0, 2, 3))
     denom = prob.sum((0, 2, 3)) + onehot.sum((0, 2, 3))
@@ -150,6 +156,47 @@ def fit_unet(x: np.ndarray, y: np.ndarray, cfg: SegmentationTrainConfig, *,
     return model.eval(), mean, std, history
 
 
+def self_train(x: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, cfg: SegmentationTrainConfig, *,
+               val: tuple[np.ndarray, np.ndarray] | None = None,
+               log: Callable[[str], None] = lambda s: None) -> tuple[UNet, torch.Tensor, torch.Tensor, list, dict]:
+    """One round of self-training: a teacher on the labelled pairs, its confident pixels on
+    ``unlabelled`` as pseudo-labels, a student from scratch on both. By default the
+    student takes as many optimiser steps as the teacher did (same compute per model)."""
+    from dataclasses import replace
+
+    from hemascope.models.artifact import LoadedModel
+
+    teacher, mean, std, _ = fit_unet(x, y, cfg, log=lambda s: log("teacher " + s))
+    loaded = LoadedModel(teacher, {"image_size": cfg.image_size, "mean": mean.tolist(),
+                                   "std": std.tolist()}, Path("."))
+    pseudo = pseudo_label(loaded, list(unlabelled), cfg.min_confidence)
+    coverage = float((pseudo != IGNORE).mean())
+    epochs = cfg.student_epochs or max(1, round(cfg.epochs * len(x) / (len(x) + len(unlabelled))))
+    log(f"pseudo-labels on {len(unlabelled)} images: {coverage:.1%} of pixels kept "
+        f"(teacher probability >= {cfg.min_confidence}); student: {epochs} epochs")
+    student, mean, std, history = fit_unet(np.concatenate([x, unlabelled]),
+                                           np.concatenate([y, pseudo]),
+                                           replace(cfg, epochs=epochs), val=val, log=log)
+    info = {"unlabelled": cfg.unlabelled, "n_unlabelled": int(len(unlabelled)),
+            "pseudo_labelled_pixel_fraction": coverage, "min_confidence": cfg.min_confidence,
+            "student_epochs": epochs}
+    return student, mean, std, history, info
+
+
+def _fit(x, y, unlabelled, cfg, *, val=None, log=lambda s: None):
+    """``fit_unet``, or ``self_train`` when unlabelled images are given."""
+    if unlabelled is None:
+        return (*fit_unet(x, y, cfg, val=val, log=log), None)
+    return self_train(x, y, unlabelled, cfg, val=val, log=log)
+
+
+def _unlabelled(cfg: SegmentationTrainConfig, log) -> np.ndarray | None:
+    if not cfg.unlabelled:
+        return None
+    return load_unlabelled(cfg.unlabelled, cfg.image_size, limit=cfg.pseudo_limit, seed=cfg.seed,
+                           log=log)
+
+
 def train_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainConfig, out_dir: str | Path, *,
                     command: str = "", data: str = "", cv: dict | None = None,
                     log: Callable[[str], None] | None = None) -> SegmentationTrainResult:
@@ -168,7 +215,7 @@ def train_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainConfig, out
         n_val = max(1, int(round(len(x) * cfg.val_fraction)))
         vi, ti = np.sort(order[:n_val]), np.sort(order[n_val:])
         val, (x, y) = (x[vi], y[vi]), (x[ti], y[ti])
-    model, mean, std, history = fit_unet(x, y, cfg, val=val, log=log)
+    model, mean, std, history, selftrain = _fit(x, y, _unlabelled(cfg, log), cfg, val=val, log=log)
     if val is not None:
         val_rep = segmentation_report(list(val[1]), list(predict_masks(model, val[0], mean, std)), PARTS)
     present = sorted({int(v) for v in np.unique(y)})
@@ -180,7 +227,8 @@ def train_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainConfig, out
         "std": std.tolist(),
         "training": {"data": data, "n_images": int(len(x)), "command": command,
                      "config": cfg.to_dict(), "wall_time_s": round(wall, 1),
-                     "device": f"CPU, {torch.get_num_threads()} threads"},
+                     "device": f"CPU, {torch.get_num_threads()} threads",
+                     "self_training": selftrain},
         "metrics": {"val": val_rep.to_dict() if val_rep else None, "cross_validation": cv},
     }
     out = Path(out_dir)
@@ -208,10 +256,11 @@ def cross_validate_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainCo
     from hemascope.segment.predict import segment_arrays
 
     readable = [p for p in pairs if str(p.image) not in errors]
+    unlabelled = _unlabelled(cfg, log)  # the same unlabelled images for every fold's teacher
     reports, truths, preds = [], [], []
     for f, test_idx in enumerate(folds):
         train_idx = np.setdiff1d(np.arange(len(x)), test_idx)
-        model, mean, std, _ = fit_unet(x[train_idx], y[train_idx], cfg)
+        model, mean, std, _, _ = _fit(x[train_idx], y[train_idx], unlabelled, cfg)
         loaded = LoadedModel(model, {"image_size": cfg.image_size, "mean": mean.tolist(),
                                      "std": std.tolist()}, Path("."))
         full = [load_pair(readable[i]) for i in test_idx]  # scored at each image's own size

@@ -31,7 +31,7 @@ def main() -> None:
     from hemascope.models.artifact import load_classifier
 
     data = shared_data()
-    rows, out = [], {}
+    rows, lymph, out = [], [], {}
     for spec in args.models:
         loaded = load_classifier(spec)
         aug = loaded.config["training"]["config"].get("augment", {})
@@ -41,19 +41,31 @@ def main() -> None:
         present = [c for c in cv.classes if cv.per_class[c].support > 0]
         recall = {c: cv.per_class[c].recall for c in present}
         f1_present = float(np.mean([cv.per_class[c].f1 for c in present]))
+        # where each CellaVision type went: cells per predicted class (raw confusion counts)
+        went = {c: {k: int(n) for k, n in zip(cv.classes, cv.confusion[list(cv.classes).index(c)])
+                    if n > 0} for c in present}
         out[spec] = {"model": str(loaded.path), "augment": aug,
                      "pbc_test": {"accuracy": pbc.accuracy, "macro_f1": pbc.macro_f1,
                                   "n_images": pbc.n_images},
                      "cellavision": {"accuracy": cv.accuracy, "macro_f1_present_classes": f1_present,
-                                     "recall": recall, "n_images": cv.n_images}}
+                                     "recall": recall, "predicted_as": went,
+                                     "n_images": cv.n_images}}
         rows.append(f"| {spec} | {pbc.accuracy:.4f} | {pbc.macro_f1:.4f} | {cv.accuracy:.3f} | "
                     f"{f1_present:.3f} | " + " / ".join(f"{recall[c]:.2f}" for c in present) + " |")
         classes = present
+        lymph.append(f"| {spec} | " + ", ".join(f"{k} {n}" for k, n in sorted(
+            went.get("lymphocyte", {}).items(), key=lambda kv: -kv[1])) + " |")
     table = f"""## PBC classifiers with no adaptation: own test split vs another lab (CellaVision, 100 cells)
 
 | model | PBC test accuracy | PBC test macro-F1 | CellaVision accuracy | CellaVision macro-F1 (5 types) | CellaVision recall {' / '.join(classes)} |
 |---|---|---|---|---|---|
-{chr(10).join(rows)}"""
+{chr(10).join(rows)}
+
+Where CellaVision's lymphocytes went (cells per predicted class):
+
+| model | predicted as |
+|---|---|
+{chr(10).join(lymph)}"""
     write_results(args.name, {"models": out, "machine": machine()}, table)
 
 

@@ -11,6 +11,7 @@ again after the benchmark (`--card-only`) to put the per-attribute table in.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -137,8 +138,7 @@ def record_provenance(cfg: dict, dest: Path, test_json: Path | None, note: str) 
         cfg["metrics"]["test"] = {k: v for k, v in rep.items() if k != "attributes"}
         ds = read_wbcatt_folder(SHARED / "wbcatt", image_root=SHARED / "pbc")
         split = split_of(ds, AttributeTrainConfig())
-        split = type(split)(split.assignments, split.method, split.seed, split.params,
-                            "../shared/data/pbc")
+        split = dataclasses.replace(split, dataset="../shared/data/pbc")
         save_split(dest / "split.json", split)
         cfg["training"]["n_images"] = split.counts()
     if note:

@@ -131,22 +131,25 @@ def augment_batch(x: torch.Tensor, cfg: AugmentConfig, *, generator: torch.Gener
         out = torch.exp(-(od * scale + shift).clamp(min=0))
     out = out.clamp(0, 1)
 
-    if cfg.blur_p > 0:  # defocus on a random subset, one sigma per batch
-        pick = torch.rand(b, generator=g) < cfg.blur_p
+    def on_subset(p: float, fn) -> None:
+        """Apply ``fn`` to a random share ``p`` of the batch, chosen on the CPU and sent as
+        indices (no device sync); ``fn`` draws its one parameter for the whole subset."""
+        pick = torch.rand(b, generator=g) < p
         if pick.any():
-            pick = pick.nonzero().squeeze(1).to(dev)
-            out[pick] = _gaussian_blur(out[pick], float(uniform(*cfg.blur_sigma)[0]))
+            idx = pick.nonzero().squeeze(1).to(dev)
+            out[idx] = fn(out[idx])
 
-    # resolution degradation on a random subset
-    if cfg.degrade_p > 0:
-        pick = torch.rand(b, generator=g) < cfg.degrade_p
-        if pick.any():  # chosen on the CPU, sent as indices: no device sync
-            pick = pick.nonzero().squeeze(1).to(dev)
-            h, w = x.shape[-2:]
-            f = float(uniform(*cfg.degrade_factor)[0])  # one factor per batch keeps it batched
-            small = F.interpolate(out[pick], size=(max(4, int(h * f)), max(4, int(w * f))),
-                                  mode="area")
-            out[pick] = F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+    h, w = x.shape[-2:]
+
+    def degrade(t: torch.Tensor) -> torch.Tensor:
+        f = float(uniform(*cfg.degrade_factor)[0])  # one factor per batch keeps it batched
+        small = F.interpolate(t, size=(max(4, int(h * f)), max(4, int(w * f))), mode="area")
+        return F.interpolate(small, size=(h, w), mode="bilinear", align_corners=False)
+
+    if cfg.blur_p > 0:  # defocus, one sigma per batch
+        on_subset(cfg.blur_p, lambda t: _gaussian_blur(t, float(uniform(*cfg.blur_sigma)[0])))
+    if cfg.degrade_p > 0:  # resolution degradation
+        on_subset(cfg.degrade_p, degrade)
     return torch.cat([out, extra], 1) if extra.shape[1] else out
 
 

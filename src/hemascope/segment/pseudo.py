@@ -38,14 +38,15 @@ def load_unlabelled(folder: str | Path, size: int, *, limit: int, seed: int = 0,
     Raises:
         DatasetError: no folder, or no readable image in it.
     """
+    from hemascope.classify import expand_paths
     from hemascope.errors import DatasetError, ImageReadError
-    from hemascope.io.image import is_image_file, read_image
+    from hemascope.io.image import read_image
     from hemascope.segment.data import resize_pair
 
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"unlabelled images: {root} is not a folder")
-    files = sorted(p for p in root.rglob("*") if p.is_file() and is_image_file(p))
+    files = expand_paths([root])
     order = np.random.default_rng(seed).permutation(len(files))
     out: list[np.ndarray] = []
     for i in order:

@@ -6,6 +6,12 @@ labels are mapped onto the base model's classes through the taxonomy; the adapte
 keeps only the classes the target set has. With ``stain="reinhard"`` target images are
 first mapped onto the base model's training style (``config["source_style"]``) and the
 adapted model carries that transform (``stain_reference``) so inference repeats it.
+
+With ``batchnorm="target"`` (the default) the encoder's batch-norm statistics are first
+re-estimated on every image of the target set, labels unused (AdaBN,
+:mod:`hemascope.adapt.batchnorm`), and kept fixed while the shots fine-tune the weights.
+A lab has all its images, unlabelled, when it labels K of them; the test images' labels
+are never seen.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from hemascope.adapt.batchnorm import SOURCES as BATCHNORMS
+from hemascope.adapt.batchnorm import frozen_batchnorm, reestimate_batchnorm
 from hemascope.augment import AugmentConfig
 from hemascope.data import ClassificationSet, load_dataset
 from hemascope.data.cache import load_cached
@@ -47,6 +55,9 @@ class FewShotConfig:
             evaluates the base model as is, ``scratch`` trains the architecture from random
             init on the shots (the "no source training" condition).
         stain: ``reinhard`` maps target colours onto the base model's source style.
+        batchnorm: ``target`` re-estimates the encoder's batch-norm statistics on all
+            target images (no labels) and freezes them while fine-tuning; ``source`` keeps
+            the base model's and lets fine-tuning update them.
         source_mix: with a source set, this many source images per shot join training
             (the "mixed source + target" condition); 0 = target only.
     """
@@ -55,6 +66,7 @@ class FewShotConfig:
     seed: int = 0
     mode: str = "full"
     stain: str = "reinhard"
+    batchnorm: str = "target"
     epochs: int = 30
     batch_size: int = 16
     lr: float = 3e-4
@@ -135,8 +147,9 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     With ``tune_trials > 0`` the hyper-parameters are first chosen by Optuna with 3-fold
     cross-validation inside the shots (:func:`hemascope.adapt.tune.tune_fewshot`).
     """
-    if cfg.mode not in MODES or cfg.stain not in STAINS:
-        raise HemascopeError(f"mode must be one of {MODES} and stain one of {STAINS}")
+    if cfg.mode not in MODES or cfg.stain not in STAINS or cfg.batchnorm not in BATCHNORMS:
+        raise HemascopeError(f"mode must be one of {MODES}, stain one of {STAINS} and "
+                             f"batchnorm one of {BATCHNORMS}")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     t0 = time.time()
     n = len(target.labels)
@@ -190,15 +203,26 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
 def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x: np.ndarray,
                     y: np.ndarray, test_x: np.ndarray, *,
                     source: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[nn.Module, np.ndarray]:
-    """Adapt a copy of ``base`` to ``(x, y)`` as ``cfg.mode`` says; predicted indices for ``test_x``."""
+    """Adapt a copy of ``base`` to ``(x, y)`` as ``cfg.mode`` says; predicted indices for ``test_x``.
+
+    With ``cfg.batchnorm == "target"`` the batch-norm statistics come from ``x`` and
+    ``test_x`` together (images only) and stay fixed during fine-tuning.
+    """
     cls_idx = [base.classes.index(c) for c in classes]
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)
     model = _adaptable_model(base, cfg, cls_idx)
+    target_bn = cfg.batchnorm == "target" and cfg.mode != "scratch"
+    if target_bn:
+        target_bn = reestimate_batchnorm(model, np.concatenate([x, test_x]), mean, std) > 0
     if cfg.mode != "none":
         if source is not None:
             x, y = np.concatenate([x, source[0]]), np.concatenate([y, source[1]])
-        _fine_tune(model, x, y, mean, std, cfg)
+        if target_bn:
+            with frozen_batchnorm(model):
+                _fine_tune(model, x, y, mean, std, cfg)
+        else:
+            _fine_tune(model, x, y, mean, std, cfg)
     return model, predict_probs(model, test_x, mean, std).argmax(1)
 
 

@@ -1,4 +1,5 @@
-"""Unsupervised domain adaptation: DANN (Ganin & Lempitsky, ICML 2015) and MMD alignment.
+"""Unsupervised domain adaptation: DANN (Ganin & Lempitsky, ICML 2015), MMD alignment and
+AdaBN (batch-norm statistics of the target; :mod:`hemascope.adapt.batchnorm`).
 
 A labelled source set and an *unlabelled* target set share an encoder and embedding. The
 label head learns from source labels only; the domain term makes target embeddings look
@@ -6,7 +7,8 @@ like source ones: DANN through a domain classifier behind a gradient-reversal la
 (scheduled lambda = 2 / (1 + exp(-10 p)) - 1), MMD by minimising the multi-kernel maximum
 mean discrepancy (Long et al. 2015) between the two batches of embeddings. Training is
 restricted to the classes both sides share. Target labels, when the target folder has
-them, are used only to report accuracy before and after.
+them, are used only to report accuracy before and after. AdaBN needs no source set and
+no training: one pass over the target images.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from hemascope.models.artifact import LoadedModel, save_artifact
 from hemascope.train.classifier import predict_probs, to_batch
 
 METHODS = ("dann", "mmd")
+ADAPTATION_NAMES = {"dann": "DANN", "mmd": "MMD", "bn": "AdaBN"}
 
 
 @dataclass
@@ -165,12 +168,48 @@ def adapt_unsupervised(source: TargetData, target: TargetData, base: LoadedModel
     return UdaResult(model.eval(), classes, before, after, history, time.time() - t0)
 
 
+def adapt_batchnorm(target: TargetData, base: LoadedModel, *, target_labelled: bool = True,
+                    log: Callable[[str], None] = lambda s: None) -> UdaResult:
+    """AdaBN: ``base`` with its encoder's batch-norm statistics re-estimated on ``target``.
+
+    With a labelled target the model keeps the classes the target has (labels are used only
+    to score before and after); otherwise all of the base model's classes.
+
+    Raises:
+        DatasetError: fewer than 2 target images.
+        HemascopeError: the base model's encoder has no batch norm (e.g. a ViT).
+    """
+    from hemascope.adapt.batchnorm import reestimate_batchnorm
+
+    t0 = time.time()
+    if len(target.images) < 2:
+        raise DatasetError(f"need at least 2 target images (got {len(target.images)})")
+    classes = list(base.classes)
+    if target_labelled and len(target.labels):
+        classes = [c for c in base.classes if c in target.classes]
+    mean = torch.tensor(base.config["mean"], dtype=torch.float32)
+    std = torch.tensor(base.config["std"], dtype=torch.float32)
+    model = _restricted(base, classes)
+    t_eval = _target_eval(target, classes) if target_labelled else None
+    before = _score(model, t_eval, mean, std, classes)
+    n = reestimate_batchnorm(model, target.images, mean, std)
+    if n == 0:
+        raise HemascopeError(f"{base.path} ({base.config.get('arch')}) has no batch-norm layers "
+                             "in its encoder: AdaBN cannot adapt it; use dann, mmd or fewshot")
+    log(f"re-estimated {n} batch-norm layers on {len(target.images)} target images")
+    after = _score(model, t_eval, mean, std, classes)
+    history = [{"batchnorm_layers": n, "target_images": len(target.images)}]
+    return UdaResult(model.eval(), classes, before, after, history, time.time() - t0)
+
+
 def save_adapted(result: UdaResult, base: LoadedModel, cfg: UdaConfig, out_dir: str | Path, *,
-                 source: str, target: str) -> Path:
+                 source: str | None, target: str) -> Path:
+    settings = None if cfg.method == "bn" else cfg.to_dict()  # AdaBN has none
     config = {**{k: v for k, v in base.config.items() if k not in ("weights_sha256", "format")},
               "classes": result.classes,
-              "training": {"base": str(base.path), "adaptation": cfg.method.upper(),
-                           "source": source, "target": target, "config": cfg.to_dict(),
+              "training": {"base": str(base.path),
+                           "adaptation": ADAPTATION_NAMES.get(cfg.method, cfg.method),
+                           "source": source, "target": target, "config": settings,
                            "history": result.history, "wall_time_s": round(result.seconds, 1)},
               "metrics": {"target_before": result.before.to_dict() if result.before else None,
                           "target_after": result.after.to_dict() if result.after else None}}

@@ -9,7 +9,7 @@ from hemascope.cli._common import Formatter, add_json_option, emit_json
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    from hemascope.adapt.fewshot import MODES, STAINS, FewShotConfig
+    from hemascope.adapt.fewshot import BATCHNORMS, MODES, STAINS, FewShotConfig
     from hemascope.data import FORMATS
 
     d = FewShotConfig()
@@ -28,6 +28,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--mode", default=d.mode, choices=MODES, help="what to fine-tune")
     fs.add_argument("--stain", default=d.stain, choices=STAINS,
                     help="map target colours onto the base model's source style first")
+    fs.add_argument("--batchnorm", default=d.batchnorm, choices=BATCHNORMS,
+                    help="target: re-estimate batch-norm statistics on all DATA images (labels "
+                         "unused) and keep them fixed while fine-tuning; source: keep the base's")
     fs.add_argument("--epochs", type=int, default=d.epochs, help="passes over the shots")
     fs.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
     fs.add_argument("--lr", type=float, default=d.lr, help="encoder learning rate (head: x10)")
@@ -46,9 +49,23 @@ def register(groups: argparse._SubParsersAction) -> None:
     from hemascope.adapt.uda import METHODS, UdaConfig
 
     u = UdaConfig()
-    ad = groups.add_parser("adapt", help="unsupervised domain adaptation (DANN, MMD)",
+    ad = groups.add_parser("adapt", help="unsupervised domain adaptation (AdaBN, DANN, MMD)",
                            formatter_class=Formatter)
     verbs = ad.add_subparsers(dest="verb", metavar="METHOD", required=True)
+    bn = verbs.add_parser(
+        "bn", formatter_class=Formatter,
+        help="re-estimate batch-norm statistics on the new lab (AdaBN; no labels, no source)",
+        description="Recompute the encoder's batch-norm statistics on the --target images "
+                    "(one pass, no training, no source data) and write the adapted model. If "
+                    "--target has class folders, their labels are used only to report target "
+                    "accuracy before and after.")
+    bn.add_argument("--target", required=True, help="images of the new lab (labels optional, never used to adapt)")
+    bn.add_argument("--out", required=True, help="adapted model folder")
+    bn.add_argument("--base", default="default", help="model to adapt: folder or 'default'")
+    bn.add_argument("--unlabelled", action="store_true",
+                    help="ignore labels the target may have (no before/after report)")
+    add_json_option(bn)
+    bn.set_defaults(handler=_uda, method="bn")
     for method in METHODS:
         v = verbs.add_parser(
             method, formatter_class=Formatter,
@@ -82,7 +99,7 @@ def _fewshot(args: argparse.Namespace) -> int:
     for path, reason in target.errors.items():
         log(f"skipping unreadable image {path}: {reason}")
     cfg = FewShotConfig(shots=args.shots, seed=args.seed, mode=args.mode, stain=args.stain,
-                        epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                        batchnorm=args.batchnorm, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                         threads=args.threads)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
@@ -112,23 +129,37 @@ def _uda(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from hemascope.adapt.fewshot import load_target
-    from hemascope.adapt.uda import UdaConfig, adapt_unsupervised, load_unlabelled, save_adapted
+    from hemascope.adapt.uda import (UdaConfig, adapt_batchnorm, adapt_unsupervised,
+                                     load_unlabelled, save_adapted)
     from hemascope.data import detect_format
+    from hemascope.errors import DatasetError
     from hemascope.models.artifact import load_classifier
 
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     base = load_classifier(args.base)
-    source = load_target(args.source, base)
     tgt = Path(args.target)
+    if not tgt.exists():
+        raise DatasetError(f"target {tgt} does not exist")
     # labelled = a label table or class folders; a flat folder of images is unlabelled
     labelled = not args.unlabelled and (tgt.is_file() or detect_format(tgt) != "folder" or any(
         d.is_dir() for d in tgt.iterdir()))
     target = load_target(args.target, base) if labelled else load_unlabelled(args.target, base)
+    for path, reason in target.errors.items():
+        log(f"skipping unreadable image {path}: {reason}")
+    if args.method == "bn":
+        res = adapt_batchnorm(target, base, target_labelled=labelled, log=log)
+        save_adapted(res, base, UdaConfig(method="bn"), args.out, source=None, target=args.target)
+        return _report_uda(args, res)
+    source = load_target(args.source, base)
     cfg = UdaConfig(method=args.method, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                     batch_size=args.batch_size, lr=args.lr, domain_weight=args.domain_weight,
                     seed=args.seed, threads=args.threads)
     res = adapt_unsupervised(source, target, base, cfg, target_labelled=labelled, log=log)
     save_adapted(res, base, cfg, args.out, source=args.source, target=args.target)
+    return _report_uda(args, res)
+
+
+def _report_uda(args: argparse.Namespace, res) -> int:
     summary = {"out": args.out, "classes": res.classes,
                "target_accuracy_before": res.before.accuracy if res.before else None,
                "target_accuracy_after": res.after.accuracy if res.after else None,

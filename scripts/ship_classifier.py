@@ -34,6 +34,15 @@ def card(cfg: dict, history: list[dict], bench: dict | None) -> str:
                  f"{thr['efficientnet_b0_224_network']:.0f} cells/s in the same run "
                  f"({thr['speedup_vs_effnet']:.1f}x). Reproduce: `python benchmarks/classifier_pbc.py`.\n")
     best = t["best_epoch"]
+    stage = ""
+    prior = t.get("initialised_from")
+    if prior:
+        stage = (f"\n**Stage 1** (the weights this run starts from; random init, same split): "
+                 f"`{prior['command']}` - best epoch {prior['best_epoch']} of {prior['epochs']}, "
+                 f"{prior['image_size']} px, {prior['wall_time_s'] / 60:.0f} min on {prior['device']}; "
+                 f"its own test accuracy {prior['test_accuracy']:.4f}. **Stage 2** (below) "
+                 f"fine-tunes every layer at {cfg['image_size']} px. Both stages from random weights: "
+                 f"`bash scripts/train_default_classifier.sh`.\n")
     return f"""# Model card: {cfg['arch']} PBC 8-class cell classifier (shipped default)
 
 **Task**: classify a single-cell image of peripheral blood into {len(cfg['classes'])} classes:
@@ -51,7 +60,7 @@ Hospital Clinic of Barcelona (CellaVision DM96, May-Grünwald-Giemsa), here at 2
 **Split**: `split.json` (= `splits/pbc8_seed0.json`), stratified per class, seed 0:
 {', '.join(f'{k} {v:,}' for k, v in t['n_images'].items())}. The test images were never used
 for training or model selection (the best epoch, {best} of {tc['epochs']}, was chosen on val).
-
+{stage}
 **Training**: `{t['command']}` - {tc['optimizer']} lr {tc['lr']} (cosine, {tc['warmup_epochs']} warm-up
 epoch), weight decay {tc['weight_decay']}, batch {tc['batch_size']}, label smoothing
 {tc['label_smoothing']}, EMA {tc['ema_decay']}, augmentation {json.dumps(tc['augment'])}.
@@ -70,8 +79,8 @@ Reproduce: `hemascope evaluate classifier --model default --data ../shared/data/
 ## Limits
 
 Below the best published PBC result (0.990 accuracy, DenseNet-121 ImageNet-pretrained at
-224 px): this model starts from random weights, sees 112 px inputs and trained for
-{tc['epochs']} epochs on two CPU cores. The weakest classes are the ones its confusion
+224 px): this model starts from random weights, sees {cfg['image_size']} px inputs and trained
+on two CPU cores. The weakest classes are the ones its confusion
 matrix mixes most (immature granulocytes with neutrophils and monocytes).
 Trained on one lab's images (one scanner, one stain). Expect lower accuracy on other labs'
 cells until adapted (`hemascope fewshot`, colour standardisation). The ``ig`` class pools
@@ -108,9 +117,22 @@ def main() -> None:
     args = ap.parse_args()
     dest = REPO / "src" / "hemascope" / "weights" / args.name
     dest.mkdir(parents=True, exist_ok=True)
-    for name in ("config.json", "model.safetensors", "split.json"):
-        shutil.copy2(args.run / name, dest / name)
     cfg = json.loads((args.run / "config.json").read_text())
+    old = json.loads((dest / "config.json").read_text()) if (dest / "config.json").is_file() else {}
+    if old and old.get("weights_sha256") == cfg.get("weights_sha256"):  # the same run again
+        if "initialised_from" in old["training"]:
+            cfg["training"]["initialised_from"] = old["training"]["initialised_from"]
+    elif old and cfg["training"]["config"].get("init") in ("default", str(dest)):
+        ot = old["training"]  # the shipped model this run started from
+        cfg["training"]["initialised_from"] = {
+            "command": ot["command"], "best_epoch": ot["best_epoch"],
+            "epochs": ot["config"]["epochs"], "image_size": old["image_size"],
+            "wall_time_s": ot["wall_time_s"], "device": ot["device"],
+            "test_accuracy": old["metrics"]["test"]["accuracy"],
+            "weights_sha256": old.get("weights_sha256")}
+    for name in ("model.safetensors", "split.json"):
+        shutil.copy2(args.run / name, dest / name)
+    (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     if not cfg.get("source_style"):  # runs from before the style was recorded at training time
         cfg["source_style"] = fit_style(cfg, args.run)
     # score the shipped file itself (fp16 weights may flip a prediction or two)

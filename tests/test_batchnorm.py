@@ -110,6 +110,7 @@ def test_fewshot_batchnorm_target_vs_source(tiny_model, shifted, tmp_path):
     assert not torch.allclose(bn_s, bn_t, atol=1e-3)
     cfg_json = json.loads((tmp_path / "t" / "model" / "config.json").read_text())
     assert cfg_json["training"]["fewshot"]["batchnorm"] == "target"
+    assert cfg_json["stain_reference"] is None  # no colour transform to repeat at inference
     with pytest.raises(HemascopeError, match="batchnorm"):
         run_fewshot(target, base, FewShotConfig(shots=4, batchnorm="both", augment=cfg.augment))
 

@@ -38,8 +38,8 @@ def test_fewshot_run_writes_everything(tiny_model, new_lab, tmp_path):
     base = load_classifier(tiny_model)
     target = load_target(new_lab, base)
     assert target.classes == ["lymphocyte", "monocyte", "neutrophil"]  # base order, subset
-    res = run_fewshot(target, base, FewShotConfig(shots=6, seed=1, epochs=3, threads=1),
-                      run_dir=tmp_path / "run")
+    res = run_fewshot(target, base, FewShotConfig(shots=6, seed=1, epochs=3, threads=1,
+                                                  stain="reinhard"), run_dir=tmp_path / "run")
     assert len(res.shots) == 6 and res.report.n_images == 24 - 6
     shots = (tmp_path / "run" / "shots.txt").read_text().split()
     assert shots == res.shots and len({s.split("/")[0] for s in shots}) == 3

@@ -27,7 +27,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--format", default="auto", choices=FORMATS, help="layout of --data")
     fs.add_argument("--mode", default=d.mode, choices=MODES, help="what to fine-tune")
     fs.add_argument("--stain", default=d.stain, choices=STAINS,
-                    help="map target colours onto the base model's source style first")
+                    help="reinhard: map target colours onto the base model's source style first "
+                         "(the cross-lab study's workflow); none: leave colours to the batch-norm "
+                         "statistics")
     fs.add_argument("--batchnorm", default=d.batchnorm, choices=BATCHNORMS,
                     help="target: re-estimate batch-norm statistics on all DATA images (labels "
                          "unused) and keep them fixed while fine-tuning; source: keep the base's")

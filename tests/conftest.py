@@ -66,6 +66,22 @@ def synthetic_cells(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def shifted(tmp_path_factory) -> Path:
+    """Another "lab": 2 classes x 6 synthetic cells with a colour cast (for adaptation)."""
+    import numpy as np
+
+    from hemascope.io.image import write_image
+    from hemascope.synthetic import make_cell
+
+    root = tmp_path_factory.mktemp("shifted")
+    for kind in ("lymphocyte", "neutrophil"):
+        for i in range(6):
+            img = make_cell(kind, seed=700 + i, size=48).image.astype(float) * [0.7, 0.85, 1.15]
+            write_image(root / kind / f"{i}.png", np.clip(img, 0, 255).astype(np.uint8))
+    return root
+
+
+@pytest.fixture(scope="session")
 def tiny_model(synthetic_cells, tmp_path_factory) -> Path:
     """A tinycnn trained for a few epochs on ``synthetic_cells`` (a real model folder)."""
     from hemascope.data.folder import read_class_folders

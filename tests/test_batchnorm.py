@@ -11,7 +11,6 @@ from hemascope.adapt.batchnorm import encoder_batchnorms, frozen_batchnorm, rees
 from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
 from hemascope.cli import main
 from hemascope.errors import HemascopeError
-from hemascope.io.image import write_image
 from hemascope.models.artifact import load_classifier
 from hemascope.synthetic import make_cell
 from hemascope.train.classifier import to_batch
@@ -80,16 +79,6 @@ def test_frozen_batchnorm_keeps_statistics_while_training(tiny_model):
     with torch.no_grad():
         model(x)
     assert not torch.equal(bn.running_mean, stats)
-
-
-@pytest.fixture(scope="module")
-def shifted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shifted_bn")
-    for kind in ("lymphocyte", "neutrophil"):
-        for i in range(6):
-            img = make_cell(kind, seed=700 + i, size=48).image.astype(float) * [0.7, 0.85, 1.15]
-            write_image(root / kind / f"{i}.png", np.clip(img, 0, 255).astype(np.uint8))
-    return root
 
 
 def test_fewshot_batchnorm_target_vs_source(tiny_model, shifted, tmp_path):

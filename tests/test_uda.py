@@ -8,9 +8,7 @@ from hemascope.adapt.fewshot import load_target
 from hemascope.adapt.uda import (UdaConfig, adapt_unsupervised, dann_lambda, grad_reverse,
                                  load_unlabelled, mmd2)
 from hemascope.cli import main
-from hemascope.io.image import write_image
 from hemascope.models.artifact import load_classifier
-from hemascope.synthetic import make_cell
 
 
 def test_gradient_reversal_and_schedule():
@@ -26,16 +24,6 @@ def test_mmd_separates_shifted_distributions():
     b = torch.randn(64, 8, generator=g)
     assert mmd2(a, b) < mmd2(a, b + 3.0)
     assert abs(float(mmd2(a, a))) < 1e-5
-
-
-@pytest.fixture(scope="module")
-def shifted(tmp_path_factory):
-    root = tmp_path_factory.mktemp("shifted")
-    for kind in ("lymphocyte", "neutrophil"):
-        for i in range(6):
-            img = make_cell(kind, seed=900 + i, size=48).image.astype(float) * [0.8, 0.9, 1.1]
-            write_image(root / kind / f"{i}.png", np.clip(img, 0, 255).astype(np.uint8))
-    return root
 
 
 @pytest.mark.parametrize("method", ["dann", "mmd"])

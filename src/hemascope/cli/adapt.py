@@ -61,12 +61,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "(one pass, no training, no source data) and write the adapted model. If "
                     "--target has class folders, their labels are used only to report target "
                     "accuracy before and after.")
-    bn.add_argument("--target", required=True, help="images of the new lab (labels optional, never used to adapt)")
-    bn.add_argument("--out", required=True, help="adapted model folder")
-    bn.add_argument("--base", default="default", help="model to adapt: folder or 'default'")
-    bn.add_argument("--unlabelled", action="store_true",
-                    help="ignore labels the target may have (no before/after report)")
-    add_json_option(bn)
+    _target_options(bn)
     bn.set_defaults(handler=_uda, method="bn")
     for method in METHODS:
         v = verbs.add_parser(
@@ -77,17 +72,23 @@ def register(groups: argparse._SubParsersAction) -> None:
                         "on the classes both share. If --target has class folders, their labels "
                         "are used only to report target accuracy before and after.")
         v.add_argument("--source", required=True, help="labelled source set")
-        v.add_argument("--target", required=True, help="target images (labels optional, never trained on)")
-        v.add_argument("--out", required=True, help="adapted model folder")
-        v.add_argument("--base", default="default", help="model to adapt: folder or 'default'")
-        v.add_argument("--unlabelled", action="store_true",
-                       help="ignore labels the target may have (no before/after report)")
+        _target_options(v)
         for name in ("epochs", "steps_per_epoch", "batch_size", "lr", "domain_weight", "seed",
                      "threads"):
             v.add_argument("--" + name.replace("_", "-"), type=type(getattr(u, name)),
                            default=getattr(u, name))
-        add_json_option(v)
         v.set_defaults(handler=_uda, method=method)
+
+
+def _target_options(p: argparse.ArgumentParser) -> None:
+    """What every unsupervised method takes: the new lab's images and where to write."""
+    p.add_argument("--target", required=True,
+                   help="images of the new lab (labels optional, never used to adapt)")
+    p.add_argument("--out", required=True, help="adapted model folder")
+    p.add_argument("--base", default="default", help="model to adapt: folder or 'default'")
+    p.add_argument("--unlabelled", action="store_true",
+                   help="ignore labels the target may have (no before/after report)")
+    add_json_option(p)
 
 
 def _fewshot(args: argparse.Namespace) -> int:

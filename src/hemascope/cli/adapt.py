@@ -171,7 +171,9 @@ def _report_uda(args: argparse.Namespace, res) -> int:
     if args.json:
         emit_json(summary, args.json)
     else:
-        msg = f"wrote {args.out} ({args.method}, classes {', '.join(res.classes)})"
+        from hemascope.adapt.uda import ADAPTATION_NAMES
+
+        msg = f"wrote {args.out} ({ADAPTATION_NAMES[args.method]}, classes {', '.join(res.classes)})"
         if res.before:
             msg += (f": target accuracy {res.before.accuracy:.4f} -> {res.after.accuracy:.4f}, "
                     f"macro-F1 {res.before.macro_f1:.4f} -> {res.after.macro_f1:.4f}")

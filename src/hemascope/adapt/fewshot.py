@@ -57,8 +57,8 @@ class FewShotConfig:
             init on the shots (the "no source training" condition).
         stain: ``reinhard`` maps target colours onto the base model's source style (the
             cross-lab study's workflow); ``none`` (the default) leaves colours to the target
-            batch-norm statistics, which measured better on CellaVision in every seed and K
-            (``benchmarks/results/fewshot_cellavision.md``, ``adabn_cellavision.md``).
+            batch-norm statistics, which measured better on CellaVision in every seed at
+            K = 10 and on average at K = 25 (``benchmarks/results/fewshot_cellavision.md``).
         batchnorm: ``target`` re-estimates the encoder's batch-norm statistics on all
             target images (no labels) and freezes them while fine-tuning; ``source`` keeps
             the base model's and lets fine-tuning update them.

@@ -102,8 +102,8 @@ def _fewshot(args: argparse.Namespace) -> int:
     for path, reason in target.errors.items():
         log(f"skipping unreadable image {path}: {reason}")
     cfg = FewShotConfig(shots=args.shots, seed=args.seed, mode=args.mode, stain=args.stain,
-                        batchnorm=args.batchnorm, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                        threads=args.threads)
+                        batchnorm=args.batchnorm, epochs=args.epochs,
+                        batch_size=args.batch_size, lr=args.lr, threads=args.threads)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

@@ -23,7 +23,6 @@ import numpy as np
 
 from _common import REPO, machine, shared_data, write_results
 
-WBC5 = ["basophil", "eosinophil", "lymphocyte", "monocyte", "neutrophil"]
 
 
 def red_cell_diameter(image: np.ndarray, cell: np.ndarray) -> float | None:
@@ -68,8 +67,7 @@ def measure(images, labels, segmenter):
     from hemascope.segment.predict import segment_arrays
 
     rows = []
-    for im, lab in zip(images, labels):
-        parts = segment_arrays(segmenter, [im])[0]
+    for im, lab, parts in zip(images, labels, segment_arrays(segmenter, images)):
         cell = np.isin(parts, [1, 2])
         rows.append({"label": lab, "red_cell": red_cell_diameter(im, cell),
                      "white_cell": float(np.sqrt(cell.mean()))})
@@ -98,6 +96,7 @@ def main() -> None:
     from hemascope.io.image import read_image
     from hemascope.models.artifact import load_classifier
     from hemascope.segment.predict import load_segmenter
+    from hemascope.taxonomy import vocabulary
 
     data = shared_data()
     seg = load_segmenter("default")
@@ -114,13 +113,14 @@ def main() -> None:
     s_pbc, s_cv = summary(pbc_rows), summary(cv_rows)
     ratio = s_cv["red_cell_median"] / s_pbc["red_cell_median"]
 
-    keep = [clf.classes.index(c) for c in WBC5]
+    wbc5 = list(vocabulary("wbc5").classes)
+    keep = [clf.classes.index(c) for c in wbc5]
     zooms = {"none": 1.0, f"red-cell ratio ({ratio:.2f})": ratio, "1.3": 1.3, "1.5": 1.5}
     runs = {}
     for name, f in zooms.items():
         p = predict_arrays(clf, [zoom_out(im, f) for im in cv_images])
         pred8 = [clf.classes[i] for i in p.argmax(1)]
-        pred5 = [WBC5[i] for i in p[:, keep].argmax(1)]
+        pred5 = [wbc5[i] for i in p[:, keep].argmax(1)]
         lym = [p8 for p8, y in zip(pred8, cv_labels) if y == "lymphocyte"]
         runs[name] = {"factor": f, "accuracy_8": float(np.mean([a == b for a, b in zip(pred8, cv_labels)])),
                       "accuracy_5": float(np.mean([a == b for a, b in zip(pred5, cv_labels)])),
@@ -130,7 +130,7 @@ def main() -> None:
              f"{s_cv['red_cell_median']:.3f} | {ratio:.2f} |",
              f"| images with >= 2 red cells found | {s_pbc['red_cell_found']:.2f} | "
              f"{s_cv['red_cell_found']:.2f} | |"]
-    for c in WBC5:
+    for c in wbc5:
         a, b = s_pbc["white_cell_median_by_class"].get(c), s_cv["white_cell_median_by_class"].get(c)
         if a and b:
             lines.append(f"| {c}: sqrt(cell area / frame) | {a:.3f} | {b:.3f} | {b / a:.2f} |")

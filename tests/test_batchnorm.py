@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from hemascope.adapt.batchnorm import encoder_batchnorms, frozen_batchnorm, reestimate_batchnorm
+from hemascope.adapt.batchnorm import encoder_batchnorms, freeze_batchnorm, reestimate_batchnorm
 from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
 from hemascope.cli import main
 from hemascope.errors import HemascopeError
@@ -69,12 +69,12 @@ def test_frozen_batchnorm_keeps_statistics_while_training(tiny_model):
     bn = encoder_batchnorms(model)[0]
     stats = bn.running_mean.clone()
     x = to_batch(_images(8, int(base.config["image_size"]), shift=(0.5, 0.5, 0.5)), mean, std)
-    with frozen_batchnorm(model):
-        model.train()
-        assert model.head.training and not bn.training
-        model(x).sum().backward()
+    model.train()
+    assert freeze_batchnorm(model) == 4
+    assert model.head.training and not bn.training
+    model(x).sum().backward()
     assert torch.equal(bn.running_mean, stats)
-    model.train()  # outside the block batch norm trains again
+    model.train()  # without freezing, batch norm trains again
     assert bn.training
     with torch.no_grad():
         model(x)

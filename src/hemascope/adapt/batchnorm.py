@@ -12,13 +12,10 @@ Only the encoder's 2-D batch-norm layers are re-estimated: the embedding's 1-D b
 sits after the domain-specific features and measured worse when re-estimated too. The
 running statistics become the exact pooled mean and variance over all target pixels, so
 the result does not depend on batch size or order. Few-shot fine-tuning then keeps these
-statistics fixed (:func:`frozen_batchnorm`): a handful of shots is too few to estimate them.
+statistics fixed (:func:`freeze_batchnorm`): a handful of shots is too few to estimate them.
 """
 
 from __future__ import annotations
-
-import contextlib
-from typing import Iterator
 
 import numpy as np
 import torch
@@ -92,22 +89,11 @@ def reestimate_batchnorm(model: nn.Module, images: np.ndarray, mean: torch.Tenso
     return len(layers)
 
 
-@contextlib.contextmanager
-def frozen_batchnorm(model: nn.Module) -> Iterator[nn.Module]:
-    """Within the block, ``model.train()`` leaves the encoder's batch-norm layers in eval
-    mode, so training neither uses batch statistics there nor updates the running ones
-    (the embedding's batch norm trains as usual)."""
-    norms = encoder_batchnorms(model)
-    original = model.train
-
-    def train(mode: bool = True) -> nn.Module:
-        original(mode)
-        for m in norms:
-            m.eval()
-        return model
-
-    model.train = train  # type: ignore[method-assign]
-    try:
-        yield model
-    finally:
-        del model.train  # back to the class's method
+def freeze_batchnorm(model: nn.Module) -> int:
+    """Put the encoder's batch-norm layers in eval mode (call after ``model.train()``): the
+    training steps that follow neither use batch statistics there nor update the running
+    ones; the embedding's batch norm trains as usual. Returns the number of layers."""
+    layers = encoder_batchnorms(model)
+    for m in layers:
+        m.eval()
+    return len(layers)

@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from hemascope.adapt.batchnorm import SOURCES as BATCHNORMS
-from hemascope.adapt.batchnorm import frozen_batchnorm, reestimate_batchnorm
+from hemascope.adapt.batchnorm import freeze_batchnorm, reestimate_batchnorm
 from hemascope.augment import AugmentConfig
 from hemascope.data import ClassificationSet, load_dataset
 from hemascope.data.cache import load_cached
@@ -222,11 +222,7 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     if cfg.mode != "none":
         if source is not None:
             x, y = np.concatenate([x, source[0]]), np.concatenate([y, source[1]])
-        if target_bn:
-            with frozen_batchnorm(model):
-                _fine_tune(model, x, y, mean, std, cfg)
-        else:
-            _fine_tune(model, x, y, mean, std, cfg)
+        _fine_tune(model, x, y, mean, std, cfg, frozen_bn=target_bn)
     return model, predict_probs(model, test_x, mean, std).argmax(1)
 
 
@@ -243,7 +239,8 @@ def _adaptable_model(base: LoadedModel, cfg: FewShotConfig, cls_idx: list[int]) 
     return model
 
 
-def _fine_tune(model: nn.Module, x: np.ndarray, y: np.ndarray, mean, std, cfg: FewShotConfig) -> None:
+def _fine_tune(model: nn.Module, x: np.ndarray, y: np.ndarray, mean, std, cfg: FewShotConfig, *,
+               frozen_bn: bool = False) -> None:
     torch.manual_seed(cfg.seed)
     gen = torch.Generator().manual_seed(cfg.seed)
     head = [*model.embedding.parameters(), *model.head.parameters()]
@@ -263,6 +260,8 @@ def _fine_tune(model: nn.Module, x: np.ndarray, y: np.ndarray, mean, std, cfg: F
     model.train()
     if cfg.mode == "head":
         model.encoder.eval()  # frozen encoder keeps its batch-norm statistics
+    elif frozen_bn:
+        freeze_batchnorm(model)  # the target statistics stay as re-estimated
     for _ in range(cfg.epochs):
         order = torch.randperm(len(y), generator=gen).numpy()
         for b in range(0, len(order), bs):

@@ -197,6 +197,12 @@ def test_train_evaluate_detect_round_trip(voc_smears, tmp_path):
     rep = json.loads((tmp_path / "e.json").read_text())
     assert rep["n_images"] == 2 and set(rep["per_class"]) == set(CLASSES)
     assert 0.0 <= rep["map50"] <= 1.0 and len(rep["models"]) == 2
+    assert rep["views"] == 1 and rep["fusion"] == "vote"
+    code = main(["evaluate", "detector", "--data", str(voc_smears), "--split", "test",
+                 "--model", str(out), "--tta", "4", "--fusion", "wbf", "--json", str(tmp_path / "t.json")])
+    assert code == 0
+    tta = json.loads((tmp_path / "t.json").read_text())
+    assert tta["views"] == 4 and tta["fusion"] == "wbf" and 0.0 <= tta["map50"] <= 1.0
     # resume finishes immediately: every epoch is done
     code = main(["train", "detector", "--data", str(voc_smears), "--out", str(out), "--epochs", "2",
                  "--min-sizes", "96", "--test-size", "96", "--max-size", "128",
@@ -209,6 +215,9 @@ def test_train_evaluate_detect_round_trip(voc_smears, tmp_path):
     assert code == 0
     preds = json.loads((tmp_path / "p.json").read_text())
     assert isinstance(preds, list)
+    code = main(["detect", str(imgs), "--model", str(out), "--out", str(tmp_path / "p2.json"),
+                 "--tta", "2", "--fusion", "wbf", "--score-thresh", "0.0"])
+    assert code == 0 and isinstance(json.loads((tmp_path / "p2.json").read_text()), list)
     assert all({"file_name", "category_name", "bbox", "score"} <= set(p) for p in preds)
     # outputs never overwrite inputs
     victim = next(imgs.iterdir())
@@ -252,6 +261,24 @@ def test_backbone_starts_from_the_default_classifier():
     assert not torch.equal(before, model.backbone.body.layer1[0].conv1.weight)
     with pytest.raises(ModelError):
         init_backbone(build_detector("fcos_resnet18", 3), "/nonexistent")
+
+
+def test_fine_tuning_starts_from_a_detector_with_its_own_class_list():
+    from hemascope.detect.predict import load_detector
+    from hemascope.models.artifact import default_model_dir
+    from hemascope.train.detector import init_weights
+
+    shipped = load_detector("default").model.state_dict()
+    model = build_detector("fcos_resnet18", 5)  # other classes: only the class logits differ
+    fresh_logits = model.state_dict()["head.classification_head.cls_logits.bias"].clone()
+    line = init_weights(model, str(default_model_dir("detector")))
+    assert "from the detector" in line and "left at their initialisation" in line
+    got = model.state_dict()
+    for k in ("backbone.body.conv1.weight", "backbone.fpn.layer_blocks.0.0.weight",
+              "head.regression_head.bbox_reg.weight"):
+        assert torch.equal(got[k], shipped[k].float()), k
+    assert torch.equal(got["head.classification_head.cls_logits.bias"], fresh_logits)
+    assert "from the classifier" in init_weights(build_detector("fcos_resnet18", 3), "default")
 
 
 @pytest.mark.parametrize("name", ["fcos_resnet18", "fasterrcnn_resnet18"])

@@ -64,3 +64,29 @@ def test_empty_inputs():
     assert len(vote_fusion([])) == 0 and len(weighted_boxes_fusion([Detections.empty()])) == 0
     with pytest.raises(ValueError):
         Detections(np.zeros((2, 4)), np.zeros(3), np.zeros(2))
+
+
+def test_wbf_keeps_a_models_own_near_duplicates_apart():
+    # each model finds the cell at 0.9; model 0 also left a shifted 0.3 duplicate (IoU ~0.67)
+    cell, dup = [0, 0, 10, 10], [0, 0, 10, 15]
+    m0 = D([cell, dup], [0.9, 0.3], [0, 0])
+    m1 = D([cell], [0.9], [0])
+    out = weighted_boxes_fusion([m0, m1], iou=0.55)
+    assert out.scores.tolist() == pytest.approx([0.9, 0.15])  # not diluted to (0.9+0.9+0.3)/3
+    np.testing.assert_allclose(out.boxes[0], cell)  # and the fused box is not dragged
+
+
+def test_tta_views_map_boxes_back_to_the_field():
+    from hemascope.detect.tta import VIEWS, detect_views, flip_detections, flip_image
+
+    d = D([[2, 3, 12, 8]], [0.9], [1])
+    img = np.zeros((20, 30, 3), np.uint8)
+    img[3:8, 2:12] = 255
+    for h_flip, v_flip in VIEWS:
+        m = flip_image(img, horizontal=h_flip, vertical=v_flip)
+        ys, xs = np.nonzero(m[..., 0])
+        seen = D([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], [0.9], [1])
+        back = flip_detections(seen, 20, 30, horizontal=h_flip, vertical=v_flip)
+        np.testing.assert_allclose(back.boxes, d.boxes)
+    with pytest.raises(ValueError, match="views"):
+        detect_views(None, img, views=5)

@@ -46,8 +46,6 @@ def register_evaluate(verbs: argparse._SubParsersAction) -> None:
                     help="layout of --data")
     ev.add_argument("--split", default=None, help="only this split of --data (e.g. test)")
     _model_options(ev, multiple=True)
-    ev.add_argument("--fusion", default="vote", choices=("vote", "wbf", "nms"),
-                    help="how an ensemble's boxes are fused")
     add_json_option(ev)
     ev.set_defaults(handler=_evaluate)
 
@@ -61,11 +59,18 @@ def _model_options(p: argparse.ArgumentParser, *, multiple: bool = False) -> Non
     p.add_argument("--scale", type=_scale, default="auto",
                    help="'auto' (rescale when red cells look larger/smaller than in training), "
                         "'none' (the training scale) or a factor field px -> working px")
+    p.add_argument("--tta", type=int, default=1, choices=(1, 2, 4), metavar="N",
+                   help="test-time augmentation: run each model on N mirror views of the field "
+                        "(1, 2 or 4) and fuse them like ensemble members (N times slower)")
+    p.add_argument("--fusion", default="vote", choices=("vote", "wbf", "nms"),
+                   help="how the boxes of ensemble members / views are fused")
 
 
 def _detect(args: argparse.Namespace) -> int:
     from hemascope.classify import expand_paths
-    from hemascope.detect.predict import detect_field, load_detector
+    from hemascope.detect.ensemble import Detections
+    from hemascope.detect.predict import load_detector
+    from hemascope.evaluate.detector import predict_ensemble
     from hemascope.io.annotations import ImageAnnotation, Instance
     from hemascope.io.atomic import guard_inputs
     from hemascope.io.coco import to_coco_results
@@ -78,7 +83,9 @@ def _detect(args: argparse.Namespace) -> int:
         if err is not None:
             errors[str(path)] = err
             continue
-        d = detect_field(det, img, scale=args.scale, score_thresh=args.score_thresh)
+        d = predict_ensemble([det], img, fusion=args.fusion, scale=args.scale, views=args.tta)
+        keep = d.scores >= args.score_thresh
+        d = Detections(d.boxes[keep], d.scores[keep], d.labels[keep])
         inst = tuple(Instance(label=classes[int(lab) - 1], box=tuple(float(v) for v in b),
                               score=float(s)) for b, s, lab in zip(d.boxes, d.scores, d.labels))
         images.append(ImageAnnotation(str(path), img.shape[1], img.shape[0], inst))
@@ -101,10 +108,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     if not isinstance(ds, DetectionSet):
         raise DatasetError(f"{args.data} is not an annotated detection set (VOC, COCO, YOLO, CVAT)")
     models = [load_detector(m) for m in (args.model or ["default"])]
-    ev = evaluate_detector(models, ds, split=args.split, fusion=args.fusion, scale=args.scale)
+    ev = evaluate_detector(models, ds, split=args.split, fusion=args.fusion, scale=args.scale,
+                           views=args.tta)
     rep = ev.report.to_dict()
     rep["images_per_s"] = round(1 / max(ev.seconds_per_image, 1e-9), 2)
     rep["models"] = [str(m.path) for m in models]
+    rep["views"], rep["fusion"] = args.tta, args.fusion if len(models) * args.tta > 1 else None
     if args.json:
         emit_json(rep, args.json)
     if args.json != "-":

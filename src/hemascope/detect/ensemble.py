@@ -61,14 +61,19 @@ def _pool(preds: Sequence[Detections]) -> tuple[np.ndarray, np.ndarray, np.ndarr
     return boxes, scores, labels, model
 
 
-def _group(boxes: np.ndarray, scores: np.ndarray, iou: float) -> list[list[int]]:
-    """Greedy clustering by descending score: a box joins the first group whose fused box
-    it overlaps by ``iou``; otherwise it starts a group."""
+def _group(boxes: np.ndarray, scores: np.ndarray, iou: float,
+           owner: np.ndarray | None = None) -> list[list[int]]:
+    """Greedy clustering by descending score: a box joins the group whose fused box it
+    overlaps most, by at least ``iou``; otherwise it starts a group. With ``owner`` (the
+    model of each box), a group takes at most one box per model: a model's second box on
+    the same spot is one its own NMS kept, so it stays apart."""
     groups: list[list[int]] = []
     fused: list[np.ndarray] = []
     for i in np.argsort(-scores, kind="mergesort"):
         if fused:
             ov = iou_matrix(boxes[i][None], np.array(fused))[0]
+            if owner is not None:
+                ov[[owner[i] in owner[g] for g in groups]] = -1.0
             j = int(np.argmax(ov))
             if ov[j] >= iou:
                 groups[j].append(int(i))
@@ -114,22 +119,26 @@ def weighted_boxes_fusion(preds: Sequence[Detections], *, iou: float = 0.55,
                           skip_score: float = 0.0) -> Detections:
     """Weighted boxes fusion per class (Solovyev et al. 2021), equal model weights.
 
-    The fused score is the mean member score scaled by ``min(#members, #models) / #models``.
+    A cluster holds at most one box per model (see :func:`_group`): in the paper's version a
+    detector's own low-score near-duplicates join its confident box's cluster and drag the
+    fused score and box down (on the CBC test split that halved the WBC AP at IoU 0.75).
+    The fused box is the score-weighted mean, the fused score the mean member score scaled by
+    ``#members / #models``, so a box only some models found ranks lower but is kept.
     """
     n_models = len(preds)
     if n_models == 0:
         return Detections.empty()
-    boxes, scores, labels, _ = _pool(preds)
+    boxes, scores, labels, model = _pool(preds)
     keep = scores >= skip_score
-    boxes, scores, labels = boxes[keep], scores[keep], labels[keep]
+    boxes, scores, labels, model = boxes[keep], scores[keep], labels[keep], model[keep]
     out_b, out_s, out_l = [], [], []
     for c in np.unique(labels):
         m = np.flatnonzero(labels == c)
-        for g in _group(boxes[m], scores[m], iou):
+        for g in _group(boxes[m], scores[m], iou, owner=model[m]):
             idx = m[np.array(g)]
             w = scores[idx]
             out_b.append((boxes[idx] * w[:, None]).sum(0) / max(w.sum(), 1e-12))
-            out_s.append(w.mean() * min(len(idx), n_models) / n_models)
+            out_s.append(w.sum() / n_models)
             out_l.append(c)
     if not out_b:
         return Detections.empty()

@@ -16,7 +16,8 @@ import numpy as np
 
 from hemascope.detect.data import FieldSet, class_mapping, prepare_fields
 from hemascope.detect.ensemble import Detections, nms_fusion, vote_fusion, weighted_boxes_fusion
-from hemascope.detect.predict import LoadedDetector, detect_field
+from hemascope.detect.predict import LoadedDetector
+from hemascope.detect.tta import detect_views
 from hemascope.errors import DatasetError
 from hemascope.evaluate.detection import DetectionReport, GroundTruth, detection_report
 from hemascope.io.annotations import DetectionSet
@@ -52,18 +53,22 @@ def load_fields(ds: DetectionSet, classes: Sequence[str], *, split: str | None =
 
 
 def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
-                     fusion: str = "vote", iou: float = 0.55, scale="auto") -> Detections:
-    """One field through every model, boxes fused with ``fusion`` (vote, wbf or nms)."""
-    preds = [detect_field(m, image, scale=scale) for m in models]
-    if len(preds) == 1:
-        return preds[0]
+                     fusion: str = "vote", iou: float = 0.55, scale="auto",
+                     views: int = 1) -> Detections:
+    """One field through every model (and ``views`` mirror views of it, test-time
+    augmentation), boxes fused with ``fusion`` (vote, wbf or nms); each view of each model
+    is one member."""
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
+    preds = [p for m in models for p in detect_views(m, image, views=views, scale=scale)]
+    if len(preds) == 1:
+        return preds[0]
     return FUSIONS[fusion](preds, iou=iou)
 
 
 def evaluate_detector(models: Sequence[LoadedDetector], ds: DetectionSet, *,
                       split: str | None = None, fusion: str = "vote", scale="auto",
+                      views: int = 1,
                       transform: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
                       fields: FieldSet | None = None) -> DetectorEvaluation:
     """COCO metrics + counting error of ``models`` (fused if several) on ``ds``.
@@ -71,6 +76,7 @@ def evaluate_detector(models: Sequence[LoadedDetector], ds: DetectionSet, *,
     Args:
         transform: optional ``(image, boxes, index) -> image`` applied before prediction
             (interference-factor robustness tests).
+        views: mirror views per model (test-time augmentation, 1..4).
         fields: already decoded fields (skips decoding when evaluating several variants).
     """
     classes = models[0].classes
@@ -81,7 +87,7 @@ def evaluate_detector(models: Sequence[LoadedDetector], ds: DetectionSet, *,
     preds, t0 = [], time.perf_counter()
     for i, f in enumerate(fs.fields):
         img = f.image if transform is None else transform(f.image, f.boxes, i)
-        preds.append(predict_ensemble(models, img, fusion=fusion, scale=scale))
+        preds.append(predict_ensemble(models, img, fusion=fusion, scale=scale, views=views))
     sec = (time.perf_counter() - t0) / max(len(fs.fields), 1)
     thr = models[0].config.get("count_thresholds")
     rep = detection_report([GroundTruth(f.boxes, f.labels) for f in fs.fields], preds, classes,

@@ -85,7 +85,7 @@ class DetectorTrainConfig:
     seed: int = 0
     threads: int = 0
     weights_dtype: str = "float32"
-    init: str = ""  # classifier folder (or "default") whose ResNet encoder starts the backbone
+    init: str = ""  # detector folder to fine-tune, or classifier folder / "default" (its encoder starts the backbone)
     augment: FieldAugment = field(default_factory=FieldAugment)
 
     def to_dict(self) -> dict[str, Any]:

@@ -105,8 +105,7 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
     model = build_detector(cfg.arch, len(classes), min_size=cfg.min_sizes, max_size=cfg.max_size,
                            fpn_channels=cfg.fpn_channels)
     if cfg.init:
-        n = init_backbone(model, cfg.init)
-        log(f"backbone: {n} tensors from the classifier {cfg.init}")
+        log(init_weights(model, cfg.init))
     ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]
@@ -183,6 +182,34 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
 
     return finish_detector(out, cfg, classes, data, ds, best_epoch, earlier + time.time() - t0,
                            command=command)
+
+
+def init_weights(model: torch.nn.Module, spec: str) -> str:
+    """Start from a trained detector folder (fine-tuning: every tensor whose name and shape
+    match, so a new class list only re-initialises the class logits) or else from a
+    classifier's encoder (:func:`init_backbone`). Returns a line for the log.
+
+    Raises:
+        ModelError: the folder is neither a fitting detector nor a fitting classifier.
+    """
+    from safetensors.torch import load_file
+
+    from hemascope.models.artifact import ModelError, read_config, resolve_model_dir
+
+    folder = Path(spec)
+    if spec != "default" and (folder / "config.json").is_file() \
+            and read_config(folder).get("task") == "detection":
+        path = resolve_model_dir(folder, "detector")
+        own = model.state_dict()
+        take = {k: v.to(own[k].dtype) for k, v in load_file(str(path / "model.safetensors")).items()
+                if k in own and own[k].shape == v.shape}
+        if "backbone.body.conv1.weight" not in take:
+            raise ModelError(f"the detector {path} does not fit this architecture")
+        model.load_state_dict(take, strict=False)
+        skipped = len(own) - len(take)
+        return (f"weights: {len(take)} tensors from the detector {path}"
+                + (f" ({skipped} left at their initialisation)" if skipped else ""))
+    return f"backbone: {init_backbone(model, spec)} tensors from the classifier {spec}"
 
 
 def init_backbone(model: torch.nn.Module, spec: str) -> int:

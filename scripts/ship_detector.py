@@ -40,8 +40,21 @@ def card(cfg: dict, history: list[dict], bench: dict | None, name: str) -> str:
     tuned = (f", the working size ({cfg['test_size']} px) and the NMS threshold "
              f"({cfg.get('nms_thresh', 0.5)})" if t.get("inference_tuned_on_val") else "")
     curve = ", ".join(f"{h['val_map50_95']:.3f}" for h in history if "val_map50_95" in h)
-    init = (f"backbone initialised from the shipped PBC classifier's encoder (`--init {tc['init']}`, "
-            "our own in-domain pre-training)" if tc.get("init") else "random initialisation")
+    prior = t.get("initialised_from")
+    if prior:
+        init = (f"fine-tuned from our own detector trained at {prior['test_size']} px (stage 1 below), "
+                f"whose backbone started from a PBC classifier's encoder (`--init {prior['init']}`: "
+                "our own in-domain pre-training)")
+    else:
+        init = (f"backbone initialised from the shipped PBC classifier's encoder (`--init {tc['init']}`, "
+                "our own in-domain pre-training)" if tc.get("init") else "random initialisation")
+    stage = ""
+    if prior:
+        stage = (f"\n**Stage 1** (the weights this run starts from; same split): `{prior['command']}` - "
+                 f"best epoch {prior['best_epoch']} of {prior['epochs']}, working size {prior['test_size']} px, "
+                 f"{prior['wall_time_s'] / 60:.0f} min on {prior['device']}; its own test mAP50:95 "
+                 f"{prior['test_map50_95']:.3f}. **Stage 2** (below) fine-tunes every layer at "
+                 f"{cfg['test_size']} px. Both stages: `bash scripts/train_default_detector.sh`.\n")
     return f"""# Model card: {cfg['arch']} smear-field cell detector (shipped default)
 
 **Task**: find every {', '.join(classes)} on a blood-smear field (boxes, class, score).
@@ -61,7 +74,7 @@ thresholds{tuned} were chosen on val; test was never used before this card.
 {tc['weight_decay']}, {tc['warmup_epochs']} warm-up epoch then cosine, batch {tc['batch_size']},
 multi-scale short side {tc['min_sizes']}, EMA {tc['ema_decay']}; augmentation
 {json.dumps(tc['augment'])}. Wall time {t['wall_time_s'] / 60:.0f} min on {t['device']}.
-
+{stage}
 ## Test scores (CBC Testing, {test['n_images']} fields)
 
 mAP50:95 **{test['map50_95']:.3f}**, mAP50 **{test['map50']:.3f}**, mAP75 {test['map75']:.3f},
@@ -88,6 +101,9 @@ def main() -> None:
     ap.add_argument("--name", default="smear3_fcos")
     ap.add_argument("--tune-inference", action="store_true",
                     help="choose working size and NMS threshold on the val split first")
+    ap.add_argument("--sizes", type=int, nargs="+", default=None,
+                    help="working sizes tried by --tune-inference (default: the trained size "
+                         "x 0.8-1.2 in steps of 32 px)")
     ap.add_argument("--card-only", action="store_true",
                     help="only rewrite MODEL_CARD.md from the shipped config and the benchmark")
     ap.add_argument("--dest", type=Path, default=None,
@@ -117,7 +133,9 @@ def main() -> None:
         from hemascope.train.detector import tune_inference
 
         val = load_fields(load_dataset(keep["training"]["data"]), run.classes, split="val")
-        tuned = tune_inference(run, val)
+        base = keep["test_size"]
+        sizes = args.sizes or sorted({32 * round(base * f / 32) for f in (0.8, 0.9, 1.0, 1.1, 1.2)})
+        tuned = tune_inference(run, val, sizes=sizes)
         ref = dict(keep["size_reference"])  # working px scale with the working size
         ref["size"] = round(ref["size"] * tuned["test_size"] / keep["test_size"], 2)
         keep.update(test_size=tuned["test_size"], nms_thresh=tuned["nms_thresh"], size_reference=ref,
@@ -125,6 +143,18 @@ def main() -> None:
         keep["training"]["inference_tuned_on_val"] = tuned["grid"]
         print(f"val-tuned: test_size {tuned['test_size']}, nms {tuned['nms_thresh']} "
               f"(val mAP50:95 {tuned['val_map50_95']:.4f})")
+    init = keep["training"]["config"].get("init", "")
+    if init and (Path(init) / "config.json").is_file():
+        prior = json.loads((Path(init) / "config.json").read_text())
+        if prior.get("task") == "detection":  # fine-tuned from a detector: record its lineage
+            pt = prior["training"]
+            keep["training"]["initialised_from"] = pt.get("initialised_from") or {
+                "command": pt["command"], "epochs": pt["config"]["epochs"],
+                "best_epoch": pt["best_epoch"], "wall_time_s": pt["wall_time_s"],
+                "device": pt["device"], "test_size": prior["test_size"],
+                "init": pt["config"].get("init") or "random weights",
+                "test_map50_95": prior["metrics"]["test"]["map50_95"],
+                "weights_sha256": prior["weights_sha256"]}
     save_artifact(dest, run.model, keep, dtype="float16")
     cfg = json.loads((dest / "config.json").read_text())
     ds = load_dataset(cfg["training"]["data"])

@@ -36,9 +36,10 @@ def truth_detector(monkeypatch):
     """Make the detector return each synthetic field's true boxes (score 0.9)."""
     from hemascope.pipeline import analyzer as mod
 
-    fields = {}
+    fields = {"views": []}
 
-    def fake(det, image, scale):
+    def fake(det, image, scale, views=1):
+        fields["views"].append(views)
         inst = fields[image.tobytes()[:4096]]
         boxes = np.array([i.box for i in inst], float)
         labels = np.array([CLASSES.index(i.label) + 1 for i in inst])
@@ -107,6 +108,27 @@ def test_resume_skips_done_images(tmp_path, detector_dir, tiny_model, truth_dete
     again = analyze(src, out_dir=out, detector=detector_dir, classifier=tiny_model, resume=True)
     assert again.resumed == 1 and len(again.images) == 2
     assert again.differential() == first.differential()
+
+
+def test_detector_tta_reaches_the_detector(tmp_path, detector_dir, tiny_model, truth_detector):
+    _smears(tmp_path / "in", truth_detector, n=1)
+    code = main(["analyze", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--detector",
+                 str(detector_dir), "--classifier", str(tiny_model), "--detector-tta", "4"])
+    assert code == 0 and truth_detector["views"] == [4]
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["options"]["detector_tta"] == 4
+
+
+def test_detector_views_are_fused_on_a_real_detector(detector_dir):
+    from hemascope.detect.predict import detect_field, load_detector
+    from hemascope.pipeline.analyzer import _detect
+
+    field = make_smear(8, seed=1, size=(240, 320)).image
+    det = load_detector(detector_dir)
+    one, four = _detect(det, field, "auto"), _detect(det, field, "auto", 4)
+    np.testing.assert_allclose(one.boxes, detect_field(det, field).boxes)  # one view: unchanged
+    for d in (one, four):
+        assert d.boxes.reshape(-1, 4).shape[1] == 4 and (d.boxes.reshape(-1, 4)[:, 2] <= 320 + 1e-6).all()
 
 
 def test_output_inside_input_folder_is_not_read_back(tmp_path, detector_dir, tiny_model,

@@ -197,7 +197,7 @@ def test_train_evaluate_detect_round_trip(voc_smears, tmp_path):
     rep = json.loads((tmp_path / "e.json").read_text())
     assert rep["n_images"] == 2 and set(rep["per_class"]) == set(CLASSES)
     assert 0.0 <= rep["map50"] <= 1.0 and len(rep["models"]) == 2
-    assert rep["views"] == 1 and rep["fusion"] == "vote"
+    assert rep["views"] == 1 and rep["fusion"] == "wbf"
     code = main(["evaluate", "detector", "--data", str(voc_smears), "--split", "test",
                  "--model", str(out), "--tta", "4", "--fusion", "wbf", "--json", str(tmp_path / "t.json")])
     assert code == 0

@@ -40,6 +40,9 @@ def register(groups: argparse._SubParsersAction) -> None:
                    help="flag white cells typed with less confidence than this")
     p.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
                    help="classifier test-time augmentation views")
+    p.add_argument("--detector-tta", type=int, default=1, choices=(1, 2, 4),
+                   help="detector test-time augmentation: mirror views of each field, fused "
+                        "by weighted boxes fusion (N times the detection time)")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.add_argument("--resume", action="store_true", help="skip images already in --out")
     add_json_option(p)
@@ -76,7 +79,7 @@ def _analyze(args: argparse.Namespace) -> int:
                      stain=args.stain,
                      mode=args.mode, scale=args.scale,
                      review_below=args.review_below, overlays=not args.no_overlays, tta=args.tta,
-                     resume=args.resume, progress=_progress())
+                     detector_tta=args.detector_tta, resume=args.resume, progress=_progress())
     summary = {"out": str(result.out_dir), "images": len(result.images), "resumed": result.resumed,
                "errors": result.errors, "counts": result.differential(), "seconds": result.seconds}
     if args.json:

@@ -62,8 +62,10 @@ def _model_options(p: argparse.ArgumentParser, *, multiple: bool = False) -> Non
     p.add_argument("--tta", type=int, default=1, choices=(1, 2, 4), metavar="N",
                    help="test-time augmentation: run each model on N mirror views of the field "
                         "(1, 2 or 4) and fuse them like ensemble members (N times slower)")
-    p.add_argument("--fusion", default="vote", choices=("vote", "wbf", "nms"),
-                   help="how the boxes of ensemble members / views are fused")
+    p.add_argument("--fusion", default="wbf", choices=("vote", "wbf", "nms"),
+                   help="how the boxes of ensemble members / views are fused: weighted boxes "
+                        "fusion (best on the CBC val split), the leukocyte study's majority "
+                        "vote, or NMS")
 
 
 def _detect(args: argparse.Namespace) -> int:

@@ -53,7 +53,7 @@ def load_fields(ds: DetectionSet, classes: Sequence[str], *, split: str | None =
 
 
 def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
-                     fusion: str = "vote", iou: float = 0.55, scale="auto",
+                     fusion: str = "wbf", iou: float = 0.55, scale="auto",
                      views: int = 1) -> Detections:
     """One field through every model (and ``views`` mirror views of it, test-time
     augmentation), boxes fused with ``fusion`` (vote, wbf or nms); each view of each model
@@ -67,7 +67,7 @@ def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
 
 
 def evaluate_detector(models: Sequence[LoadedDetector], ds: DetectionSet, *,
-                      split: str | None = None, fusion: str = "vote", scale="auto",
+                      split: str | None = None, fusion: str = "wbf", scale="auto",
                       views: int = 1,
                       transform: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
                       fields: FieldSet | None = None) -> DetectorEvaluation:

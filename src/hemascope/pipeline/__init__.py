@@ -16,7 +16,8 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             refiner: str | Path | None = None, attributes: str | Path | None = None,
             stain: str | Path | None = None,
             mode: str = "auto", scale: float | str | None = "auto",
-            review_below: float = 0.6, overlays: bool = True, tta: int = 1, resume: bool = False,
+            review_below: float = 0.6, overlays: bool = True, tta: int = 1,
+            detector_tta: int = 1, resume: bool = False,
             progress: Callable[[int, int, str], None] | None = None) -> AnalysisResult:
     """Analyse images and folders into ``out_dir`` (the Python face of `hemascope analyze`).
 
@@ -35,6 +36,8 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
         review_below: white cells typed with less confidence are flagged for review.
         overlays: write an overlay PNG per image.
         tta: classifier test-time augmentation views (1, 2, 4 or 8).
+        detector_tta: mirror views of each field for the detector (1, 2 or 4), fused by
+            weighted boxes fusion (``hemascope.detect.tta``).
         resume: skip images whose result is already in ``out_dir``.
         progress: called as ``progress(done, total, file)``.
     """
@@ -44,5 +47,6 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
         paths = [paths]
     opts = AnalysisOptions(detector=detector, classifier=classifier, refiner=refiner,
                            attributes=attributes, stain=stain, mode=mode,
-                           scale=scale, review_below=review_below, overlays=overlays, tta=tta)
+                           scale=scale, review_below=review_below, overlays=overlays, tta=tta,
+                           detector_tta=detector_tta)
     return _run(paths, out_dir=out_dir, options=opts, resume=resume, progress=progress)

@@ -42,6 +42,7 @@ class AnalysisOptions:
     review_below: float = 0.6
     overlays: bool = True
     tta: int = 1
+    detector_tta: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
@@ -196,7 +197,7 @@ class Analyzer:
             kinds, scores = ["WBC"], [1.0]
         else:
             d = self.detector
-            det = _keep_counted(d, _detect(d, image, self.options.scale))
+            det = _keep_counted(d, _detect(d, image, self.options.scale, self.options.detector_tta))
             boxes = [tuple(float(v) for v in b) for b in det.boxes]
             kinds = [d.classes[int(lab) - 1] for lab in det.labels]
             scores = [float(s) for s in det.scores]
@@ -272,10 +273,10 @@ class Analyzer:
         return predict_arrays(self.classifier, crops, tta=self.options.tta)
 
 
-def _detect(det, image, scale):
-    from hemascope.detect.predict import detect_field
+def _detect(det, image, scale, views: int = 1):
+    from hemascope.evaluate.detector import predict_ensemble
 
-    return detect_field(det, image, scale=scale)
+    return predict_ensemble([det], image, fusion="wbf", scale=scale, views=views)
 
 
 def _keep_counted(det, d):

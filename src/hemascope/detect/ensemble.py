@@ -67,21 +67,30 @@ def _group(boxes: np.ndarray, scores: np.ndarray, iou: float,
     overlaps most, by at least ``iou``; otherwise it starts a group. With ``owner`` (the
     model of each box), a group takes at most one box per model: a model's second box on
     the same spot is one its own NMS kept, so it stays apart."""
+    n = len(scores)
+    fused = np.zeros((n, 4))  # score-weighted mean box of each group so far
+    weighted, total = np.zeros((n, 4)), np.zeros(n)
+    taken = None if owner is None or not n else np.zeros((n, int(owner.max()) + 1), bool)
     groups: list[list[int]] = []
-    fused: list[np.ndarray] = []
     for i in np.argsort(-scores, kind="mergesort"):
-        if fused:
-            ov = iou_matrix(boxes[i][None], np.array(fused))[0]
-            if owner is not None:
-                ov[[owner[i] in owner[g] for g in groups]] = -1.0
+        g = len(groups)
+        if g:
+            ov = iou_matrix(boxes[i][None], fused[:g])[0]
+            if taken is not None:
+                ov[taken[:g, owner[i]]] = -1.0
             j = int(np.argmax(ov))
             if ov[j] >= iou:
                 groups[j].append(int(i))
-                w = scores[groups[j]]
-                fused[j] = (boxes[groups[j]] * w[:, None]).sum(0) / max(w.sum(), 1e-12)
+                weighted[j] += boxes[i] * scores[i]
+                total[j] += scores[i]
+                fused[j] = weighted[j] / max(total[j], 1e-12)
+                if taken is not None:
+                    taken[j, owner[i]] = True
                 continue
         groups.append([int(i)])
-        fused.append(boxes[i].copy())
+        fused[g], weighted[g], total[g] = boxes[i], boxes[i] * scores[i], scores[i]
+        if taken is not None:
+            taken[g, owner[i]] = True
     return groups
 
 

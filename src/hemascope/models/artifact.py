@@ -136,11 +136,14 @@ def load_weights(model: torch.nn.Module, path: Path, cfg: dict[str, Any]) -> Non
     model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()})
 
 
-def init_from(model: torch.nn.Module, spec: str | Path) -> dict[str, int]:
-    """Initialise ``model`` from another artifact (in-domain or self-supervised pre-training).
+def init_from(model: torch.nn.Module, spec: str | Path, *, task: str = "classifier",
+              required: str = "encoder.") -> dict[str, int]:
+    """Initialise ``model`` from another artifact (in-domain or self-supervised pre-training,
+    or fine-tuning a trained model).
 
     Every tensor whose name and shape match is copied (encoder, embedding, and the head
-    when the classes agree); the rest keeps its random init.
+    when the classes agree); the rest keeps its random init. ``task`` resolves
+    ``"default"``; ``required`` is the name prefix at least one copied tensor must have.
 
     Returns:
         ``{"copied": n, "kept": m}`` tensor counts.
@@ -150,7 +153,7 @@ def init_from(model: torch.nn.Module, spec: str | Path) -> dict[str, int]:
     """
     from safetensors.torch import load_file
 
-    path = resolve_model_dir(spec)
+    path = resolve_model_dir(spec, task)
     cfg = read_config(path)
     arch = getattr(model, "arch", None)
     if arch is not None and cfg.get("arch") not in (None, arch):
@@ -158,7 +161,7 @@ def init_from(model: torch.nn.Module, spec: str | Path) -> dict[str, int]:
     state = load_file(str(path / WEIGHTS))
     own = model.state_dict()
     take = {k: v.to(own[k].dtype) for k, v in state.items() if k in own and own[k].shape == v.shape}
-    if not any(k.startswith("encoder.") for k in take):
-        raise ModelError(f"no encoder weights of {path} fit this model")
+    if not any(k.startswith(required) for k in take):
+        raise ModelError(f"no {required.rstrip('.')} weights of {path} fit this model")
     model.load_state_dict(take, strict=False)
     return {"copied": len(take), "kept": len(own) - len(take)}

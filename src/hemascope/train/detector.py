@@ -192,23 +192,14 @@ def init_weights(model: torch.nn.Module, spec: str) -> str:
     Raises:
         ModelError: the folder is neither a fitting detector nor a fitting classifier.
     """
-    from safetensors.torch import load_file
-
-    from hemascope.models.artifact import ModelError, read_config, resolve_model_dir
+    from hemascope.models.artifact import init_from, read_config
 
     folder = Path(spec)
     if spec != "default" and (folder / "config.json").is_file() \
             and read_config(folder).get("task") == "detection":
-        path = resolve_model_dir(folder, "detector")
-        own = model.state_dict()
-        take = {k: v.to(own[k].dtype) for k, v in load_file(str(path / "model.safetensors")).items()
-                if k in own and own[k].shape == v.shape}
-        if "backbone.body.conv1.weight" not in take:
-            raise ModelError(f"the detector {path} does not fit this architecture")
-        model.load_state_dict(take, strict=False)
-        skipped = len(own) - len(take)
-        return (f"weights: {len(take)} tensors from the detector {path}"
-                + (f" ({skipped} left at their initialisation)" if skipped else ""))
+        n = init_from(model, folder, task="detector", required="backbone.body.")
+        return (f"weights: {n['copied']} tensors from the detector {folder}"
+                + (f" ({n['kept']} left at their initialisation)" if n["kept"] else ""))
     return f"backbone: {init_backbone(model, spec)} tensors from the classifier {spec}"
 
 

@@ -28,7 +28,7 @@ TARGETS = {"map50": 0.93, "wbc_ap50": 0.99, "map50_95": 0.65, "fields_per_s": 5.
 
 
 def speed(models, image: np.ndarray, *, views: int, fusion: str, repeats: int = 20) -> float:
-    from hemascope.evaluate.detector import predict_ensemble
+    from hemascope.detect.predict import predict_ensemble
 
     predict_ensemble(models, image, views=views, fusion=fusion)
     t = time.perf_counter()

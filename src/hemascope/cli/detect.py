@@ -72,7 +72,7 @@ def _detect(args: argparse.Namespace) -> int:
     from hemascope.classify import expand_paths
     from hemascope.detect.ensemble import Detections
     from hemascope.detect.predict import load_detector
-    from hemascope.evaluate.detector import predict_ensemble
+    from hemascope.detect.predict import predict_ensemble
     from hemascope.io.annotations import ImageAnnotation, Instance
     from hemascope.io.atomic import guard_inputs
     from hemascope.io.coco import to_coco_results

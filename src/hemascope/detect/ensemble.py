@@ -14,7 +14,7 @@ Three rules, each taking one prediction set per model (``boxes`` ``(N, 4)`` xyxy
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -130,7 +130,7 @@ def weighted_boxes_fusion(preds: Sequence[Detections], *, iou: float = 0.55,
 
     A cluster holds at most one box per model (see :func:`_group`): in the paper's version a
     detector's own low-score near-duplicates join its confident box's cluster and drag the
-    fused score and box down (on the CBC test split that halved the WBC AP at IoU 0.75).
+    fused score and box down (see the README: a two-model WBF fell below both members).
     The fused box is the score-weighted mean, the fused score the mean member score scaled by
     ``#members / #models``, so a box only some models found ranks lower but is kept.
     """
@@ -181,3 +181,8 @@ def nms_fusion(preds: Sequence[Detections], *, iou: float = 0.5) -> Detections:
     idx = np.concatenate(kept) if kept else np.zeros(0, np.int64)
     idx = idx[np.argsort(-scores[idx], kind="mergesort")]
     return Detections(boxes[idx], scores[idx], labels[idx])
+
+
+#: Fusion rules by the name the CLI and :func:`hemascope.detect.predict.predict_ensemble` use.
+FUSIONS: dict[str, Callable[..., Detections]] = {
+    "wbf": weighted_boxes_fusion, "vote": vote_fusion, "nms": nms_fusion}

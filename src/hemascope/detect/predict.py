@@ -7,7 +7,8 @@ and the boxes are mapped back to the field's own pixels.
 ``scale="auto"`` (the default) makes the detector robust to scanners and magnifications
 it has not seen: after a first pass, the median size of the most frequent training class
 (red cells on smears) is compared with its size in training; when it is off by more than
-30 % the field is run again at the corrected scale.
+30 % the field is run again at the corrected scale. :func:`predict_ensemble` runs several
+detectors and/or mirror views of the field and fuses their boxes.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from hemascope.detect.ensemble import Detections
+from hemascope.detect.ensemble import FUSIONS, Detections
 from hemascope.detect.tiling import merge_tiles, tile_grid
 from hemascope.models.artifact import (LoadedModel, ModelError, load_weights, read_config,
                                        resolve_model_dir)
@@ -90,6 +91,26 @@ def detect_field(det: LoadedDetector, image: np.ndarray, *, scale: float | str =
 
 def detect_fields(det: LoadedDetector, images: Sequence[np.ndarray], **kw) -> list[Detections]:
     return [detect_field(det, im, **kw) for im in images]
+
+
+def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
+                     fusion: str = "wbf", iou: float = 0.55, scale: float | str = "auto",
+                     views: int = 1) -> Detections:
+    """One field through every model (and ``views`` mirror views of it, test-time
+    augmentation: :mod:`hemascope.detect.tta`), boxes fused with ``fusion`` (wbf, vote or
+    nms: :mod:`hemascope.detect.ensemble`); each view of each model is one member.
+
+    Raises:
+        ValueError: an unknown fusion or a number of views outside 1..4.
+    """
+    from hemascope.detect.tta import detect_views
+
+    if fusion not in FUSIONS:
+        raise ValueError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
+    preds = [p for m in models for p in detect_views(m, image, views=views, scale=scale)]
+    if len(preds) == 1:
+        return preds[0]
+    return FUSIONS[fusion](preds, iou=iou)
 
 
 def _corrected_scale(d: Detections, s: float, config: dict[str, Any]) -> float | None:

@@ -2,8 +2,9 @@
 
 Labels of the set are mapped onto the model's classes through the taxonomy (``WBC``,
 ``leukocyte``, ``neutrophil`` -> ``WBC``); labels that map to none are named in the error.
-With several models, their boxes are fused per field with the voting rule of the
-leukocyte-detection study (or WBF / NMS) before scoring.
+With several models (or mirror views of each field), their boxes are fused per field
+(weighted boxes fusion by default; the leukocyte-detection study's vote or NMS) before
+scoring.
 """
 
 from __future__ import annotations
@@ -15,15 +16,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from hemascope.detect.data import FieldSet, class_mapping, prepare_fields
-from hemascope.detect.ensemble import Detections, nms_fusion, vote_fusion, weighted_boxes_fusion
-from hemascope.detect.predict import LoadedDetector
-from hemascope.detect.tta import detect_views
+from hemascope.detect.ensemble import Detections
+from hemascope.detect.predict import LoadedDetector, predict_ensemble
 from hemascope.errors import DatasetError
 from hemascope.evaluate.detection import DetectionReport, GroundTruth, detection_report
 from hemascope.io.annotations import DetectionSet
-
-FUSIONS: dict[str, Callable[..., Detections]] = {
-    "vote": vote_fusion, "wbf": weighted_boxes_fusion, "nms": nms_fusion}
 
 
 @dataclass
@@ -50,20 +47,6 @@ def load_fields(ds: DetectionSet, classes: Sequence[str], *, split: str | None =
         raise DatasetError("no annotated images to evaluate on")
     _, mapping = class_mapping(ds, classes=classes)
     return prepare_fields(ds, classes, mapping)
-
-
-def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
-                     fusion: str = "wbf", iou: float = 0.55, scale="auto",
-                     views: int = 1) -> Detections:
-    """One field through every model (and ``views`` mirror views of it, test-time
-    augmentation), boxes fused with ``fusion`` (vote, wbf or nms); each view of each model
-    is one member."""
-    if fusion not in FUSIONS:
-        raise ValueError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
-    preds = [p for m in models for p in detect_views(m, image, views=views, scale=scale)]
-    if len(preds) == 1:
-        return preds[0]
-    return FUSIONS[fusion](preds, iou=iou)
 
 
 def evaluate_detector(models: Sequence[LoadedDetector], ds: DetectionSet, *,

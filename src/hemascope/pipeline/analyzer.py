@@ -274,7 +274,7 @@ class Analyzer:
 
 
 def _detect(det, image, scale, views: int = 1):
-    from hemascope.evaluate.detector import predict_ensemble
+    from hemascope.detect.predict import predict_ensemble
 
     return predict_ensemble([det], image, fusion="wbf", scale=scale, views=views)
 

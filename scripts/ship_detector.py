@@ -41,20 +41,21 @@ def card(cfg: dict, history: list[dict], bench: dict | None, name: str) -> str:
              f"({cfg.get('nms_thresh', 0.5)})" if t.get("inference_tuned_on_val") else "")
     curve = ", ".join(f"{h['val_map50_95']:.3f}" for h in history if "val_map50_95" in h)
     prior = t.get("initialised_from")
+    stage = ""
     if prior:
         init = (f"fine-tuned from our own detector trained at {prior['test_size']} px (stage 1 below), "
                 f"whose backbone started from a PBC classifier's encoder (`--init {prior['init']}`: "
                 "our own in-domain pre-training)")
-    else:
-        init = (f"backbone initialised from the shipped PBC classifier's encoder (`--init {tc['init']}`, "
-                "our own in-domain pre-training)" if tc.get("init") else "random initialisation")
-    stage = ""
-    if prior:
         stage = (f"\n**Stage 1** (the weights this run starts from; same split): `{prior['command']}` - "
                  f"best epoch {prior['best_epoch']} of {prior['epochs']}, working size {prior['test_size']} px, "
                  f"{prior['wall_time_s'] / 60:.0f} min on {prior['device']}; its own test mAP50:95 "
                  f"{prior['test_map50_95']:.3f}. **Stage 2** (below) fine-tunes every layer at "
                  f"{cfg['test_size']} px. Both stages: `bash scripts/train_default_detector.sh`.\n")
+    elif tc.get("init"):
+        init = (f"backbone initialised from the shipped PBC classifier's encoder (`--init {tc['init']}`, "
+                "our own in-domain pre-training)")
+    else:
+        init = "random initialisation"
     return f"""# Model card: {cfg['arch']} smear-field cell detector (shipped default)
 
 **Task**: find every {', '.join(classes)} on a blood-smear field (boxes, class, score).

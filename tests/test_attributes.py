@@ -92,7 +92,8 @@ def att_model(wbcatt, tmp_path_factory):
     out = tmp_path_factory.mktemp("att")
     code = main(["train", "attributes", "--data", str(wbcatt / "wbcatt"), "--images",
                  str(wbcatt / "pbc"), "--out", str(out), "--arch", "tinycnn", "--image-size", "32",
-                 "--epochs", "6", "--batch-size", "16", "--lr", "0.003", "--threads", "1"])
+                 "--epochs", "6", "--batch-size", "16", "--lr", "0.003", "--threads", "1",
+                 "--fit-to-time", "--max-minutes", "600"])
     assert code == 0
     return out
 
@@ -103,6 +104,10 @@ def test_train_evaluate_round_trip(wbcatt, att_model, tmp_path):
     assert cfg["task"] == "attributes" and list(cfg["attributes"]) == list(taxonomy.ATTRIBUTES)
     assert cfg["training"]["split_method"] == "official"
     assert cfg["training"]["n_images"] == {"test": 16, "train": 48, "val": 16}
+    # a generous time box fits all 6 planned epochs: --fit-to-time never lengthens a run
+    assert cfg["training"]["config"]["fit_to_time"] is True
+    assert cfg["training"]["config"]["epochs"] == 6
+    assert len((out / "history.jsonl").read_text().splitlines()) == 6
     code = main(["evaluate", "attributes", "--model", str(out), "--csv",
                  str(wbcatt / "wbcatt" / "pbc_attr_v1_test.csv"), "--images", str(wbcatt / "pbc"),
                  "--json", str(tmp_path / "e.json")])

@@ -216,6 +216,43 @@ def test_time_limit_stops_after_one_epoch_and_still_ships(synthetic_cells, tmp_p
     assert r.test is not None and cfg_out["training"]["device"].endswith("threads")
 
 
+def test_epochs_that_fit_a_time_box():
+    from hemascope.train.classifier import epochs_that_fit
+
+    assert epochs_that_fit(1.0, 30.0, 10.0, 3) == 6  # 30 s left, 10 s an epoch
+    assert epochs_that_fit(1.0, 59.0, 10.0, 3) == 4  # always at least one more
+    assert epochs_that_fit(1.0, 90.0, 10.0, 3) == 4  # already over the box
+
+
+def test_fit_to_time_shortens_the_cosine_and_survives_a_resume():
+    import time
+
+    import torch
+
+    from hemascope.train.classifier import _scheduler, fit_to_time, fitted_epochs
+
+    cfg = ClassifierTrainConfig(epochs=100, max_minutes=1.0, fit_to_time=True, warmup_epochs=1)
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = _scheduler(opt, cfg, 10)
+    lines = []
+    fit_to_time(cfg, sched, 10, time.time() - 30, [20.0, 10.0], lines.append)  # 2 timed: wait
+    assert cfg.epochs == 100 and not lines
+    fit_to_time(cfg, sched, 10, time.time() - 25, [20.0, 10.0, 10.0], lines.append)
+    assert cfg.epochs == 6 and lines == ["fit to time: 100 -> 6 epochs (10.0 s each, 1 min)"]
+    lam = sched.lr_lambdas[0]
+    assert lam(59) < 0.01 and lam(30) > 0.3  # the decay now ends with the 6th epoch
+    # resumed: the length comes back from the checkpointed scheduler state
+    again = ClassifierTrainConfig(epochs=100, max_minutes=1.0, fit_to_time=True, warmup_epochs=1)
+    sched2 = _scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), again, 10)
+    sched2.load_state_dict(sched.state_dict())
+    fitted_epochs(again, sched2, 10)
+    assert again.epochs == 6 and sched2.lr_lambdas[0].total == 60
+    # never lengthens a run that already fits
+    short = ClassifierTrainConfig(epochs=5, max_minutes=60.0, fit_to_time=True)
+    fit_to_time(short, _scheduler(opt, short, 10), 10, time.time(), [1.0, 1.0, 1.0], lines.append)
+    assert short.epochs == 5 and lines[-1].startswith("fit to time: 5 epochs fit")
+
+
 def test_device_names_are_checked():
     import torch
 

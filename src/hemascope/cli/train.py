@@ -203,7 +203,9 @@ def _register_attributes(verbs) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
-        if f.name == "arch":
+        if isinstance(value, bool):
+            att.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+        elif f.name == "arch":
             att.add_argument(flag, default=value, choices=list_encoders(), metavar="ARCH",
                              help="encoder: " + ", ".join(list_encoders()))
         else:

@@ -9,6 +9,7 @@ average macro-F1; the test part is scored once, at the end.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -30,8 +31,8 @@ from hemascope.errors import DatasetError
 from hemascope.evaluate.attributes import AttributeReport, attribute_report
 from hemascope.io.atomic import write_json
 from hemascope.models.artifact import SPLIT, save_artifact
-from hemascope.train.classifier import (_ema_update, _scheduler, make_optimizer, out_of_time,
-                                        to_batch, training_style)
+from hemascope.train.classifier import (_ema_update, _scheduler, fit_to_time, fitted_epochs,
+                                        make_optimizer, out_of_time, to_batch, training_style)
 from hemascope.train.checkpoint import load_checkpoint, round_to_float16, save_checkpoint
 from hemascope.train.config import AttributeTrainConfig
 from hemascope.train.device import autocast, describe, module_device, resolve_device
@@ -109,6 +110,7 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
         DatasetError: no attribute labels, or an empty train or val part.
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    cfg = dataclasses.replace(cfg)  # --fit-to-time may shorten its epochs
     attributes = {k: tuple(v) for k, v in taxonomy.ATTRIBUTES.items()
                   if any(k in s.attributes for s in ds.samples)}
     if not attributes:
@@ -168,7 +170,9 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
         start, best, best_epoch = int(state["epoch"]) + 1, float(state["best"]), int(state["best_epoch"])
         earlier = float(state.get("elapsed", 0.0))
         log(f"resuming at epoch {start + 1}")
+        fitted_epochs(cfg, sched, steps)
     eval_model = ema if ema is not None else model
+    epoch_seconds: list[float] = []
     for epoch in range(start, cfg.epochs):
         te = time.time()
         model.train()
@@ -211,6 +215,10 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
                         epoch=epoch, best=best, best_epoch=best_epoch,
                         elapsed=earlier + time.time() - t0)
         if out_of_time(cfg.max_minutes, t0, epoch, cfg.epochs, log):
+            break
+        epoch_seconds.append(time.time() - te)
+        fit_to_time(cfg, sched, steps, t0, epoch_seconds, log)
+        if epoch + 1 >= cfg.epochs:
             break
 
     from safetensors.torch import load_file

@@ -9,6 +9,7 @@ model artifact, evaluated once on the held-out test split at the end.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -140,6 +141,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    cfg = dataclasses.replace(cfg)  # --fit-to-time may shorten its epochs
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
     dev = resolve_device(cfg.device)
@@ -172,9 +174,11 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
                                           int(state["best_epoch"]), int(state["stale"]))
         earlier = float(state.get("elapsed", 0.0))  # wall time of the interrupted sessions
         log(f"resuming at epoch {start + 1}")
+        fitted_epochs(cfg, sched, steps_per_epoch)
     weights = _sample_weights(y_train, len(classes)) if cfg.balanced_sampler else None
     hist = out / "history.jsonl"
     eval_model = ema if ema is not None else model
+    epoch_seconds: list[float] = []
     for epoch in range(start, cfg.epochs):
         te = time.time()
         model.train()
@@ -226,6 +230,10 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
             log(f"early stop: no {cfg.monitor} gain in {stale} epochs")
             break
         if out_of_time(cfg.max_minutes, t0, epoch, cfg.epochs, log):
+            break
+        epoch_seconds.append(time.time() - te)
+        fit_to_time(cfg, sched, steps_per_epoch, t0, epoch_seconds, log)
+        if epoch + 1 >= cfg.epochs:
             break
 
     best_model = load_classifier_from_best(out / "best", cfg, len(classes)).to(dev)
@@ -291,24 +299,65 @@ def make_optimizer(model: torch.nn.Module, cfg: ClassifierTrainConfig) -> torch.
     raise ValueError(f"unknown optimizer {cfg.optimizer!r} (adamw, adam, sgd)")
 
 
+class _Warmup:
+    """Learning-rate factor per step: linear warm-up, then cosine decay to 0 at ``total`` (or
+    constant). An object rather than a closure, so that its length travels in the scheduler's
+    state (checkpoints) and a time-boxed run can shorten it (:func:`fit_to_time`)."""
+
+    def __init__(self, kind: str, warm: int, total: int):
+        if kind not in ("cosine", "constant"):
+            raise ValueError(f"unknown schedule {kind!r} (cosine, plateau, constant)")
+        self.kind, self.warm, self.total = kind, warm, total
+
+    def __call__(self, step: int) -> float:
+        if step < self.warm:
+            return (step + 1) / self.warm
+        if self.kind == "constant":
+            return 1.0
+        progress = (step - self.warm) / max(1, self.total - self.warm)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def _scheduler(opt, cfg: ClassifierTrainConfig, steps_per_epoch: int):
     if cfg.schedule == "plateau":
         return torch.optim.lr_scheduler.ReduceLROnPlateau(opt, mode="max", factor=0.1,
                                                           patience=cfg.plateau_patience)
-    total = max(1, cfg.epochs * steps_per_epoch)
-    warm = int(cfg.warmup_epochs * steps_per_epoch)
+    return torch.optim.lr_scheduler.LambdaLR(opt, _Warmup(
+        cfg.schedule, int(cfg.warmup_epochs * steps_per_epoch), max(1, cfg.epochs * steps_per_epoch)))
 
-    def factor(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if cfg.schedule == "constant":
-            return 1.0
-        if cfg.schedule != "cosine":
-            raise ValueError(f"unknown schedule {cfg.schedule!r} (cosine, plateau, constant)")
-        progress = (step - warm) / max(1, total - warm)
-        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
-    return torch.optim.lr_scheduler.LambdaLR(opt, factor)
+def epochs_that_fit(max_minutes: float, elapsed_s: float, epoch_s: float, done: int) -> int:
+    """Epochs a time box holds: the ``done`` ones plus as many more of ``epoch_s`` seconds as
+    fit in what is left of ``max_minutes`` (at least one)."""
+    return done + max(1, int((max_minutes * 60 - elapsed_s) // max(epoch_s, 1e-9)))
+
+
+FIT_AFTER = 3  # epochs timed before a --fit-to-time run sets its length
+
+
+def fit_to_time(cfg, sched, steps_per_epoch: int, t0: float, epoch_seconds: list[float],
+                log: Callable[[str], None]) -> None:
+    """``--fit-to-time``: once :data:`FIT_AFTER` epochs are timed, shorten ``cfg.epochs``
+    (and the cosine with it) to what ``max_minutes`` holds at the pace of the later ones, so
+    that the decay finishes inside the box instead of being cut off mid-way. Never lengthens;
+    the fitted count is logged and recorded in the run's config (rerun with ``--epochs N``)."""
+    if not cfg.fit_to_time or cfg.max_minutes <= 0 or len(epoch_seconds) != FIT_AFTER:
+        return
+    pace = float(np.mean(epoch_seconds[1:]))  # the first epoch carries the warm-up costs
+    n = epochs_that_fit(cfg.max_minutes, time.time() - t0, pace, FIT_AFTER)
+    if n >= cfg.epochs:
+        log(f"fit to time: {cfg.epochs} epochs fit in {cfg.max_minutes:g} min ({pace:.1f} s each)")
+        return
+    log(f"fit to time: {cfg.epochs} -> {n} epochs ({pace:.1f} s each, {cfg.max_minutes:g} min)")
+    cfg.epochs = n
+    if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+        sched.lr_lambdas[0].total = n * steps_per_epoch
+
+
+def fitted_epochs(cfg, sched, steps_per_epoch: int) -> None:
+    """On resume, a fitted run's length comes back from its scheduler's saved state."""
+    if cfg.fit_to_time and isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
+        cfg.epochs = min(cfg.epochs, round(sched.lr_lambdas[0].total / steps_per_epoch))
 
 
 @torch.no_grad()

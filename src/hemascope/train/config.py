@@ -45,6 +45,7 @@ class ClassifierTrainConfig:
     init: str = ""  # model folder to start from (in-domain / self-supervised pre-training)
     device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: a GPU when PyTorch sees one)
     max_minutes: float = 0.0  # stop after the epoch that passes this wall time (0: no limit)
+    fit_to_time: bool = False  # shorten --epochs to what --max-minutes holds (timed on 3)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -130,6 +131,7 @@ class AttributeTrainConfig:
     aggregate: str = "attention"  # structure-aware only: concat|max|mean|weighted|attention
     device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: a GPU when PyTorch sees one)
     max_minutes: float = 0.0  # stop after the epoch that passes this wall time (0: no limit)
+    fit_to_time: bool = False  # shorten --epochs to what --max-minutes holds (timed on 3)
     augment: AugmentConfig = field(default_factory=lambda: AugmentConfig(
         scale=(0.85, 1.0), ratio=(0.9, 1.11), zoom=(0.95, 1.05), brightness=0.1, contrast=0.1,
         saturation=0.1, hue=0.0, degrade_p=0.2))

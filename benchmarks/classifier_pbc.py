@@ -62,8 +62,13 @@ def main() -> None:
     with_pre = len(images) / (time.perf_counter() - t)
 
     training = loaded.config.get("training", {})
-    # a model fine-tuned from an earlier one: its training time includes that one's
-    stages = [s.get("wall_time_s") or 0 for s in (training.get("initialised_from") or {}, training)]
+    # a model fine-tuned from earlier ones: its training time includes theirs (oldest first)
+    chain, prior = [training], training.get("initialised_from")
+    while prior:
+        chain.append(prior)
+        prior = prior.get("initialised_from")
+    stages = [s.get("wall_time_s") or 0 for s in reversed(chain)]
+    devices = [s.get("device") or "?" for s in reversed(chain)]
     payload = {
         "model": str(loaded.path), "arch": loaded.config["arch"], "image_size": size,
         "test": rep.to_dict(),
@@ -71,7 +76,7 @@ def main() -> None:
         "throughput_cells_per_s": {"network": ours, "with_preprocessing": with_pre,
                                    "efficientnet_b0_224_network": ref, "speedup_vs_effnet": ours / ref},
         "training_wall_time_s": sum(stages), "training_stages_wall_time_s": stages,
-        "training_device": training.get("device"),
+        "training_device": training.get("device"), "training_stages_device": devices,
         "anchors": ANCHORS, "machine": machine(),
     }
     lo, hi = rep.ci95["accuracy"]
@@ -92,7 +97,7 @@ def main() -> None:
 | anchor: DenseNet-121 ImageNet-pretrained @ 224 px | 0.990 (published) | | | |
 | anchor: best on BloodMNIST @ 28 px | 0.966 (published) | | | |
 
-Speed-up over EfficientNet-B0 @ 224 px: {ours / ref:.1f}x. Training wall time: {sum(stages) / 60:.0f} min on {training.get('device')}{f" ({stages[0] / 60:.0f} + {stages[1] / 60:.0f} min, two stages)" if stages[0] else ""}.
+Speed-up over EfficientNet-B0 @ 224 px: {ours / ref:.1f}x. Training wall time: {sum(stages) / 60:.0f} min{f" in {len(stages)} stages: " + "; ".join(f"{w / 60:.0f} min on {d}" for w, d in zip(stages, devices)) if len(stages) > 1 else f" on {devices[0]}"}.
 
 | class | precision | recall | F1 | support |
 |---|---|---|---|---|

@@ -38,12 +38,10 @@ def card(cfg: dict, history: list[dict], bench: dict | None) -> str:
                   f"on {bench['machine']['threads']} CPU threads (decoding included).\n")
         cb = bench.get("concept_bottleneck")
         if cb:
-            p = cb["paired"]
             scores += (f"\nConcept bottleneck on this model (`hemascope train concepts`): test "
                        f"macro-F1 {cb['full_test']['macro_f1']:.4f} for the cell type from the "
-                       f"attributes alone; on {p['n_images']} cells neither it nor the shipped "
-                       f"classifier trained on: {p['bottleneck']['macro_f1']:.4f} vs "
-                       f"{p['direct']['macro_f1']:.4f} for the direct classifier.\n")
+                       "attributes alone; against the shipped direct classifier, see the "
+                       "concept bottleneck's card (`weights/wbcatt_concepts/MODEL_CARD.md`).\n")
     curve = ", ".join(f"{h['val_average_macro_f1']:.3f}" for h in history)
     stopped = (f"; the {tc.get('max_minutes', 0):g}-minute time limit stopped it after epoch "
                f"{len(history)}" if 0 < len(history) < tc["epochs"] else "")

@@ -1,10 +1,13 @@
 """Copy a trained classifier run into the package as the shipped default, with its model card.
 
-    python scripts/ship_classifier.py runs/pbc8_resnet18 [--name pbc8_resnet18]
+    python scripts/ship_classifier.py runs/pbc8_resnet18 [--name pbc8_resnet18] [--data DIR]
 
 Copies config.json, model.safetensors and split.json to src/hemascope/weights/NAME/ and
 writes MODEL_CARD.md from the recorded config, history and (if present)
-benchmarks/results/classifier_pbc.json. Nothing in the card is typed by hand.
+benchmarks/results/classifier_pbc.json. Nothing in the card is typed by hand. ``--data``
+names the original images of a run trained elsewhere on a packed copy
+(``scripts/gpu_classifier.sh``): the shipped file is scored on them, and the packed
+folder is recorded beside them.
 """
 
 from __future__ import annotations
@@ -34,15 +37,23 @@ def card(cfg: dict, history: list[dict], bench: dict | None) -> str:
                  f"{thr['efficientnet_b0_224_network']:.0f} cells/s in the same run "
                  f"({thr['speedup_vs_effnet']:.1f}x). Reproduce: `python benchmarks/classifier_pbc.py`.\n")
     best = t["best_epoch"]
-    stage = ""
-    prior = t.get("initialised_from")
-    if prior:
-        stage = (f"\n**Stage 1** (the weights this run starts from; random init, same split): "
-                 f"`{prior['command']}` - best epoch {prior['best_epoch']} of {prior['epochs']}, "
-                 f"{prior['image_size']} px, {prior['wall_time_s'] / 60:.0f} min on {prior['device']}; "
-                 f"its own test accuracy {prior['test_accuracy']:.4f}. **Stage 2** (below) "
-                 f"fine-tunes every layer at {cfg['image_size']} px. Both stages from random weights: "
-                 f"`bash scripts/train_default_classifier.sh`.\n")
+    chain, prior = [], t.get("initialised_from")
+    while prior:  # the runs this one was fine-tuned from, newest first
+        chain.append(prior)
+        prior = prior.get("initialised_from")
+    stages = [f"**Stage {i + 1}** (" + ("random init" if i == 0 else f"from stage {i}")
+              + f", same split): `{p['command']}` - best epoch {p['best_epoch']} of {p['epochs']}, "
+              f"{p['image_size']} px, {p['wall_time_s'] / 60:.0f} min on {p['device']}; its own "
+              f"test accuracy {p['test_accuracy']:.4f}." for i, p in enumerate(reversed(chain))]
+    stage = ("\n" + " ".join(stages) + f" **Stage {len(chain) + 1}** (below) fine-tunes every "
+             f"layer at {cfg['image_size']} px. All stages start from random weights: "
+             "`bash scripts/train_default_classifier.sh`.\n") if chain else ""
+    packed = t.get("packed")
+    if packed:
+        stage += (f"\nThe last stage trained on a packed copy of the train and val images "
+                  f"(`{packed['command']}`: letterboxed to {cfg['image_size']} px, WebP); the "
+                  f"test scores below are on the original images.\n")
+    devices = sorted({p["device"] for p in chain} | {t["device"]})
     return f"""# Model card: {cfg['arch']} PBC 8-class cell classifier (shipped default)
 
 **Task**: classify a single-cell image of peripheral blood into {len(cfg['classes'])} classes:
@@ -80,7 +91,7 @@ Reproduce: `hemascope evaluate classifier --model default --data ../shared/data/
 
 Below the best published PBC result (0.990 accuracy, DenseNet-121 ImageNet-pretrained at
 224 px): this model starts from random weights, sees {cfg['image_size']} px inputs and trained
-on two CPU cores. The weakest classes are the ones its confusion
+on {' and '.join(devices)}. The weakest classes are the ones its confusion
 matrix mixes most (immature granulocytes with neutrophils and monocytes).
 Trained on one lab's images (one scanner, one stain). Expect lower accuracy on other labs'
 cells until adapted (`hemascope fewshot`, colour standardisation). The ``ig`` class pools
@@ -114,6 +125,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--name", default="pbc8_resnet18")
+    ap.add_argument("--data", help="original images of a run trained on a packed copy")
+    ap.add_argument("--packed-command", default="python scripts/pack_split.py --data "
+                    "../shared/data/pbc/PBC_dataset_normal_DIB --split splits/pbc8_seed0.json "
+                    "--out .devdata/pbc8 --size 160 --quality 80",
+                    help="how the packed copy was made (recorded with --data)")
     args = ap.parse_args()
     dest = REPO / "src" / "hemascope" / "weights" / args.name
     dest.mkdir(parents=True, exist_ok=True)
@@ -123,15 +139,23 @@ def main() -> None:
         if "initialised_from" in old["training"]:
             cfg["training"]["initialised_from"] = old["training"]["initialised_from"]
     elif old and cfg["training"]["config"].get("init") in ("default", str(dest)):
-        ot = old["training"]  # the shipped model this run started from
+        ot = old["training"]  # the shipped model this run started from, with its own lineage
         cfg["training"]["initialised_from"] = {
             "command": ot["command"], "best_epoch": ot["best_epoch"],
             "epochs": ot["config"]["epochs"], "image_size": old["image_size"],
             "wall_time_s": ot["wall_time_s"], "device": ot["device"],
             "test_accuracy": old["metrics"]["test"]["accuracy"],
-            "weights_sha256": old.get("weights_sha256")}
+            "weights_sha256": old.get("weights_sha256"),
+            **({"initialised_from": ot["initialised_from"]} if "initialised_from" in ot else {})}
+    if args.data:
+        cfg["training"]["packed"] = {"data": cfg["training"]["data"],
+                                     "command": args.packed_command}
+        cfg["training"]["data"] = args.data
     for name in ("model.safetensors", "split.json"):
         shutil.copy2(args.run / name, dest / name)
+    from hemascope.data.splits import load_split
+
+    cfg["training"]["n_images"] = load_split(dest / "split.json").counts()
     (dest / "config.json").write_text(json.dumps(cfg, indent=2) + "\n")
     if not cfg.get("source_style"):  # runs from before the style was recorded at training time
         cfg["source_style"] = fit_style(cfg, args.run)

@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default classifier (pbc8_resnet18) from random weights, on CPU.
-#   bash scripts/train_default_classifier.sh            # about 2 h 15 min on 2 cores
+#   bash scripts/train_default_classifier.sh            # about 7 h on 2 cores
 # Stage 1: ResNet-18 at 112 px, 30 epochs from random init (78 min on 2 cores).
 # Stage 2: every layer fine-tuned at 160 px for 8 epochs from stage 1 (54 min).
+# Stage 3: every layer fine-tuned at 160 px for 39 epochs from stage 2. The shipped one ran
+#   in 3 minutes on a borrowed GPU (scripts/gpu_classifier.sh: --fit-to-time set the 39 epochs
+#   within a 3.3-minute box); here it is the same recipe on CPU (about 4.5 h on 2 cores).
 # Both use the committed split (splits/pbc8_seed0.json); val picks the best epoch, the
 # test split is never touched. The shipped stage 2 was started with `--init default` while
 # the stage-1 model was the default (its hash: config.json training.initialised_from).
-# Ship the result with: python scripts/ship_classifier.py runs/pbc8_r18_160ft
+# Ship the result with: python scripts/ship_classifier.py runs/pbc8_r18_160ft_gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PBC=${PBC:-../shared/data/pbc/PBC_dataset_normal_DIB}
@@ -17,3 +20,6 @@ HEMASCOPE=${HEMASCOPE:-.venv/bin/hemascope}
 "$HEMASCOPE" train classifier --data "$PBC" --split splits/pbc8_seed0.json --vocabulary pbc8 \
   --out runs/pbc8_r18_160ft --arch resnet18 --image-size 160 --epochs 8 \
   --init runs/pbc8_resnet18 --lr 5e-4 --warmup-epochs 0.5 --weights-dtype float16 --resume
+"$HEMASCOPE" train classifier --data "$PBC" --split splits/pbc8_seed0.json --vocabulary pbc8 \
+  --out runs/pbc8_r18_160ft_gpu --arch resnet18 --image-size 160 --epochs 39 \
+  --init runs/pbc8_r18_160ft --lr 5e-4 --warmup-epochs 0.5 --weights-dtype float16 --resume

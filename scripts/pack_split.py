@@ -17,12 +17,10 @@ The test part is never packed: the trained model is scored here on the original 
 from __future__ import annotations
 
 import argparse
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
-from pack_wbcatt import _pack
+from pack_wbcatt import pack_all
 
 from hemascope.data.splits import load_split, save_split
 
@@ -45,13 +43,10 @@ def main(argv: list[str] | None = None) -> int:
     renamed = {Path(k).with_suffix(".webp").as_posix(): p for k, p in chosen.items()}
     jobs = [(str(data / k), str(out / data.name / Path(k).with_suffix(".webp")), a.size, a.quality)
             for k in chosen]
-    with ProcessPoolExecutor(a.workers) as pool:
-        res = list(pool.map(_pack, jobs, chunksize=64))
+    summary = pack_all(jobs, a.workers)
     save_split(out / "split.json", replace(split, assignments=renamed,
                                            dataset=f"{split.dataset} (packed: {a.parts})"))
-    total = sum(n for n, _ in res)
-    print(f"packed {len(res)} images at {a.size} px: {total / 2**20:.1f} MiB, "
-          f"mean abs. change {np.mean([e for _, e in res]):.2f} grey levels")
+    print(summary)
     return 0
 
 

@@ -44,6 +44,17 @@ def _pack(job: tuple[str, str, int, int]) -> tuple[int, float]:
     return len(buf.getvalue()), float(np.abs(back - arr).mean())
 
 
+def pack_all(jobs: list[tuple[str, str, int, int]], workers: int) -> str:
+    """Pack ``(source, destination, size, quality)`` jobs in parallel; returns the summary
+    (images, MiB, mean change in grey levels)."""
+    with ProcessPoolExecutor(workers) as pool:
+        res = list(pool.map(_pack, jobs, chunksize=64))
+    total = sum(n for n, _ in res)
+    size = jobs[0][2] if jobs else 0
+    return (f"packed {len(res)} images at {size} px: {total / 2**20:.1f} MiB, "
+            f"mean abs. change {np.mean([e for _, e in res]) if res else 0:.2f} grey levels")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tables", default=str(SHARED / "wbcatt"))
@@ -72,11 +83,7 @@ def main(argv: list[str] | None = None) -> int:
             w = csv.DictWriter(fh, fieldnames=list(rows[0]))
             w.writeheader()
             w.writerows(rows)
-    with ProcessPoolExecutor(a.workers) as pool:
-        res = list(pool.map(_pack, jobs, chunksize=64))
-    total = sum(n for n, _ in res)
-    print(f"packed {len(res)} images at {a.size} px: {total / 2**20:.1f} MiB, "
-          f"mean abs. change {np.mean([e for _, e in res]):.2f} grey levels")
+    print(pack_all(jobs, a.workers))
     return 0
 
 

@@ -53,21 +53,20 @@ def main() -> None:
 
     ds = read_wbcatt_any(shared_data() / "wbcatt" / "pbc_attr_v1_test.csv")
     images = [read_image(ds.root / s.path) for s in ds.samples]
-    runs, probs, attrs = {}, [], None
+    runs, probs, attrs, truth = {}, [], None, {}
     for spec in args.model:
         loaded = load_attribute_model(spec)
         if attrs is not None and loaded.model.attributes != attrs:
             raise SystemExit(f"{spec}: other attributes than the first model")
         attrs = loaded.model.attributes
+        truth = truth or {k: [s.attributes.get(k, "") for s in ds.samples] for k in attrs}
         p = attribute_probabilities(loaded, images)
         pred = {k: [v[j] for j in p[k].argmax(1)] for k, v in attrs.items()}
-        truth = {k: [s.attributes.get(k, "") for s in ds.samples] for k in attrs}
         rep = attribute_report(truth, pred, attrs)
         history = None if spec == "default" else Path(spec) / "history.jsonl"
         runs[str(spec)] = {**_summary(loaded.config, history), "test": rep.to_dict()}
         probs.append(p)
     mean = {k: np.mean([p[k] for p in probs], 0) for k in attrs}
-    truth = {k: [s.attributes.get(k, "") for s in ds.samples] for k in attrs}
     ens = attribute_report(truth, {k: [v[j] for j in mean[k].argmax(1)] for k, v in attrs.items()},
                            attrs).to_dict()
     val_only = {}

@@ -43,7 +43,7 @@ def main() -> None:
     from hemascope.classify import predict_arrays
     from hemascope.evaluate.classifier import evaluate_classifier
     from hemascope.io.image import read_image
-    from hemascope.models.artifact import load_classifier
+    from hemascope.models.artifact import lineage, load_classifier
     from hemascope.models.classifier import CellClassifier
 
     pbc = shared_data() / "pbc" / "PBC_dataset_normal_DIB"
@@ -63,12 +63,9 @@ def main() -> None:
 
     training = loaded.config.get("training", {})
     # a model fine-tuned from earlier ones: its training time includes theirs (oldest first)
-    chain, prior = [training], training.get("initialised_from")
-    while prior:
-        chain.append(prior)
-        prior = prior.get("initialised_from")
-    stages = [s.get("wall_time_s") or 0 for s in reversed(chain)]
-    devices = [s.get("device") or "?" for s in reversed(chain)]
+    chain = lineage(training) + [training]
+    stages = [s.get("wall_time_s") or 0 for s in chain]
+    devices = [s.get("device") or "?" for s in chain]
     payload = {
         "model": str(loaded.path), "arch": loaded.config["arch"], "image_size": size,
         "test": rep.to_dict(),

@@ -17,6 +17,8 @@ import json
 import shutil
 from pathlib import Path
 
+from hemascope.models.artifact import lineage
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -37,14 +39,11 @@ def card(cfg: dict, history: list[dict], bench: dict | None) -> str:
                  f"{thr['efficientnet_b0_224_network']:.0f} cells/s in the same run "
                  f"({thr['speedup_vs_effnet']:.1f}x). Reproduce: `python benchmarks/classifier_pbc.py`.\n")
     best = t["best_epoch"]
-    chain, prior = [], t.get("initialised_from")
-    while prior:  # the runs this one was fine-tuned from, newest first
-        chain.append(prior)
-        prior = prior.get("initialised_from")
+    chain = lineage(t)  # the runs this one was fine-tuned from, oldest first
     stages = [f"**Stage {i + 1}** (" + ("random init" if i == 0 else f"from stage {i}")
               + f", same split): `{p['command']}` - best epoch {p['best_epoch']} of {p['epochs']}, "
               f"{p['image_size']} px, {p['wall_time_s'] / 60:.0f} min on {p['device']}; its own "
-              f"test accuracy {p['test_accuracy']:.4f}." for i, p in enumerate(reversed(chain))]
+              f"test accuracy {p['test_accuracy']:.4f}." for i, p in enumerate(chain)]
     stage = ("\n" + " ".join(stages) + f" **Stage {len(chain) + 1}** (below) fine-tunes every "
              f"layer at {cfg['image_size']} px. All stages start from random weights: "
              "`bash scripts/train_default_classifier.sh`.\n") if chain else ""

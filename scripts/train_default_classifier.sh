@@ -7,8 +7,9 @@
 #   in 3 minutes on a borrowed GPU (scripts/gpu_classifier.sh: --fit-to-time set the 39 epochs
 #   within a 3.3-minute box); here it is the same recipe on CPU (about 4.5 h on 2 cores).
 # Both use the committed split (splits/pbc8_seed0.json); val picks the best epoch, the
-# test split is never touched. The shipped stage 2 was started with `--init default` while
-# the stage-1 model was the default (its hash: config.json training.initialised_from).
+# test split is never touched. The shipped stages 2 and 3 were started with `--init default`
+# while the stage before was the default (their hashes: config.json training.initialised_from,
+# nested once per stage).
 # Ship the result with: python scripts/ship_classifier.py runs/pbc8_r18_160ft_gpu
 set -euo pipefail
 cd "$(dirname "$0")/.."

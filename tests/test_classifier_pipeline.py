@@ -268,3 +268,12 @@ def test_device_names_are_checked():
     if not torch.cuda.is_available():
         with pytest.raises(HemascopeError, match="no CUDA GPU"):
             resolve_device("cuda")
+
+
+def test_lineage_lists_the_fine_tuning_chain_oldest_first():
+    from hemascope.models.artifact import lineage
+
+    assert lineage({"command": "scratch"}) == []
+    training = {"command": "c", "initialised_from": {
+        "command": "b", "initialised_from": {"command": "a"}}}
+    assert [r["command"] for r in lineage(training)] == ["a", "b"]

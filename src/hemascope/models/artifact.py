@@ -60,6 +60,16 @@ def resolve_model_dir(spec: str | Path | None, task: str = "classifier") -> Path
     return path
 
 
+def lineage(training: dict[str, Any]) -> list[dict[str, Any]]:
+    """The runs a model was fine-tuned from, oldest first: the chain of nested
+    ``initialised_from`` records in its config's ``training`` section (empty from scratch)."""
+    chain, prior = [], training.get("initialised_from")
+    while prior:
+        chain.append(prior)
+        prior = prior.get("initialised_from")
+    return chain[::-1]
+
+
 def save_artifact(out_dir: str | Path, model: torch.nn.Module, config: dict[str, Any], *,
                   dtype: str = "float32") -> Path:
     """Write weights (as ``dtype``: float32 or float16) and config; returns the folder."""

@@ -17,8 +17,8 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PROBLEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from hemascope.cli import (adapt, analyze, data, detect, explain, predict, report, segment,
-                               stain, train)
+    from hemascope.cli import (adapt, analyze, data, detect, explain, export, predict, report,
+                               segment, stain, train)
 
     parser = argparse.ArgumentParser(
         prog="hemascope",
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     adapt.register(groups)
     report.register(groups)
     segment.register(groups)
+    export.register(groups)
     return parser
 
 

@@ -54,9 +54,10 @@ def resolve_model_dir(spec: str | Path | None, task: str = "classifier") -> Path
     if not path.is_dir():
         hint = " (the shipped default is missing: reinstall hemascope)" if spec in (None, "default") else ""
         raise ModelError(f"model folder {path} does not exist{hint}")
-    for name in (CONFIG, WEIGHTS):
-        if not (path / name).is_file():
-            raise ModelError(f"model folder {path} lacks {name}")
+    if not (path / CONFIG).is_file():
+        raise ModelError(f"model folder {path} lacks {CONFIG}")
+    if not (path / WEIGHTS).is_file() and not (path / "model.onnx").is_file():
+        raise ModelError(f"model folder {path} lacks {WEIGHTS}")
     return path
 
 
@@ -115,6 +116,10 @@ def load_classifier(spec: str | Path | None = "default") -> LoadedModel:
     missing = [k for k in need if k not in cfg]
     if missing:
         raise ModelError(f"{path / CONFIG} lacks {', '.join(missing)}")
+    if cfg.get("runtime") == "onnx":  # exported by hemascope.models.onnx (fast CPU inference)
+        from hemascope.models.onnx import ONNX_WEIGHTS, OnnxClassifier
+
+        return LoadedModel(OnnxClassifier(path / ONNX_WEIGHTS), cfg, path)
     model = CellClassifier(cfg["arch"], len(cfg["classes"]), embed_dim=cfg.get("embed_dim", 128),
                            hidden_dim=cfg.get("hidden_dim", 512), dropout=cfg.get("dropout", 0.2),
                            image_size=cfg["image_size"])

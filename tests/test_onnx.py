@@ -1,0 +1,83 @@
+"""ONNX export of classifiers: float32 matches PyTorch, int8 stays close, and the folder
+works wherever a classifier folder does."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytest.importorskip("onnxruntime")
+
+from hemascope.classify import expand_paths, predict_arrays  # noqa: E402
+from hemascope.cli import main  # noqa: E402
+from hemascope.io.image import read_image  # noqa: E402
+from hemascope.models.artifact import ModelError, load_classifier  # noqa: E402
+from hemascope.models.onnx import OnnxClassifier, export_classifier  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def cells(synthetic_cells):
+    return [read_image(f) for f in expand_paths([synthetic_cells])]
+
+
+def test_float32_export_gives_the_pytorch_scores(tiny_model, cells, tmp_path):
+    out = export_classifier(tiny_model, tmp_path / "f32")
+    onnx = load_classifier(out)
+    assert isinstance(onnx.model, OnnxClassifier)
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["runtime"] == "onnx" and cfg["onnx"]["quantization"] is None
+    assert (out / "split.json").is_file() and not (out / "model.safetensors").exists()
+    ref = predict_arrays(load_classifier(tiny_model), cells)
+    got = predict_arrays(onnx, cells, tta=2)  # TTA views pass through the graph too
+    assert np.abs(predict_arrays(onnx, cells) - ref).max() < 1e-4
+    assert got.shape == ref.shape
+
+
+def test_int8_export_stays_close_and_is_smaller(tiny_model, cells, tmp_path):
+    out = export_classifier(tiny_model, tmp_path / "int8", calibration=cells[::4])
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["onnx"]["quantization"].startswith("int8") and cfg["onnx"]["calibration_images"] == 16
+    f32 = export_classifier(tiny_model, tmp_path / "f32")
+    assert (out / "model.onnx").stat().st_size < (f32 / "model.onnx").stat().st_size
+    ref = predict_arrays(load_classifier(tiny_model), cells).argmax(1)
+    got = predict_arrays(load_classifier(out), cells).argmax(1)
+    assert np.mean(ref == got) >= 0.9
+
+
+def test_export_refuses_what_would_lose_or_break_something(tiny_model, cells, tmp_path):
+    with pytest.raises(ModelError, match="another folder"):
+        export_classifier(tiny_model, tiny_model)
+    out = export_classifier(tiny_model, tmp_path / "a")
+    with pytest.raises(ModelError, match="already holds a model"):
+        export_classifier(tiny_model, out)
+    with pytest.raises(ModelError, match="already an ONNX model"):
+        export_classifier(out, tmp_path / "b")
+    with pytest.raises(ModelError, match="calibration images"):
+        export_classifier(tiny_model, tmp_path / "c", calibration=[])
+    with pytest.raises(ModelError, match="scores only"):
+        load_classifier(out).model.embed(None)
+    (out / "model.onnx").write_bytes(b"not a graph")
+    with pytest.raises(ModelError, match="cannot load"):
+        load_classifier(out)
+
+
+def test_cli_export_then_classify_and_evaluate(tiny_model, synthetic_cells, tmp_path, capsys):
+    out = tmp_path / "int8"
+    assert main(["export", "classifier", "--model", str(tiny_model), "--out", str(out)]) == 0
+    assert main(["export", "classifier", "--model", str(tiny_model), "--out", str(tmp_path / "x"),
+                 "--int8"]) == 1  # no calibration images
+    assert "--calibration" in capsys.readouterr().err
+    assert main(["export", "classifier", "--model", str(tiny_model), "--out", str(tmp_path / "q"),
+                 "--int8", "--calibration", str(synthetic_cells), "--calibration-images", "8",
+                 "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["int8"] and summary["calibration_images"] == 8
+    assert main(["classify", str(synthetic_cells / "monocyte"), "--model", str(tmp_path / "q"),
+                 "--json"]) == 0
+    preds = json.loads(capsys.readouterr().out)
+    assert len(preds["predictions"]) == 16
+    assert main(["evaluate", "classifier", "--model", str(tmp_path / "q"), "--data",
+                 str(synthetic_cells), "--json", str(tmp_path / "m.json")]) == 0
+    assert json.loads((tmp_path / "m.json").read_text())["accuracy"] >= 0.8

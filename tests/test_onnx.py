@@ -28,6 +28,8 @@ def test_float32_export_gives_the_pytorch_scores(tiny_model, cells, tmp_path):
     assert isinstance(onnx.model, OnnxClassifier)
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["runtime"] == "onnx" and cfg["onnx"]["quantization"] is None
+    source = json.loads((tiny_model / "config.json").read_text())["weights_sha256"]
+    assert cfg["onnx"]["source_weights_sha256"] == source != cfg["weights_sha256"]
     assert (out / "split.json").is_file() and not (out / "model.safetensors").exists()
     ref = predict_arrays(load_classifier(tiny_model), cells)
     got = predict_arrays(onnx, cells, tta=2)  # TTA views pass through the graph too

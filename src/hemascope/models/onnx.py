@@ -11,6 +11,7 @@ safetensors model it came from.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import shutil
 import tempfile
@@ -21,8 +22,8 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from hemascope.models.artifact import CONFIG, SPLIT, ModelError, load_classifier
 from hemascope.io.atomic import write_json
+from hemascope.models.artifact import CONFIG, SPLIT, ModelError, load_classifier
 
 ONNX_WEIGHTS = "model.onnx"
 OPSET = 17
@@ -126,7 +127,8 @@ def export_classifier(spec: str | Path, out_dir: str | Path, *,
                 logging.disable(logging.NOTSET)
         shutil.move(str(final), str(out / ONNX_WEIGHTS))
     cfg = dict(loaded.config)
-    cfg["runtime"] = "onnx"
+    cfg["runtime"] = "onnx"  # the hash names the graph actually run (run manifests record it)
+    cfg["weights_sha256"] = hashlib.sha256((out / ONNX_WEIGHTS).read_bytes()).hexdigest()
     cfg["onnx"] = {"opset": OPSET, "source": str(loaded.path),
                    "source_weights_sha256": loaded.config.get("weights_sha256"),
                    "quantization": ("int8 static, per-channel weights, QDQ" if calibration is not None

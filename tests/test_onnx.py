@@ -60,6 +60,11 @@ def test_export_refuses_what_would_lose_or_break_something(tiny_model, cells, tm
         export_classifier(tiny_model, tmp_path / "c", calibration=[])
     with pytest.raises(ModelError, match="scores only"):
         load_classifier(out).model.embed(None)
+    from hemascope.models.artifact import init_from
+    from hemascope.models.classifier import CellClassifier
+
+    with pytest.raises(ModelError, match="ONNX export"):  # fine-tuning needs the source
+        init_from(CellClassifier("tinycnn", 4), out)
     (out / "model.onnx").write_bytes(b"not a graph")
     with pytest.raises(ModelError, match="cannot load"):
         load_classifier(out)

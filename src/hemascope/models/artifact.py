@@ -170,6 +170,9 @@ def init_from(model: torch.nn.Module, spec: str | Path, *, task: str = "classifi
 
     path = resolve_model_dir(spec, task)
     cfg = read_config(path)
+    if cfg.get("runtime") == "onnx":
+        raise ModelError(f"{path} is an ONNX export (inference only): start from the model it "
+                         f"was exported from ({cfg.get('onnx', {}).get('source', 'its source')})")
     arch = getattr(model, "arch", None)
     if arch is not None and cfg.get("arch") not in (None, arch):
         raise ModelError(f"cannot initialise a {arch} from {path}, which holds a {cfg.get('arch')}")

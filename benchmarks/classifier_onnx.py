@@ -35,7 +35,7 @@ def main() -> None:
     from hemascope.data.splits import load_split
     from hemascope.evaluate.classifier import evaluate_classifier
     from hemascope.io.image import read_image
-    from hemascope.models.artifact import load_classifier
+    from hemascope.models.artifact import ONNX_WEIGHTS, WEIGHTS, load_classifier
     from hemascope.models.classifier import CellClassifier
     from hemascope.models.onnx import export_classifier
 
@@ -59,7 +59,7 @@ def main() -> None:
             t = time.perf_counter()
             predict_arrays(loaded, sample, batch_size=64)
             with_pre = len(sample) / (time.perf_counter() - t)
-            weights = loaded.path / ("model.onnx" if name.startswith("onnx") else "model.safetensors")
+            weights = loaded.path / (ONNX_WEIGHTS if name.startswith("onnx") else WEIGHTS)
             rows[name] = {"test": ev.report.to_dict(), "network_cells_per_s": throughput(loaded.model, size),
                           "with_preprocessing_cells_per_s": with_pre,
                           "file_mib": weights.stat().st_size / 2**20}

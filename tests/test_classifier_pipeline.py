@@ -235,9 +235,9 @@ def test_fit_to_time_shortens_the_cosine_and_survives_a_resume():
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     sched = _scheduler(opt, cfg, 10)
     lines = []
-    fit_to_time(cfg, sched, 10, time.time() - 30, [20.0, 10.0], lines.append)  # 2 timed: wait
+    fit_to_time(cfg, sched, 10, time.time() - 30, [20.0, 10.0], lines.append, done=2)  # wait
     assert cfg.epochs == 100 and not lines
-    fit_to_time(cfg, sched, 10, time.time() - 25, [20.0, 10.0, 10.0], lines.append)
+    fit_to_time(cfg, sched, 10, time.time() - 25, [20.0, 10.0, 10.0], lines.append, done=3)
     assert cfg.epochs == 6 and lines == ["fit to time: 100 -> 6 epochs (10.0 s each, 1 min)"]
     lam = sched.lr_lambdas[0]
     assert lam(59) < 0.01 and lam(30) > 0.3  # the decay now ends with the 6th epoch
@@ -249,8 +249,14 @@ def test_fit_to_time_shortens_the_cosine_and_survives_a_resume():
     assert again.epochs == 6 and sched2.lr_lambdas[0].total == 60
     # never lengthens a run that already fits
     short = ClassifierTrainConfig(epochs=5, max_minutes=60.0, fit_to_time=True)
-    fit_to_time(short, _scheduler(opt, short, 10), 10, time.time(), [1.0, 1.0, 1.0], lines.append)
+    fit_to_time(short, _scheduler(opt, short, 10), 10, time.time(), [1.0, 1.0, 1.0], lines.append,
+                done=3)
     assert short.epochs == 5 and lines[-1].startswith("fit to time: 5 epochs fit")
+    # a resumed session counts the epochs already done: 40 done, 35 s left at 10 s -> 43
+    late = ClassifierTrainConfig(epochs=96, max_minutes=1.0, fit_to_time=True)
+    fit_to_time(late, _scheduler(opt, late, 10), 10, time.time() - 25, [20.0, 10.0, 10.0],
+                lines.append, done=40)
+    assert late.epochs == 43
 
 
 def test_device_names_are_checked():

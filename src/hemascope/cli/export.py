@@ -32,7 +32,7 @@ def _classifier(args: argparse.Namespace) -> int:
     from hemascope.classify import expand_paths
     from hemascope.errors import ImageReadError
     from hemascope.io.image import read_image
-    from hemascope.models.artifact import ModelError
+    from hemascope.models.artifact import ONNX_WEIGHTS, ModelError
     from hemascope.models.onnx import export_classifier
 
     images, errors = None, {}
@@ -58,6 +58,6 @@ def _classifier(args: argparse.Namespace) -> int:
     if args.json:
         emit_json(summary, args.json)
     else:
-        print(f"wrote {out / 'model.onnx'}" + (f" (int8, calibrated on {len(images)} images)"
+        print(f"wrote {out / ONNX_WEIGHTS}" + (f" (int8, calibrated on {len(images)} images)"
                                                if args.int8 else " (float32)"))
     return 0

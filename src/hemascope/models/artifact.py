@@ -21,6 +21,7 @@ from hemascope.io.atomic import atomic_write, write_json
 
 ARTIFACT_FORMAT = "hemascope-model/1"
 CONFIG, WEIGHTS, SPLIT = "config.json", "model.safetensors", "split.json"
+ONNX_WEIGHTS = "model.onnx"  # an inference-only export (hemascope.models.onnx)
 _DEFAULTS = {"classifier": "pbc8_resnet18", "detector": "smear3_fcos",
              "attributes": "wbcatt_resnet18", "segmentation": "cellparts_unet",
              "concepts": "wbcatt_concepts"}
@@ -56,7 +57,7 @@ def resolve_model_dir(spec: str | Path | None, task: str = "classifier") -> Path
         raise ModelError(f"model folder {path} does not exist{hint}")
     if not (path / CONFIG).is_file():
         raise ModelError(f"model folder {path} lacks {CONFIG}")
-    if not (path / WEIGHTS).is_file() and not (path / "model.onnx").is_file():
+    if not (path / WEIGHTS).is_file() and not (path / ONNX_WEIGHTS).is_file():
         raise ModelError(f"model folder {path} lacks {WEIGHTS}")
     return path
 
@@ -117,7 +118,7 @@ def load_classifier(spec: str | Path | None = "default") -> LoadedModel:
     if missing:
         raise ModelError(f"{path / CONFIG} lacks {', '.join(missing)}")
     if cfg.get("runtime") == "onnx":  # exported by hemascope.models.onnx (fast CPU inference)
-        from hemascope.models.onnx import ONNX_WEIGHTS, OnnxClassifier
+        from hemascope.models.onnx import OnnxClassifier
 
         return LoadedModel(OnnxClassifier(path / ONNX_WEIGHTS), cfg, path)
     model = CellClassifier(cfg["arch"], len(cfg["classes"]), embed_dim=cfg.get("embed_dim", 128),

@@ -23,9 +23,8 @@ import numpy as np
 import torch
 
 from hemascope.io.atomic import write_json
-from hemascope.models.artifact import CONFIG, SPLIT, ModelError, load_classifier
+from hemascope.models.artifact import CONFIG, ONNX_WEIGHTS, SPLIT, ModelError, load_classifier
 
-ONNX_WEIGHTS = "model.onnx"
 OPSET = 17
 
 

@@ -217,7 +217,7 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
         if out_of_time(cfg.max_minutes, t0, epoch, cfg.epochs, log):
             break
         epoch_seconds.append(time.time() - te)
-        fit_to_time(cfg, sched, steps, t0, epoch_seconds, log)
+        fit_to_time(cfg, sched, steps, t0, epoch_seconds, log, done=epoch + 1)
         if epoch + 1 >= cfg.epochs:
             break
 

@@ -232,7 +232,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
         if out_of_time(cfg.max_minutes, t0, epoch, cfg.epochs, log):
             break
         epoch_seconds.append(time.time() - te)
-        fit_to_time(cfg, sched, steps_per_epoch, t0, epoch_seconds, log)
+        fit_to_time(cfg, sched, steps_per_epoch, t0, epoch_seconds, log, done=epoch + 1)
         if epoch + 1 >= cfg.epochs:
             break
 
@@ -336,15 +336,17 @@ FIT_AFTER = 3  # epochs timed before a --fit-to-time run sets its length
 
 
 def fit_to_time(cfg, sched, steps_per_epoch: int, t0: float, epoch_seconds: list[float],
-                log: Callable[[str], None]) -> None:
-    """``--fit-to-time``: once :data:`FIT_AFTER` epochs are timed, shorten ``cfg.epochs``
-    (and the cosine with it) to what ``max_minutes`` holds at the pace of the later ones, so
-    that the decay finishes inside the box instead of being cut off mid-way. Never lengthens;
-    the fitted count is logged and recorded in the run's config (rerun with ``--epochs N``)."""
+                log: Callable[[str], None], *, done: int) -> None:
+    """``--fit-to-time``: once this session has timed :data:`FIT_AFTER` epochs, shorten
+    ``cfg.epochs`` (and the cosine with it) to the ``done`` epochs plus what is left of
+    ``max_minutes`` at the pace of the later timed ones, so that the decay finishes inside
+    the box instead of being cut off mid-way. A resumed run fits its rest to its new box.
+    Never lengthens; the fitted count is logged and recorded in the run's config (rerun
+    with ``--epochs N``)."""
     if not cfg.fit_to_time or cfg.max_minutes <= 0 or len(epoch_seconds) != FIT_AFTER:
         return
     pace = float(np.mean(epoch_seconds[1:]))  # the first epoch carries the warm-up costs
-    n = epochs_that_fit(cfg.max_minutes, time.time() - t0, pace, FIT_AFTER)
+    n = epochs_that_fit(cfg.max_minutes, time.time() - t0, pace, done)
     if n >= cfg.epochs:
         log(f"fit to time: {cfg.epochs} epochs fit in {cfg.max_minutes:g} min ({pace:.1f} s each)")
         return

@@ -33,3 +33,47 @@ def write_results(name: str, payload: dict, table: str) -> None:
     (RESULTS / f"{name}.json").write_text(json.dumps(payload, indent=2) + "\n")
     (RESULTS / f"{name}.md").write_text(table + "\n")
     print(table)
+
+
+def paired_tables(runs: list[dict], conditions, shots, arms: tuple[str, str],
+                  labels: tuple[str, str]) -> tuple[list[str], dict]:
+    """Markdown lines and a summary for runs measured in two arms on the same shots.
+
+    Each run is ``{"condition", "shots", arms[0]: {...}, arms[1]: {...}}`` with ``accuracy``
+    and ``macro_f1`` per arm. Returns a per-(condition, K) table of means +- std, then a
+    paired table over every K and seed of a condition: mean difference (second arm minus
+    first), how often the second is better, and a two-sided Wilcoxon signed-rank p-value.
+    """
+    import numpy as np
+
+    from hemascope.adapt.stats import wilcoxon_signed_rank
+
+    a0, a1 = arms
+    lines = [f"| condition | K | accuracy, {labels[0]} | accuracy, {labels[1]} | "
+             f"macro-F1, {labels[0]} | macro-F1, {labels[1]} |", "|---|---|---|---|---|---|"]
+    summary: dict = {}
+    for name in conditions:
+        for k in shots:
+            sel = [r for r in runs if r["condition"] == name and r["shots"] == k]
+            cells = [f"{np.mean(v):.4f} +- {np.std(v):.4f}"
+                     for metric in ("accuracy", "macro_f1")
+                     for v in ([r[a0][metric] for r in sel], [r[a1][metric] for r in sel])]
+            lines.append(f"| {name} | {k} | {' | '.join(cells)} |")
+        sel = [r for r in runs if r["condition"] == name]
+        summary[name] = {}
+        for metric in ("accuracy", "macro_f1"):
+            a = [r[a0][metric] for r in sel]
+            b = [r[a1][metric] for r in sel]
+            summary[name][metric] = {
+                f"mean_{a0}": float(np.mean(a)), f"mean_{a1}": float(np.mean(b)),
+                "mean_difference": float(np.mean(np.subtract(b, a))),
+                f"{a1}_better": int(np.sum(np.greater(b, a))), "pairs": len(a),
+                "wilcoxon_p": wilcoxon_signed_rank(b, a)}
+    lines += ["", f"Paired over every K and seed of a condition ({labels[1]} minus {labels[0]}):", "",
+              f"| condition | accuracy difference | {a1.replace('_', ' ')} better / pairs | Wilcoxon p | "
+              "macro-F1 difference | Wilcoxon p |", "|---|---|---|---|---|---|"]
+    for name, s in summary.items():
+        a, f = s["accuracy"], s["macro_f1"]
+        lines.append(f"| {name} | {a['mean_difference']:+.4f} | {a[a1 + '_better']} / {a['pairs']} | "
+                     f"{a['wilcoxon_p']:.3f} | {f['mean_difference']:+.4f} | {f['wilcoxon_p']:.3f} |")
+    return lines, summary

@@ -7,7 +7,8 @@ transform, full fine-tuning without it) the same shots are adapted twice: with t
 model's batch-norm statistics, updated by the fine-tuning batches (``--batchnorm source``,
 the behaviour before AdaBN), and with statistics re-estimated on every CellaVision image,
 labels unused, and kept fixed while fine-tuning (``--batchnorm target``, the default).
-Test: every non-shot cell. Reports means, the paired difference and a Wilcoxon
+Test: every non-shot cell. Self-training is off (``pseudo_rounds=0``), as when this
+was measured, so that the two arms differ in batch norm only. Reports means, the paired difference and a Wilcoxon
 signed-rank p-value over all (K, seed) pairs of a condition. Nothing here is tuned on
 CellaVision: the other settings are `hemascope fewshot`'s defaults.
 Writes results/adabn_cellavision.{json,md}.
@@ -19,9 +20,8 @@ import argparse
 import time
 from dataclasses import replace
 
-import numpy as np
 
-from _common import machine, shared_data, write_results
+from _common import machine, paired_tables, shared_data, write_results
 
 CONDITIONS = {"no fine-tuning": {"mode": "none", "stain": "reinhard"},
               "full workflow (Reinhard)": {"mode": "full", "stain": "reinhard"},
@@ -37,7 +37,6 @@ def main() -> None:
     args = ap.parse_args()
 
     from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
-    from hemascope.adapt.stats import wilcoxon_signed_rank
     from hemascope.models.artifact import load_classifier
 
     base = load_classifier(args.model)
@@ -47,7 +46,8 @@ def main() -> None:
     for name, change in CONDITIONS.items():
         for k in args.shots:
             for seed in args.seeds:
-                cfg = replace(FewShotConfig(shots=k, seed=seed, threads=args.threads), **change)
+                cfg = replace(FewShotConfig(shots=k, seed=seed, threads=args.threads, pseudo_rounds=0),
+                              **change)
                 row = {"condition": name, "shots": k, "seed": seed}
                 for bn in ("source", "target"):
                     r = run_fewshot(target, base, replace(cfg, batchnorm=bn)).report
@@ -56,35 +56,8 @@ def main() -> None:
                       f"{row['target']['accuracy']:.3f}", flush=True)
                 runs.append(row)
 
-    lines = ["| condition | K | accuracy, source BN | accuracy, target BN (AdaBN) | "
-             "macro-F1, source BN | macro-F1, target BN |", "|---|---|---|---|---|---|"]
-    summary = {}
-    for name in CONDITIONS:
-        for k in args.shots:
-            sel = [r for r in runs if r["condition"] == name and r["shots"] == k]
-            cells = []
-            for metric in ("accuracy", "macro_f1"):
-                for bn in ("source", "target"):
-                    v = [r[bn][metric] for r in sel]
-                    cells.append(f"{np.mean(v):.4f} +- {np.std(v):.4f}")
-            lines.append(f"| {name} | {k} | {cells[0]} | {cells[1]} | {cells[2]} | {cells[3]} |")
-        sel = [r for r in runs if r["condition"] == name]
-        summary[name] = {}
-        for metric in ("accuracy", "macro_f1"):
-            a = [r["source"][metric] for r in sel]
-            b = [r["target"][metric] for r in sel]
-            summary[name][metric] = {
-                "mean_source": float(np.mean(a)), "mean_target": float(np.mean(b)),
-                "mean_difference": float(np.mean(np.subtract(b, a))),
-                "target_better": int(np.sum(np.greater(b, a))), "pairs": len(a),
-                "wilcoxon_p": wilcoxon_signed_rank(b, a)}
-    lines += ["", "Paired over every K and seed of a condition (target BN minus source BN):", "",
-              "| condition | accuracy difference | target better / pairs | Wilcoxon p | "
-              "macro-F1 difference | Wilcoxon p |", "|---|---|---|---|---|---|"]
-    for name, s in summary.items():
-        a, f = s["accuracy"], s["macro_f1"]
-        lines.append(f"| {name} | {a['mean_difference']:+.4f} | {a['target_better']} / {a['pairs']} | "
-                     f"{a['wilcoxon_p']:.3f} | {f['mean_difference']:+.4f} | {f['wilcoxon_p']:.3f} |")
+    lines, summary = paired_tables(runs, CONDITIONS, args.shots, ("source", "target"),
+                                   ("source BN", "target BN (AdaBN)"))
     payload = {"runs": runs, "summary": summary, "shots": args.shots, "seeds": args.seeds,
                "base": str(base.path), "n_target": len(target.labels),
                "minutes": (time.time() - t0) / 60, "machine": machine()}

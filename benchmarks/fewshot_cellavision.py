@@ -6,7 +6,10 @@ For each K: the six conditions of the cross-lab ablation over the seeds (the sam
 per seed in every condition), tested on all CellaVision images that are not shots, with
 paired Wilcoxon p-values against the full workflow. The mixed condition adds PBC images
 from the *training* split only. Default settings of `hemascope fewshot` are used as they
-are (nothing tuned on CellaVision). Writes results/fewshot_cellavision.{json,md}.
+are (nothing tuned on CellaVision), except that self-training is off unless
+``--pseudo-rounds`` asks for it: the six conditions are the study's, and
+``benchmarks/selftrain_cellavision.py`` measures self-training on its own. Writes
+results/fewshot_cellavision.{json,md}.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--model", default="default")
     ap.add_argument("--name", default="fewshot_cellavision", help="results/NAME.{json,md}")
+    ap.add_argument("--pseudo-rounds", type=int, default=0, help="self-training rounds (0: the study's)")
     args = ap.parse_args()
 
     from hemascope.adapt.ablation import ablation_markdown, run_ablation
@@ -43,7 +47,8 @@ def main() -> None:
     t0 = time.time()
     payload, tables = {"by_shots": {}}, []
     for k in args.shots:
-        rows = run_ablation(target, base, FewShotConfig(shots=k), seeds=args.seeds, source=source,
+        cfg = FewShotConfig(shots=k, pseudo_rounds=args.pseudo_rounds)
+        rows = run_ablation(target, base, cfg, seeds=args.seeds, source=source,
                             log=print)
         payload["by_shots"][str(k)] = [r.to_dict() for r in rows]
         tables.append(ablation_markdown(rows, shots=k, seeds=args.seeds))

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from hemascope.adapt.batchnorm import SOURCES as BATCHNORMS
 from hemascope.adapt.batchnorm import freeze_batchnorm, reestimate_batchnorm
+from hemascope.adapt.pseudolabel import dihedral_probs, select_pseudo_labels
 from hemascope.augment import AugmentConfig
 from hemascope.data import ClassificationSet, load_dataset
 from hemascope.data.cache import load_cached
@@ -64,6 +65,11 @@ class FewShotConfig:
             the base model's and lets fine-tuning update them.
         source_mix: with a source set, this many source images per shot join training
             (the "mixed source + target" condition); 0 = target only.
+        pseudo_rounds: self-training rounds (modes ``full`` and ``head``): the adapted model
+            labels the target's unlabelled images, the ``pseudo_fraction`` most confident of
+            each predicted class join the shots, and the base model is fine-tuned again on
+            both (:mod:`hemascope.adapt.pseudolabel`). 0 = shots only.
+        pseudo_fraction: share of each predicted class taken per round.
     """
 
     shots: int = 25
@@ -78,6 +84,8 @@ class FewShotConfig:
     weight_decay: float = 1e-4
     label_smoothing: float = 0.1
     source_mix: float = 0.0
+    pseudo_rounds: int = 1
+    pseudo_fraction: float = 0.5
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -210,20 +218,39 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     """Adapt a copy of ``base`` to ``(x, y)`` as ``cfg.mode`` says; predicted indices for ``test_x``.
 
     With ``cfg.batchnorm == "target"`` the batch-norm statistics come from ``x`` and
-    ``test_x`` together (images only) and stay fixed during fine-tuning.
+    ``test_x`` together (images only) and stay fixed during fine-tuning. With
+    ``cfg.pseudo_rounds`` (modes ``full`` and ``head``) the unlabelled ``test_x`` also
+    lends pseudo-labels: each round starts again from ``base`` with the shots plus the
+    most confident share of every class the previous round predicted; the true labels of
+    ``test_x`` are never seen.
     """
-    cls_idx = [base.classes.index(c) for c in classes]
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)
-    model = _adaptable_model(base, cfg, cls_idx)
+    every = np.concatenate([x, test_x])  # the target's images, for batch-norm statistics
+    model = _adapt(base, classes, cfg, x, y, every, mean, std, source=source)
+    rounds = cfg.pseudo_rounds if cfg.mode in ("full", "head") and len(test_x) else 0
+    for _ in range(rounds):
+        picked, labels = select_pseudo_labels(dihedral_probs(model, test_x, mean, std),
+                                              cfg.pseudo_fraction)
+        model = _adapt(base, classes, cfg, np.concatenate([x, test_x[picked]]),
+                       np.concatenate([y, labels]), every, mean, std, source=source)
+    return model, predict_probs(model, test_x, mean, std).argmax(1)
+
+
+def _adapt(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x: np.ndarray, y: np.ndarray,
+           bn_images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *,
+           source: tuple[np.ndarray, np.ndarray] | None = None) -> nn.Module:
+    """One adaptation of a fresh copy of ``base``: batch-norm statistics from ``bn_images``
+    (with ``cfg.batchnorm == "target"``), then fine-tuning on ``(x, y)``."""
+    model = _adaptable_model(base, cfg, [base.classes.index(c) for c in classes])
     target_bn = cfg.batchnorm == "target" and cfg.mode != "scratch"
     if target_bn:
-        target_bn = reestimate_batchnorm(model, np.concatenate([x, test_x]), mean, std) > 0
+        target_bn = reestimate_batchnorm(model, bn_images, mean, std) > 0
     if cfg.mode != "none":
         if source is not None:
             x, y = np.concatenate([x, source[0]]), np.concatenate([y, source[1]])
         _fine_tune(model, x, y, mean, std, cfg, frozen_bn=target_bn)
-    return model, predict_probs(model, test_x, mean, std).argmax(1)
+    return model
 
 
 def _adaptable_model(base: LoadedModel, cfg: FewShotConfig, cls_idx: list[int]) -> nn.Module:

@@ -36,7 +36,8 @@ def tune_fewshot(base: LoadedModel, classes: list[str], x: np.ndarray, y: np.nda
         trial_cfg = replace(cfg, lr=trial.suggest_float("lr", 1e-5, 3e-3, log=True),
                             batch_size=trial.suggest_categorical("batch_size", [8, 16, 32]),
                             epochs=trial.suggest_int("epochs", 10, 60, step=10),
-                            mode=trial.suggest_categorical("mode", ["full", "head"]))
+                            mode=trial.suggest_categorical("mode", ["full", "head"]),
+                            pseudo_rounds=0)  # tune the fine-tuning; self-training comes after
         accs = []
         for f in range(k):
             tr, te = fold_of != f, fold_of == f
@@ -53,4 +54,4 @@ def tune_fewshot(base: LoadedModel, classes: list[str], x: np.ndarray, y: np.nda
     study.optimize(objective, n_trials=n_trials)
     best = study.best_params
     trials = [{"params": t.params, "cv_accuracy": t.value} for t in study.trials]
-    return replace(cfg, **best), trials
+    return replace(cfg, **best), trials  # pseudo_rounds stays the caller's

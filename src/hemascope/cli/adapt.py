@@ -36,6 +36,13 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--epochs", type=int, default=d.epochs, help="passes over the shots")
     fs.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
     fs.add_argument("--lr", type=float, default=d.lr, help="encoder learning rate (head: x10)")
+    fs.add_argument("--pseudo-rounds", type=int, default=d.pseudo_rounds, metavar="N",
+                    help="self-training rounds: the adapted model labels the unlabelled DATA "
+                         "images (never their true labels), the most confident share of each "
+                         "predicted class joins the shots and fine-tuning starts again from the "
+                         "base (modes full and head); 0: shots only")
+    fs.add_argument("--pseudo-fraction", type=float, default=d.pseudo_fraction, metavar="Q",
+                    help="share of each predicted class taken as pseudo-labels per round (0-1]")
     fs.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     fs.add_argument("--tune", type=int, nargs="?", const=12, default=0, metavar="TRIALS",
                     help="choose lr, batch size, epochs and trained layers with Optuna (3-fold CV "
@@ -93,9 +100,12 @@ def _target_options(p: argparse.ArgumentParser) -> None:
 
 def _fewshot(args: argparse.Namespace) -> int:
     from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
+    from hemascope.errors import HemascopeError
     from hemascope.io.atomic import write_json, write_text
     from hemascope.models.artifact import load_classifier
 
+    if args.pseudo_rounds < 0 or not 0 < args.pseudo_fraction <= 1:
+        raise HemascopeError("--pseudo-rounds must be >= 0 and --pseudo-fraction in (0, 1]")
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     base = load_classifier(args.base)
     target = load_target(args.data, base, format=args.format)
@@ -103,7 +113,8 @@ def _fewshot(args: argparse.Namespace) -> int:
         log(f"skipping unreadable image {path}: {reason}")
     cfg = FewShotConfig(shots=args.shots, seed=args.seed, mode=args.mode, stain=args.stain,
                         batchnorm=args.batchnorm, epochs=args.epochs,
-                        batch_size=args.batch_size, lr=args.lr, threads=args.threads)
+                        batch_size=args.batch_size, lr=args.lr, threads=args.threads,
+                        pseudo_rounds=args.pseudo_rounds, pseudo_fraction=args.pseudo_fraction)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

@@ -20,7 +20,6 @@ import argparse
 import time
 from dataclasses import replace
 
-
 from _common import machine, paired_tables, shared_data, write_results
 
 CONDITIONS = {"no fine-tuning": {"mode": "none", "stain": "reinhard"},

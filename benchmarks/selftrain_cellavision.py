@@ -9,7 +9,8 @@ on the shots only (``pseudo_rounds=0``) and with one round of self-training
 of each predicted class joins the shots, and fine-tuning starts again from the base model.
 The pseudo-labelled cells are also the test cells (a lab has all its cells, unlabelled, when
 it labels K of them); their true labels are used only to score. The fraction (0.5) and the
-round count were fixed before this was run, not tuned on CellaVision; everything else is
+round count were fixed before this was run, not tuned on CellaVision (the cap of 10
+pseudo-labels per shot does not bind on 100 cells); everything else is
 `hemascope fewshot`'s defaults. Reports means, the paired difference and a Wilcoxon
 signed-rank p-value over all (K, seed) pairs of a condition.
 Writes results/selftrain_cellavision.{json,md}.

@@ -80,6 +80,16 @@ def test_rounds_label_only_the_unlabelled_images(tiny_model, lab, monkeypatch):
     assert calls == [((n_test, 2), 0.3)] * 2 and res.report.n_images == n_test
 
 
+def test_large_folders_get_at_most_pseudo_per_shot_labels(tiny_model, lab, monkeypatch):
+    base = load_classifier(tiny_model)
+    target = load_target(lab, base)
+    calls = _spy(monkeypatch)
+    cfg = FewShotConfig(shots=2, seed=0, epochs=1, threads=1, pseudo_fraction=0.5,
+                        pseudo_per_shot=1.0)
+    run_fewshot(target, base, cfg)
+    assert calls == [((10, 2), pytest.approx(0.2))]  # 2 shots x 1 of 10 unlabelled images
+
+
 def test_fit_and_predict_sees_images_not_labels_of_the_test_set(tiny_model, lab):
     base = load_classifier(tiny_model)
     target = load_target(lab, base)

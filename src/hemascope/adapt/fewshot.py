@@ -70,6 +70,8 @@ class FewShotConfig:
             each predicted class join the shots, and the base model is fine-tuned again on
             both (:mod:`hemascope.adapt.pseudolabel`). 0 = shots only.
         pseudo_fraction: share of each predicted class taken per round.
+        pseudo_per_shot: at most this many pseudo-labelled images per shot (the share is
+            lowered to fit), so that a large unlabelled folder keeps the run in minutes.
     """
 
     shots: int = 25
@@ -86,6 +88,7 @@ class FewShotConfig:
     source_mix: float = 0.0
     pseudo_rounds: int = 1
     pseudo_fraction: float = 0.5
+    pseudo_per_shot: float = 10.0
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -229,9 +232,9 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     every = np.concatenate([x, test_x])  # the target's images, for batch-norm statistics
     model = _adapt(base, classes, cfg, x, y, every, mean, std, source=source)
     rounds = cfg.pseudo_rounds if cfg.mode in ("full", "head") and len(test_x) else 0
+    share = min(cfg.pseudo_fraction, cfg.pseudo_per_shot * len(y) / max(1, len(test_x)))
     for _ in range(rounds):
-        picked, labels = select_pseudo_labels(dihedral_probs(model, test_x, mean, std),
-                                              cfg.pseudo_fraction)
+        picked, labels = select_pseudo_labels(dihedral_probs(model, test_x, mean, std), share)
         model = _adapt(base, classes, cfg, np.concatenate([x, test_x[picked]]),
                        np.concatenate([y, labels]), every, mean, std, source=source)
     return model, predict_probs(model, test_x, mean, std).argmax(1)

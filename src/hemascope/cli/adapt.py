@@ -43,6 +43,9 @@ def register(groups: argparse._SubParsersAction) -> None:
                          "base (modes full and head); 0: shots only")
     fs.add_argument("--pseudo-fraction", type=float, default=d.pseudo_fraction, metavar="Q",
                     help="share of each predicted class taken as pseudo-labels per round (0-1]")
+    fs.add_argument("--pseudo-per-shot", type=float, default=d.pseudo_per_shot, metavar="M",
+                    help="at most M pseudo-labels per shot (the share is lowered to fit), so "
+                         "that large folders stay fast")
     fs.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     fs.add_argument("--tune", type=int, nargs="?", const=12, default=0, metavar="TRIALS",
                     help="choose lr, batch size, epochs and trained layers with Optuna (3-fold CV "
@@ -104,8 +107,9 @@ def _fewshot(args: argparse.Namespace) -> int:
     from hemascope.io.atomic import write_json, write_text
     from hemascope.models.artifact import load_classifier
 
-    if args.pseudo_rounds < 0 or not 0 < args.pseudo_fraction <= 1:
-        raise HemascopeError("--pseudo-rounds must be >= 0 and --pseudo-fraction in (0, 1]")
+    if args.pseudo_rounds < 0 or not 0 < args.pseudo_fraction <= 1 or args.pseudo_per_shot <= 0:
+        raise HemascopeError("--pseudo-rounds must be >= 0, --pseudo-fraction in (0, 1] and "
+                             "--pseudo-per-shot > 0")
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     base = load_classifier(args.base)
     target = load_target(args.data, base, format=args.format)
@@ -114,7 +118,8 @@ def _fewshot(args: argparse.Namespace) -> int:
     cfg = FewShotConfig(shots=args.shots, seed=args.seed, mode=args.mode, stain=args.stain,
                         batchnorm=args.batchnorm, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, threads=args.threads,
-                        pseudo_rounds=args.pseudo_rounds, pseudo_fraction=args.pseudo_fraction)
+                        pseudo_rounds=args.pseudo_rounds, pseudo_fraction=args.pseudo_fraction,
+                        pseudo_per_shot=args.pseudo_per_shot)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

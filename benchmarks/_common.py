@@ -77,3 +77,42 @@ def paired_tables(runs: list[dict], conditions, shots, arms: tuple[str, str],
         lines.append(f"| {name} | {a['mean_difference']:+.4f} | {a[a1 + '_better']} / {a['pairs']} | "
                      f"{a['wilcoxon_p']:.3f} | {f['mean_difference']:+.4f} | {f['wilcoxon_p']:.3f} |")
     return lines, summary
+
+
+def paired_fewshot_runs(description: str, conditions: dict[str, dict], arms: dict[str, dict]):
+    """Parse ``--shots --seeds --model --threads``, then adapt the model to CellaVision for
+    every condition x K x seed in each of two arms (the same shots in both).
+
+    ``conditions`` and ``arms`` map names to :class:`FewShotConfig` changes. Returns
+    ``(args, base, target, runs, minutes)``; each run holds the condition, K, seed and,
+    per arm, accuracy, macro-F1 and seconds.
+    """
+    import argparse
+    import time
+    from dataclasses import replace
+
+    from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
+    from hemascope.models.artifact import load_classifier
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--shots", type=int, nargs="+", default=[10, 25])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--model", default="default")
+    ap.add_argument("--threads", type=int, default=0)
+    args = ap.parse_args()
+    base = load_classifier(args.model)
+    target = load_target(shared_data() / "cellavision", base)
+    t0, runs = time.time(), []
+    for name, change in conditions.items():
+        for k in args.shots:
+            for seed in args.seeds:
+                cfg = replace(FewShotConfig(shots=k, seed=seed, threads=args.threads), **change)
+                row = {"condition": name, "shots": k, "seed": seed}
+                for arm, arm_change in arms.items():
+                    res = run_fewshot(target, base, replace(cfg, **arm_change))
+                    row[arm] = {"accuracy": res.report.accuracy, "macro_f1": res.report.macro_f1,
+                                "seconds": res.seconds}
+                first, second = (row[a]["accuracy"] for a in arms)
+                print(f"{name} K={k} seed={seed}: accuracy {first:.3f} -> {second:.3f}", flush=True)
+                runs.append(row)
+    return args, base, target, runs, (time.time() - t0) / 60

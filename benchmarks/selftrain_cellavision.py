@@ -18,50 +18,24 @@ Writes results/selftrain_cellavision.{json,md}.
 
 from __future__ import annotations
 
-import argparse
-import time
-from dataclasses import replace
-
-from _common import machine, paired_tables, shared_data, write_results
+from _common import machine, paired_fewshot_runs, paired_tables, write_results
 
 CONDITIONS = {"default (no colour transform)": {"stain": "none"},
               "full workflow (Reinhard)": {"stain": "reinhard"}}
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shots", type=int, nargs="+", default=[10, 25])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
+    from hemascope.adapt.fewshot import FewShotConfig
 
-    from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
-    from hemascope.models.artifact import load_classifier
-
-    base = load_classifier(args.model)
-    target = load_target(shared_data() / "cellavision", base)
+    args, base, target, runs, minutes = paired_fewshot_runs(
+        __doc__.splitlines()[0], CONDITIONS,
+        {"shots_only": {"pseudo_rounds": 0}, "self_trained": {"pseudo_rounds": 1}})
     defaults = FewShotConfig()
-    t0 = time.time()
-    runs = []
-    for name, change in CONDITIONS.items():
-        for k in args.shots:
-            for seed in args.seeds:
-                cfg = replace(FewShotConfig(shots=k, seed=seed, threads=args.threads), **change)
-                row = {"condition": name, "shots": k, "seed": seed}
-                for arm, rounds in (("shots_only", 0), ("self_trained", 1)):
-                    res = run_fewshot(target, base, replace(cfg, pseudo_rounds=rounds))
-                    row[arm] = {"accuracy": res.report.accuracy, "macro_f1": res.report.macro_f1,
-                                "seconds": res.seconds}
-                print(f"{name} K={k} seed={seed}: accuracy {row['shots_only']['accuracy']:.3f} -> "
-                      f"{row['self_trained']['accuracy']:.3f}", flush=True)
-                runs.append(row)
-
     lines, summary = paired_tables(runs, CONDITIONS, args.shots, ("shots_only", "self_trained"),
                                    ("shots only", "self-trained"))
     payload = {"runs": runs, "summary": summary, "shots": args.shots, "seeds": args.seeds,
                "pseudo_fraction": defaults.pseudo_fraction, "base": str(base.path),
-               "n_target": len(target.labels), "minutes": (time.time() - t0) / 60,
+               "n_target": len(target.labels), "minutes": minutes,
                "machine": machine()}
     md = (f"## Self-training in few-shot adaptation: PBC model -> CellaVision "
           f"({len(target.labels)} cells; test = all non-shot cells; same shots in both arms; "

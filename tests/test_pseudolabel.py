@@ -117,6 +117,9 @@ def test_cli_records_self_training(tiny_model, lab, tmp_path, capsys):
                  "--pseudo-rounds", "1", "--pseudo-fraction", "0.25"]) == 0
     cfg = json.loads((tmp_path / "r" / "model" / "config.json").read_text())
     assert cfg["training"]["fewshot"]["pseudo_rounds"] == 1
+    (counts,) = cfg["training"]["pseudo_labels"]  # one round, per class, over 8 unlabelled
+    assert set(counts) == {"lymphocyte", "neutrophil"} and 1 <= sum(counts.values()) <= 8
+    assert "self-training round 1:" in capsys.readouterr().err
     assert cfg["training"]["fewshot"]["pseudo_fraction"] == 0.25
     assert main(["fewshot", "--data", str(lab), "--shots", "4", "--out", str(tmp_path / "s"),
                  "--base", str(tiny_model), "--pseudo-fraction", "0"]) != 0

@@ -192,8 +192,13 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     src = None
     if source is not None and cfg.source_mix > 0:
         src = _mix_source(source, target.classes, cfg)
+    pseudo: list[dict[str, int]] = []
     model, pred = fit_and_predict(base, target.classes, cfg, images[is_shot],
-                                  target.labels[is_shot], images[~is_shot], source=src)
+                                  target.labels[is_shot], images[~is_shot], source=src,
+                                  pseudo_counts=pseudo)
+    for r, counts in enumerate(pseudo, 1):
+        log(f"self-training round {r}: {sum(counts.values())} pseudo-labels ("
+            + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")")
     report = classification_report(target.labels[~is_shot], pred, target.classes)
     out = Path(run_dir) if run_dir else None
     if out is not None:
@@ -205,7 +210,7 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                   "classes": list(target.classes),
                   "stain_reference": reference.to_dict() if reference else None,
                   "training": {"base": str(base.path), "fewshot": cfg.to_dict(), "shots_file":
-                               "../shots.txt", "n_shots": len(shots)},
+                               "../shots.txt", "n_shots": len(shots), "pseudo_labels": pseudo},
                   "metrics": {"test": report.to_dict()}}
         if cfg.mode == "scratch":
             config["training"]["base"] = None
@@ -217,7 +222,8 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
 
 def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x: np.ndarray,
                     y: np.ndarray, test_x: np.ndarray, *,
-                    source: tuple[np.ndarray, np.ndarray] | None = None) -> tuple[nn.Module, np.ndarray]:
+                    source: tuple[np.ndarray, np.ndarray] | None = None,
+                    pseudo_counts: list[dict[str, int]] | None = None) -> tuple[nn.Module, np.ndarray]:
     """Adapt a copy of ``base`` to ``(x, y)`` as ``cfg.mode`` says; predicted indices for ``test_x``.
 
     With ``cfg.batchnorm == "target"`` the batch-norm statistics come from ``x`` and
@@ -225,7 +231,8 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     ``cfg.pseudo_rounds`` (modes ``full`` and ``head``) the unlabelled ``test_x`` also
     lends pseudo-labels: each round starts again from ``base`` with the shots plus the
     most confident share of every class the previous round predicted; the true labels of
-    ``test_x`` are never seen.
+    ``test_x`` are never seen. ``pseudo_counts``, if given, receives the pseudo-labels
+    taken per class in each round.
     """
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)
@@ -235,6 +242,8 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     share = min(cfg.pseudo_fraction, cfg.pseudo_per_shot * len(y) / max(1, len(test_x)))
     for _ in range(rounds):
         picked, labels = select_pseudo_labels(dihedral_probs(model, test_x, mean, std), share)
+        if pseudo_counts is not None:
+            pseudo_counts.append({c: int((labels == i).sum()) for i, c in enumerate(classes)})
         model = _adapt(base, classes, cfg, np.concatenate([x, test_x[picked]]),
                        np.concatenate([y, labels]), every, mean, std, source=source)
     return model, predict_probs(model, test_x, mean, std).argmax(1)

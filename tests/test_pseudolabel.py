@@ -90,7 +90,7 @@ def test_large_folders_get_at_most_pseudo_per_shot_labels(tiny_model, lab, monke
     assert calls == [((10, 2), pytest.approx(0.2))]  # 2 shots x 1 of 10 unlabelled images
 
 
-def test_fit_and_predict_sees_images_not_labels_of_the_test_set(tiny_model, lab):
+def test_self_training_is_deterministic_per_seed(tiny_model, lab):
     base = load_classifier(tiny_model)
     target = load_target(lab, base)
     cfg = FewShotConfig(shots=4, seed=0, epochs=2, threads=1, pseudo_rounds=1)
@@ -98,7 +98,7 @@ def test_fit_and_predict_sees_images_not_labels_of_the_test_set(tiny_model, lab)
     x, y, test_x = target.images[shots], target.labels[shots], target.images[~shots]
     _, a = fewshot.fit_and_predict(base, target.classes, cfg, x, y, test_x)
     _, b = fewshot.fit_and_predict(base, target.classes, cfg, x, y, test_x)
-    assert np.array_equal(a, b) and a.shape == (len(test_x),)  # deterministic per seed
+    assert np.array_equal(a, b) and a.shape == (len(test_x),)
 
 
 def test_no_rounds_without_fine_tuning_or_when_off(tiny_model, lab, monkeypatch):

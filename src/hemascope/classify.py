@@ -88,6 +88,13 @@ def dihedral_views(x: torch.Tensor, n: int) -> list[torch.Tensor]:
     return views[:n]
 
 
+def view_averaged_softmax(model: torch.nn.Module, x: torch.Tensor, views: int) -> torch.Tensor:
+    """Class probabilities of a normalised batch, averaged over its first ``views``
+    dihedral views (1 = the batch as it is)."""
+    return sum(torch.softmax(model(v.contiguous(memory_format=torch.channels_last)).float(), 1)
+               for v in dihedral_views(x, views)) / views
+
+
 @torch.inference_mode()
 def predict_arrays(model: LoadedModel, images: Sequence[np.ndarray], *,
                    batch_size: int = 64, tta: int = 1) -> np.ndarray:
@@ -101,9 +108,7 @@ def predict_arrays(model: LoadedModel, images: Sequence[np.ndarray], *,
     out = []
     for i in range(0, len(images), batch_size):
         x = preprocess(images[i:i + batch_size], model.config)
-        probs = sum(torch.softmax(model.model(v.contiguous(memory_format=torch.channels_last)), 1)
-                    for v in dihedral_views(x, tta)) / tta
-        out.append(probs.numpy())
+        out.append(view_averaged_softmax(model.model, x, tta).numpy())
     return np.concatenate(out) if out else np.zeros((0, len(model.classes)), np.float32)
 
 

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from hemascope.classify import dihedral_views
+from hemascope.classify import view_averaged_softmax
 from hemascope.train.classifier import to_batch
 from hemascope.train.device import module_device
 
@@ -53,7 +52,5 @@ def dihedral_probs(model: torch.nn.Module, images: np.ndarray, mean: torch.Tenso
     dev, out = module_device(model), []
     for i in range(0, len(images), batch_size):
         x = to_batch(images[i:i + batch_size], mean, std, device=dev)
-        p = sum(F.softmax(model(v.contiguous(memory_format=torch.channels_last)).float(), 1)
-                for v in dihedral_views(x, views)) / views
-        out.append(p.cpu().numpy())
+        out.append(view_averaged_softmax(model, x, views).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -79,27 +79,32 @@ def paired_tables(runs: list[dict], conditions, shots, arms: tuple[str, str],
     return lines, summary
 
 
-def paired_fewshot_runs(description: str, conditions: dict[str, dict], arms: dict[str, dict]):
-    """Parse ``--shots --seeds --model --threads``, then adapt the model to CellaVision for
-    every condition x K x seed in each of two arms (the same shots in both).
-
-    ``conditions`` and ``arms`` map names to :class:`FewShotConfig` changes. Returns
-    ``(args, base, target, runs, minutes)``; each run holds the condition, K, seed and,
-    per arm, accuracy, macro-F1 and seconds.
-    """
+def fewshot_parser(description: str):
+    """An argument parser with the options every paired few-shot benchmark takes."""
     import argparse
-    import time
-    from dataclasses import replace
-
-    from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
-    from hemascope.models.artifact import load_classifier
 
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--shots", type=int, nargs="+", default=[10, 25])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     ap.add_argument("--model", default="default")
     ap.add_argument("--threads", type=int, default=0)
-    args = ap.parse_args()
+    return ap
+
+
+def paired_fewshot_runs(args, conditions: dict[str, dict], arms: dict[str, dict]):
+    """Adapt ``args.model`` to CellaVision for every condition x K x seed (``args`` from
+    :func:`fewshot_parser`) in each of two arms, on the same shots.
+
+    ``conditions`` and ``arms`` map names to :class:`FewShotConfig` changes. Returns
+    ``(base, target, runs, minutes)``; each run holds the condition, K, seed and, per arm,
+    accuracy, macro-F1 and seconds.
+    """
+    import time
+    from dataclasses import replace
+
+    from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
+    from hemascope.models.artifact import load_classifier
+
     base = load_classifier(args.model)
     target = load_target(shared_data() / "cellavision", base)
     t0, runs = time.time(), []
@@ -115,4 +120,4 @@ def paired_fewshot_runs(description: str, conditions: dict[str, dict], arms: dic
                 first, second = (row[a]["accuracy"] for a in arms)
                 print(f"{name} K={k} seed={seed}: accuracy {first:.3f} -> {second:.3f}", flush=True)
                 runs.append(row)
-    return args, base, target, runs, (time.time() - t0) / 60
+    return base, target, runs, (time.time() - t0) / 60

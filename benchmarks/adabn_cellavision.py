@@ -8,15 +8,15 @@ model's batch-norm statistics, updated by the fine-tuning batches (``--batchnorm
 the behaviour before AdaBN), and with statistics re-estimated on every CellaVision image,
 labels unused, and kept fixed while fine-tuning (``--batchnorm target``, the default).
 Test: every non-shot cell. Self-training is off (``pseudo_rounds=0``), as when this
-was measured, so that the two arms differ in batch norm only. Reports means, the paired difference and a Wilcoxon
-signed-rank p-value over all (K, seed) pairs of a condition. Nothing here is tuned on
-CellaVision: the other settings are `hemascope fewshot`'s defaults.
+was measured, so that the two arms differ in batch norm only. Reports means, the paired
+difference and a Wilcoxon signed-rank p-value over all (K, seed) pairs of a condition.
+Nothing here is tuned on CellaVision: the other settings are `hemascope fewshot`'s defaults.
 Writes results/adabn_cellavision.{json,md}.
 """
 
 from __future__ import annotations
 
-from _common import machine, paired_fewshot_runs, paired_tables, write_results
+from _common import fewshot_parser, machine, paired_fewshot_runs, paired_tables, write_results
 
 CONDITIONS = {"no fine-tuning": {"mode": "none", "stain": "reinhard"},
               "full workflow (Reinhard)": {"mode": "full", "stain": "reinhard"},
@@ -25,8 +25,9 @@ CONDITIONS = {"no fine-tuning": {"mode": "none", "stain": "reinhard"},
 
 def main() -> None:
     # self-training off, as when this was measured, so that the arms differ in batch norm only
-    args, base, target, runs, minutes = paired_fewshot_runs(
-        __doc__.splitlines()[0], {n: {**c, "pseudo_rounds": 0} for n, c in CONDITIONS.items()},
+    args = fewshot_parser(__doc__.splitlines()[0]).parse_args()
+    base, target, runs, minutes = paired_fewshot_runs(
+        args, {n: {**c, "pseudo_rounds": 0} for n, c in CONDITIONS.items()},
         {"source": {"batchnorm": "source"}, "target": {"batchnorm": "target"}})
     lines, summary = paired_tables(runs, CONDITIONS, args.shots, ("source", "target"),
                                    ("source BN", "target BN (AdaBN)"))

@@ -1,6 +1,7 @@
 """Few-shot adaptation of the shipped PBC model to CellaVision (another lab and stain).
 
     python benchmarks/fewshot_cellavision.py [--shots 10 25] [--seeds 0 1 2 3 4] [--model M] [--name N]
+        [--threads T] [--pseudo-rounds R]
 
 For each K: the six conditions of the cross-lab ablation over the seeds (the same shots
 per seed in every condition), tested on all CellaVision images that are not shots, with
@@ -14,20 +15,16 @@ results/fewshot_cellavision.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import time
 
-from _common import REPO, machine, shared_data, write_results
+from _common import REPO, fewshot_parser, machine, shared_data, write_results
 
 ANCHORS = "published few-shot accuracy 0.81-0.92 per target lab (Chossegros et al. 2024); " \
           "ablation means 0.48 / 0.59 / 0.71 / 0.74 / 0.84 / 0.89"
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shots", type=int, nargs="+", default=[10, 25])
-    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
-    ap.add_argument("--model", default="default")
+    ap = fewshot_parser(__doc__.splitlines()[0])
     ap.add_argument("--name", default="fewshot_cellavision", help="results/NAME.{json,md}")
     ap.add_argument("--pseudo-rounds", type=int, default=0, help="self-training rounds (0: the study's)")
     args = ap.parse_args()
@@ -47,7 +44,7 @@ def main() -> None:
     t0 = time.time()
     payload, tables = {"by_shots": {}}, []
     for k in args.shots:
-        cfg = FewShotConfig(shots=k, pseudo_rounds=args.pseudo_rounds)
+        cfg = FewShotConfig(shots=k, pseudo_rounds=args.pseudo_rounds, threads=args.threads)
         rows = run_ablation(target, base, cfg, seeds=args.seeds, source=source,
                             log=print)
         payload["by_shots"][str(k)] = [r.to_dict() for r in rows]

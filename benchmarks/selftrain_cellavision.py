@@ -24,6 +24,7 @@ from _common import fewshot_parser, machine, paired_fewshot_runs, paired_tables,
 
 CONDITIONS = {"default (no colour transform)": {"stain": "none"},
               "full workflow (Reinhard)": {"stain": "reinhard"}}
+ARMS = {0: ("shots_only", "shots only"), 1: ("self_trained", "self-trained")}  # JSON key, label
 
 
 def main() -> None:
@@ -35,11 +36,9 @@ def main() -> None:
     args = ap.parse_args()
     from hemascope.adapt.fewshot import FewShotConfig
 
-    a, b = args.rounds
-    arms = {f"rounds_{a}": {"pseudo_rounds": a}, f"rounds_{b}": {"pseudo_rounds": b}}
-    if (a, b) == (0, 1):  # the names the first run was published with
-        arms = {"shots_only": arms["rounds_0"], "self_trained": arms["rounds_1"]}
-    labels = tuple(_label(r) for r in (a, b))
+    names = [ARMS.get(r, (f"rounds_{r}", f"{r} rounds")) for r in args.rounds]
+    arms = {key: {"pseudo_rounds": r} for (key, _), r in zip(names, args.rounds)}
+    labels = tuple(label for _, label in names)
     conditions = {n: CONDITIONS[n] for n in args.conditions}
     base, target, runs, minutes = paired_fewshot_runs(args, conditions, arms)
     defaults = FewShotConfig()
@@ -54,10 +53,6 @@ def main() -> None:
           + "\n\nAnchor: published few-shot accuracy 0.81-0.92 per target lab (Chossegros et al. "
           "2024); our aim 0.93.")
     write_results(args.name, payload, md)
-
-
-def _label(rounds: int) -> str:
-    return {0: "shots only", 1: "self-trained"}.get(rounds, f"{rounds} rounds")
 
 
 if __name__ == "__main__":

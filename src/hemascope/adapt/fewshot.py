@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from hemascope.adapt.batchnorm import SOURCES as BATCHNORMS
 from hemascope.adapt.batchnorm import freeze_batchnorm, reestimate_batchnorm
-from hemascope.adapt.pseudolabel import dihedral_probs, select_pseudo_labels
+from hemascope.adapt.pseudolabel import select_pseudo_labels
 from hemascope.augment import AugmentConfig
 from hemascope.data import ClassificationSet, load_dataset
 from hemascope.data.cache import load_cached
@@ -241,7 +241,9 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     rounds = cfg.pseudo_rounds if cfg.mode in ("full", "head") and len(test_x) else 0
     share = min(cfg.pseudo_fraction, cfg.pseudo_per_shot * len(y) / max(1, len(test_x)))
     for _ in range(rounds):
-        picked, labels = select_pseudo_labels(dihedral_probs(model, test_x, mean, std), share)
+        # four flips/rotations give steadier confidences to rank pseudo-labels by
+        picked, labels = select_pseudo_labels(predict_probs(model, test_x, mean, std, views=4),
+                                              share)
         if pseudo_counts is not None:
             pseudo_counts.append({c: int((labels == i).sum()) for i, c in enumerate(classes)})
         model = _adapt(base, classes, cfg, np.concatenate([x, test_x[picked]]),

@@ -11,11 +11,6 @@ labelled set: a threshold is passed mostly by the classes the model already know
 from __future__ import annotations
 
 import numpy as np
-import torch
-
-from hemascope.classify import view_averaged_softmax
-from hemascope.train.classifier import to_batch
-from hemascope.train.device import module_device
 
 
 def select_pseudo_labels(probs: np.ndarray, fraction: float) -> tuple[np.ndarray, np.ndarray]:
@@ -41,16 +36,3 @@ def select_pseudo_labels(probs: np.ndarray, fraction: float) -> tuple[np.ndarray
         keep.append(order[:int(np.ceil(fraction * len(idx)))])
     chosen = np.sort(np.concatenate(keep)) if keep else np.zeros(0, np.int64)
     return chosen, pred[chosen]
-
-
-@torch.inference_mode()
-def dihedral_probs(model: torch.nn.Module, images: np.ndarray, mean: torch.Tensor,
-                   std: torch.Tensor, *, views: int = 4, batch_size: int = 64) -> np.ndarray:
-    """Softmax averaged over ``views`` flips/rotations of cached uint8 images ``(N, H, W, 3)``:
-    steadier confidences to rank pseudo-labels by than one view."""
-    model.eval()
-    dev, out = module_device(model), []
-    for i in range(0, len(images), batch_size):
-        x = to_batch(images[i:i + batch_size], mean, std, device=dev)
-        out.append(view_averaged_softmax(model, x, views).cpu().numpy())
-    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)

@@ -114,13 +114,18 @@ def to_batch(images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *, aug=N
 
 @torch.inference_mode()
 def predict_probs(model: torch.nn.Module, images: np.ndarray, mean, std, *,
-                  batch_size: int = 128) -> np.ndarray:
+                  batch_size: int = 128, views: int = 1) -> np.ndarray:
+    """Class probabilities of cached uint8 images ``(N, H, W, 3)``; ``views`` > 1 averages
+    the softmax over that many flips/rotations (:func:`hemascope.classify.dihedral_views`)."""
+    from hemascope.classify import view_averaged_softmax
+
     model.eval()
     dev, out = module_device(model), []
     for i in range(0, len(images), batch_size):
         with autocast(dev):
-            logits = model(to_batch(images[i:i + batch_size], mean, std, device=dev))
-        out.append(F.softmax(logits.float(), 1).cpu().numpy())
+            probs = view_averaged_softmax(model, to_batch(images[i:i + batch_size], mean, std,
+                                                          device=dev), views)
+        out.append(probs.cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0))
 
 

@@ -241,6 +241,18 @@ def test_fit_to_time_shortens_the_cosine_and_survives_a_resume():
     assert cfg.epochs == 6 and lines == ["fit to time: 100 -> 6 epochs (10.0 s each, 1 min)"]
     lam = sched.lr_lambdas[0]
     assert lam(59) < 0.01 and lam(30) > 0.3  # the decay now ends with the 6th epoch
+    # later epochs re-time the pace: still 10 s an epoch -> nothing changes, nothing logged
+    fit_to_time(cfg, sched, 10, time.time() - 35, [20.0, 10.0, 10.0, 10.0], lines.append, done=4)
+    assert cfg.epochs == 6 and len(lines) == 1
+    # faster epochs never lengthen the run
+    fit_to_time(cfg, sched, 10, time.time() - 35, [20.0, 10.0, 10.0, 10.0, 1.0, 1.0], lines.append,
+                done=4)
+    assert cfg.epochs == 6 and len(lines) == 1
+    # epochs got slower (15 s over the last 5): 25 s left holds one more, not two
+    fit_to_time(cfg, sched, 10, time.time() - 35, [20.0, 10.0] + [15.0] * 5, lines.append, done=4)
+    assert cfg.epochs == 5 and lines[-1] == "fit to time: 6 -> 5 epochs (15.0 s each, 1 min)"
+    assert sched.lr_lambdas[0].total == 50
+    cfg.epochs, lam.total = 6, 60  # back to the first fit for the resume check
     # resumed: the length comes back from the checkpointed scheduler state
     again = ClassifierTrainConfig(epochs=100, max_minutes=1.0, fit_to_time=True, warmup_epochs=1)
     sched2 = _scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), again, 10)

@@ -338,6 +338,7 @@ def epochs_that_fit(max_minutes: float, elapsed_s: float, epoch_s: float, done: 
 
 
 FIT_AFTER = 3  # epochs timed before a --fit-to-time run sets its length
+REFIT_WINDOW = 5  # later epochs re-time the pace over the last this many
 
 
 def fit_to_time(cfg, sched, steps_per_epoch: int, t0: float, epoch_seconds: list[float],
@@ -345,15 +346,20 @@ def fit_to_time(cfg, sched, steps_per_epoch: int, t0: float, epoch_seconds: list
     """``--fit-to-time``: once this session has timed :data:`FIT_AFTER` epochs, shorten
     ``cfg.epochs`` (and the cosine with it) to the ``done`` epochs plus what is left of
     ``max_minutes`` at the pace of the later timed ones, so that the decay finishes inside
-    the box instead of being cut off mid-way. A resumed run fits its rest to its new box.
-    Never lengthens; the fitted count is logged and recorded in the run's config (rerun
+    the box instead of being cut off mid-way. After that every epoch re-times the pace over
+    the last :data:`REFIT_WINDOW` epochs and shortens again if epochs got slower (a busier
+    machine, a run started beside it). A resumed run fits its rest to its new box.
+    Never lengthens; each fitted count is logged and recorded in the run's config (rerun
     with ``--epochs N``)."""
-    if not cfg.fit_to_time or cfg.max_minutes <= 0 or len(epoch_seconds) != FIT_AFTER:
+    if not cfg.fit_to_time or cfg.max_minutes <= 0 or len(epoch_seconds) < FIT_AFTER:
         return
-    pace = float(np.mean(epoch_seconds[1:]))  # the first epoch carries the warm-up costs
+    first = len(epoch_seconds) == FIT_AFTER
+    # the first epoch carries the warm-up costs and never counts
+    pace = float(np.mean(epoch_seconds[max(1, len(epoch_seconds) - REFIT_WINDOW):]))
     n = epochs_that_fit(cfg.max_minutes, time.time() - t0, pace, done)
     if n >= cfg.epochs:
-        log(f"fit to time: {cfg.epochs} epochs fit in {cfg.max_minutes:g} min ({pace:.1f} s each)")
+        if first:
+            log(f"fit to time: {cfg.epochs} epochs fit in {cfg.max_minutes:g} min ({pace:.1f} s each)")
         return
     log(f"fit to time: {cfg.epochs} -> {n} epochs ({pace:.1f} s each, {cfg.max_minutes:g} min)")
     cfg.epochs = n

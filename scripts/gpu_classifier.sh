@@ -18,7 +18,8 @@
 # images:
 #   python scripts/ship_classifier.py RUN --data ../shared/data/pbc/PBC_dataset_normal_DIB
 # Usage (on the GPU machine, from the repo root): OUT=/some/dir bash scripts/gpu_classifier.sh
-#   env: MINUTES (3.3), SIZE (160), DEVICE (cuda), THREADS (6), PACK (pbc8 or pbc8_224 to match SIZE), LRS ("5e-4 1e-3")
+#   env: MINUTES (3.3), SIZE (160), LRS ("5e-4 1e-3", at most 6), DEVICE (cuda), THREADS (6),
+#        PACK (pbc8 at SIZE=160, else pbc8_SIZE)
 set -u
 : "${OUT:?set OUT to the folder that comes back}"
 MINUTES=${MINUTES:-3.3} SIZE=${SIZE:-160} LRS=${LRS:-"5e-4 1e-3"}
@@ -31,10 +32,10 @@ hs() { python3 -c 'import sys; from hemascope.cli import main; sys.exit(main(sys
 c=(--data "/tmp/$PACK/PBC_dataset_normal_DIB" --split "/tmp/$PACK/split.json" --vocabulary pbc8
    --arch resnet18 --image-size "$SIZE" --epochs 300 --init default --warmup-epochs 0.5
    --weights-dtype float16 --device "$DEVICE" --threads "$THREADS" --max-minutes "$MINUTES" --fit-to-time)
-names=() i=0
+letters=(a b c d e f) names=() i=0
 for lr in $LRS; do
-  r=$(printf "\\x$(printf %x $((97 + i)))")  # a, b, c, ...
-  names+=("$r") i=$((i + 1))
+  r=${letters[i]} i=$((i + 1))
+  names+=("$r")
   hs train classifier "${c[@]}" --lr "$lr" --out "/tmp/r/$r" > "/tmp/r_$r.log" 2>&1 &
 done
 wait

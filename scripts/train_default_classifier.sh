@@ -11,8 +11,8 @@
 #   scripts/gpu_classifier.sh, on a WebP copy at quality 60): --fit-to-time set 61 epochs,
 #   the time box stopped it after 54, val picked epoch 41. Here all 61 run (about 13 h on
 #   2 cores); val picks the epoch as there.
-# Both use the committed split (splits/pbc8_seed0.json); val picks the best epoch, the
-# test split is never touched. The shipped stages 2 and 3 were started with `--init default`
+# All use the committed split (splits/pbc8_seed0.json); val picks the best epoch, the
+# test split is never touched. The shipped stages 2 to 4 were started with `--init default`
 # while the stage before was the default (their hashes: config.json training.initialised_from,
 # nested once per stage).
 # Ship the result with: python scripts/ship_classifier.py runs/pbc8_r18_224ft

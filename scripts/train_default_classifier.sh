@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Reproduce the shipped default classifier (pbc8_resnet18) from random weights, on CPU.
-#   bash scripts/train_default_classifier.sh            # about 20 h on 2 cores
+#   bash scripts/train_default_classifier.sh            # about 20 h on 2 cores (estimate)
 # Stage 1: ResNet-18 at 112 px, 30 epochs from random init (78 min on 2 cores).
 # Stage 2: every layer fine-tuned at 160 px for 8 epochs from stage 1 (54 min).
 # Stage 3: every layer fine-tuned at 160 px for 39 epochs from stage 2. The shipped one ran
@@ -10,7 +10,8 @@
 #   61 epochs. The shipped one ran 6 minutes on a borrowed H100 (SIZE=224 MINUTES=6.0
 #   scripts/gpu_classifier.sh, on a WebP copy at quality 60): --fit-to-time set 61 epochs,
 #   the time box stopped it after 54, val picked epoch 41. Here all 61 run (about 13 h on
-#   2 cores); val picks the epoch as there.
+#   2 cores, estimated from stage 2's pace scaled by the pixel count, not timed); val picks
+#   the epoch as there.
 # All use the committed split (splits/pbc8_seed0.json); val picks the best epoch, the
 # test split is never touched. The shipped stages 2 to 4 were started with `--init default`
 # while the stage before was the default (their hashes: config.json training.initialised_from,

@@ -19,18 +19,18 @@
 #   python scripts/ship_classifier.py RUN --data ../shared/data/pbc/PBC_dataset_normal_DIB
 # Usage (on the GPU machine, from the repo root): OUT=/some/dir bash scripts/gpu_classifier.sh
 #   env: MINUTES (3.3), SIZE (160), LRS ("5e-4 1e-3", at most 6), DEVICE (cuda), THREADS (6),
-#        PACK (pbc8 at SIZE=160, else pbc8_SIZE)
+#        PACK (pbc8 at SIZE=160, else pbc8_SIZE), AUGMENT (the --augment preset: default)
 set -u
 : "${OUT:?set OUT to the folder that comes back}"
 MINUTES=${MINUTES:-3.3} SIZE=${SIZE:-160} LRS=${LRS:-"5e-4 1e-3"}
 PACK=${PACK:-$([ "$SIZE" = 160 ] && echo pbc8 || echo "pbc8_$SIZE")}
-THREADS=${THREADS:-6} DEVICE=${DEVICE:-cuda}
+THREADS=${THREADS:-6} DEVICE=${DEVICE:-cuda} AUGMENT=${AUGMENT:-default}
 tar xzf ".devdata/pk/$PACK.tgz" -C /tmp
 export PYTHONPATH=$PWD/src PYTHONUNBUFFERED=1 HEMASCOPE_CACHE=/tmp/hc
 hs() { python3 -c 'import sys; from hemascope.cli import main; sys.exit(main(sys.argv[1:]))' "$@"; }
 { nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || echo "no nvidia-smi"; } 2>&1 | tee "$OUT/log.txt"
 c=(--data "/tmp/$PACK/PBC_dataset_normal_DIB" --split "/tmp/$PACK/split.json" --vocabulary pbc8
-   --arch resnet18 --image-size "$SIZE" --epochs 300 --init default --warmup-epochs 0.5
+   --arch resnet18 --image-size "$SIZE" --augment "$AUGMENT" --epochs 300 --init default --warmup-epochs 0.5
    --weights-dtype float16 --device "$DEVICE" --threads "$THREADS" --max-minutes "$MINUTES" --fit-to-time)
 letters=(a b c d e f) names=() i=0
 for lr in $LRS; do

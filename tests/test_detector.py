@@ -224,6 +224,39 @@ def test_train_evaluate_detect_round_trip(voc_smears, tmp_path):
     assert main(["detect", str(victim), "--model", str(out), "--out", str(victim)]) == 1
 
 
+def test_augmentation_workers_give_the_same_run(voc_smears, tmp_path):
+    """Each batch carries its own seed: batches prepared by worker processes ahead of the
+    training loop are the ones the loop would have made itself."""
+    losses = {}
+    for workers in (0, 2):
+        out = tmp_path / f"w{workers}"
+        assert main(["train", "detector", "--data", str(voc_smears), "--out", str(out),
+                     "--epochs", "2", "--min-sizes", "96", "--test-size", "96", "--max-size", "128",
+                     "--fpn-channels", "64", "--batch-size", "3", "--threads", "1",
+                     "--workers", str(workers), "--device", "cpu"]) == 0
+        rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+        losses[workers] = [r["loss"] for r in rows]
+    assert len(losses[0]) == 2
+    assert losses[0] == pytest.approx(losses[2], rel=1e-5)
+
+
+def test_detector_fit_to_time_shortens_the_schedule(voc_smears, tmp_path, monkeypatch):
+    """A time box far shorter than 50 epochs: the run fits its cosine to what the box holds
+    (timed on the first epochs), records the fitted count, and stops there."""
+    import hemascope.train.classifier as clf
+
+    monkeypatch.setattr(clf, "epochs_that_fit", lambda minutes, elapsed, pace, done: done + 1)
+    out = tmp_path / "fit"
+    assert main(["train", "detector", "--data", str(voc_smears), "--out", str(out),
+                 "--epochs", "50", "--min-sizes", "96", "--test-size", "96", "--max-size", "128",
+                 "--fpn-channels", "64", "--batch-size", "3", "--max-minutes", "30",
+                 "--fit-to-time"]) == 0
+    rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    cfg = json.loads((out / "config.json").read_text())
+    assert len(rows) == 4 and cfg["training"]["config"]["epochs"] == 4
+    assert rows[-1]["lr"] == pytest.approx(0.0, abs=1e-12)  # the cosine finished
+
+
 def test_detect_field_tiles_large_fields(monkeypatch, voc_smears, tmp_path):
     from hemascope.detect import predict
 

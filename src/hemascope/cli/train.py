@@ -255,7 +255,9 @@ def _register_detector(verbs) -> None:
             continue
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
-        if f.name == "arch":
+        if isinstance(value, bool):
+            det.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+        elif f.name == "arch":
             det.add_argument(flag, default=value, choices=detector_names(), help="detector")
         elif isinstance(value, tuple):
             det.add_argument(flag, type=int, nargs="+", default=value)

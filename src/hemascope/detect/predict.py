@@ -23,6 +23,7 @@ from hemascope.detect.ensemble import FUSIONS, Detections
 from hemascope.detect.tiling import merge_tiles, tile_grid
 from hemascope.models.artifact import (LoadedModel, ModelError, load_weights, read_config,
                                        resolve_model_dir)
+from hemascope.train.device import module_device
 
 #: Largest working-scale side run in one pass; larger fields are tiled.
 MAX_SINGLE_PASS = 1024
@@ -166,9 +167,10 @@ def _forward(model: torch.nn.Module, tile: np.ndarray) -> Detections:
     old = (t.min_size, t.max_size)
     t.min_size, t.max_size = (min(tile.shape[:2]),), max(tile.shape[:2])  # already at scale
     try:
-        out = model([as_float_image(tile)])[0]
+        out = model([as_float_image(tile).to(module_device(model))])[0]
     finally:
         t.min_size, t.max_size = old
+    out = {k: v.cpu() for k, v in out.items()}
     boxes = out["boxes"].numpy().astype(float)
     boxes = np.minimum(boxes, [w, h, w, h])
     keep = ((boxes[:, 2] - boxes[:, 0]) >= 1) & ((boxes[:, 3] - boxes[:, 1]) >= 1)

@@ -87,6 +87,10 @@ class DetectorTrainConfig:
     threads: int = 0
     weights_dtype: str = "float32"
     init: str = ""  # detector folder to fine-tune, or classifier folder / "default" (its encoder starts the backbone)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (auto: a GPU when PyTorch sees one)
+    workers: int = 0  # processes that augment batches ahead (0: in the training process)
+    max_minutes: float = 0.0  # stop after the epoch that passes this wall time (0: no limit)
+    fit_to_time: bool = False  # shorten --epochs to what --max-minutes holds (timed on 3)
     augment: FieldAugment = field(default_factory=FieldAugment)
 
     def to_dict(self) -> dict[str, Any]:

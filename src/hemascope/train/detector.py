@@ -2,7 +2,10 @@
 
 Images are decoded once into memory (:func:`hemascope.detect.data.prepare_fields`); each
 step draws a batch, applies mosaic / zoom / flips / colour jitter / copy-paste /
-interference factors, and runs the torchvision detector's own losses. Validation mAP@.5:.95
+interference factors, and runs the torchvision detector's own losses. Each batch draws
+its augmentation from its own seed, so ``workers`` processes can prepare batches ahead
+(what keeps a GPU busy) and a seed gives the same run with or without them, on either
+device; the GPU computes in float32 (box regression is where the mAP@.5:.95 is won). Validation mAP@.5:.95
 picks the epoch; the EMA weights are what is evaluated and shipped. ``checkpoint.pt``
 (loaded with ``weights_only=True``) makes the run resumable.
 """
@@ -31,8 +34,9 @@ from hemascope.evaluate.detection import (DetectionReport, GroundTruth, best_cou
 from hemascope.io.annotations import DetectionSet
 from hemascope.io.atomic import write_json
 from hemascope.models.artifact import save_artifact
-from hemascope.train.classifier import _ema_update
-from hemascope.train.device import describe
+from hemascope.train.classifier import (_ema_update, _Warmup, fit_to_time, fitted_epochs,
+                                         out_of_time)
+from hemascope.train.device import describe, resolve_device
 from hemascope.train.checkpoint import load_checkpoint, round_to_float16, save_checkpoint
 from hemascope.train.config import DetectorTrainConfig
 
@@ -84,6 +88,7 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
+    dev = resolve_device(cfg.device)
     t0 = time.time()
     from hemascope.detect.registry import detector_spec
 
@@ -106,6 +111,7 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
                            fpn_channels=cfg.fpn_channels)
     if cfg.init:
         log(init_weights(model, cfg.init))
+    model.to(dev)
     ema = copy.deepcopy(model).eval() if cfg.ema_decay > 0 else None
     params = [p for p in model.parameters() if p.requires_grad]
     decay = [p for p in params if p.ndim > 1]
@@ -115,9 +121,7 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
                           momentum=cfg.momentum)
     steps = math.ceil(len(train) / cfg.batch_size)
     total, warm = cfg.epochs * steps, int(cfg.warmup_epochs * steps)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: (k + 1) / warm if k < warm else
-                                              0.5 * (1 + math.cos(math.pi * min(1.0, (k - warm) /
-                                                                                max(1, total - warm)))))
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, _Warmup("cosine", warm, total))
     rng = np.random.default_rng(cfg.seed)
     start, best, best_epoch, earlier = 0, -1.0, -1, 0.0
     ckpt = out / "checkpoint.pt"
@@ -126,19 +130,25 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
         rng = np.random.default_rng(int(state["rng_seed"]))
         start, best, best_epoch = int(state["epoch"]) + 1, float(state["best"]), int(state["best_epoch"])
         earlier = float(state.get("elapsed", 0.0))
+        fitted_epochs(cfg, sched, steps)
         log(f"resuming at epoch {start + 1}")
+    log(f"training on {describe(dev, mixed=False)}"
+        + (f", {cfg.workers} augmentation workers" if cfg.workers else ""))
     eval_model = ema if ema is not None else model
     val = data.get("val")
-    for epoch in range(start, cfg.epochs):
+    t_session, epoch_seconds = time.time(), []
+    epoch = start
+    while epoch < cfg.epochs:
         te = time.time()
         model.train()
         order = rng.permutation(len(train))
+        jobs = [(order[b * cfg.batch_size:(b + 1) * cfg.batch_size], int(rng.integers(1 << 62)))
+                for b in range(steps)]
+        jobs = [j for j in jobs if len(j[0]) >= 2]  # batch norm needs two samples
         loss_sum, parts_sum, n = 0.0, {}, 0
-        for b in range(steps):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            if len(idx) < 2:
-                continue  # batch norm needs two samples
-            images, targets = _batch(train, idx, rng, cfg)
+        for b, (images, targets) in enumerate(_batches(train, jobs, cfg)):
+            images = [im.to(dev, non_blocking=True) for im in images]
+            targets = [{k: v.to(dev, non_blocking=True) for k, v in t.items()} for t in targets]
             losses = model(images, targets)
             loss = sum(losses.values())
             if not torch.isfinite(loss):
@@ -179,6 +189,11 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
         save_checkpoint(ckpt, model=model, opt=opt, sched=sched, ema=ema, rng_seed=seed,
                         epoch=epoch, best=best, best_epoch=best_epoch,
                         elapsed=earlier + time.time() - t0)
+        epoch_seconds.append(time.time() - te)
+        if out_of_time(cfg.max_minutes, t_session, epoch, cfg.epochs, log):
+            break
+        fit_to_time(cfg, sched, steps, t_session, epoch_seconds, log, done=epoch + 1)
+        epoch += 1
 
     return finish_detector(out, cfg, classes, data, ds, best_epoch, earlier + time.time() - t0,
                            command=command)
@@ -271,7 +286,8 @@ def finish_detector(out: Path, cfg: DetectorTrainConfig, classes: list[str],
         "training": {"data": str(ds.image_root), "format": ds.format,
                      "n_images": {k: len(v.fields) for k, v in data.items()},
                      "command": command, "config": cfg.to_dict(), "best_epoch": best_epoch + 1,
-                     "wall_time_s": round(wall, 1), "device": describe()},
+                     "wall_time_s": round(wall, 1),
+                     "device": describe(resolve_device(cfg.device), mixed=False)},
         "metrics": {"val": _brief(val_rep), "test": _brief(test_rep)},
     }
     save_artifact(out, model, config, dtype=cfg.weights_dtype)
@@ -330,6 +346,29 @@ def _brief(rep: DetectionReport | None) -> dict | None:
 def _report(model, val: FieldSet, classes, cfg: DetectorTrainConfig) -> DetectionReport:
     preds = predict_fields(model, val.fields, size=cfg.test_size, max_size=cfg.max_size)
     return detection_report([GroundTruth(f.boxes, f.labels) for f in val.fields], preds, classes)
+
+
+class _Jobs(torch.utils.data.Dataset):
+    """Batch ``k`` of an epoch: its field indices and its own augmentation seed."""
+
+    def __init__(self, train, jobs, cfg: DetectorTrainConfig):
+        self.train, self.jobs, self.cfg = train, jobs, cfg
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+    def __getitem__(self, k: int):
+        idx, seed = self.jobs[k]
+        return _batch(self.train, idx, np.random.default_rng(seed), self.cfg)
+
+
+def _batches(train, jobs, cfg: DetectorTrainConfig):
+    """The epoch's augmented batches, in order; ``cfg.workers`` processes prepare them ahead."""
+    if cfg.workers <= 0:
+        return (_Jobs(train, jobs, cfg)[k] for k in range(len(jobs)))
+    return torch.utils.data.DataLoader(_Jobs(train, jobs, cfg), batch_size=None, shuffle=False,
+                                       num_workers=cfg.workers, prefetch_factor=4,
+                                       pin_memory=torch.cuda.is_available())
 
 
 def _batch(train, idx, rng: np.random.Generator, cfg: DetectorTrainConfig):

@@ -48,10 +48,11 @@ def autocast(device: torch.device):
     return contextlib.nullcontext()
 
 
-def describe(device: torch.device | None = None) -> str:
-    """What the model card records as the training device."""
+def describe(device: torch.device | None = None, *, mixed: bool = True) -> str:
+    """What the model card records as the training device (``mixed``: the run used
+    bfloat16 autocast on the GPU)."""
     if device is not None and device.type == "cuda":
-        return f"{torch.cuda.get_device_name(device)} GPU (bfloat16 autocast)"
+        return f"{torch.cuda.get_device_name(device)} GPU" + (" (bfloat16 autocast)" if mixed else "")
     return f"{platform.processor() or platform.machine()} CPU, {torch.get_num_threads()} threads"
 
 

@@ -240,6 +240,14 @@ def test_augmentation_workers_give_the_same_run(voc_smears, tmp_path):
     assert losses[0] == pytest.approx(losses[2], rel=1e-5)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has a GPU")
+def test_detector_asks_for_a_missing_gpu_and_writes_nothing(voc_smears, tmp_path, capsys):
+    out = tmp_path / "gpu"
+    assert main(["train", "detector", "--data", str(voc_smears), "--out", str(out),
+                 "--device", "cuda", "--epochs", "1"]) == 1
+    assert "no CUDA GPU" in capsys.readouterr().err and not out.exists()
+
+
 def test_detector_fit_to_time_shortens_the_schedule(voc_smears, tmp_path, monkeypatch):
     """A time box far shorter than 50 epochs: the run fits its cosine to what the box holds
     (timed on the first epochs), records the fitted count, and stops there."""

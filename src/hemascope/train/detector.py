@@ -84,11 +84,11 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
                    log: Callable[[str], None] | None = None) -> DetectorTrainResult:
     """Train on ``train``, pick the epoch by ``val`` mAP, report ``test``; write the artifact."""
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
+    dev = resolve_device(cfg.device)  # a missing GPU fails before anything is written
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
-    dev = resolve_device(cfg.device)
     t0 = time.time()
     from hemascope.detect.registry import detector_spec
 

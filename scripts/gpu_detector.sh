@@ -5,13 +5,18 @@
 #   mkdir -p .devdata/pk && tar czf .devdata/pk/cbc.tgz -C ../shared/data cbc
 # then run this there with `.devdata/pk/cbc.tgz` carried and the weights it does not read
 # set aside (it reads pbc8_resnet18 for --init default and smear3_fcos to fine-tune).
+# The lent machine has no pycocotools and a different Python (3.12 when this was written):
+# unpack that version's wheel into .devdata/py and carry it too, e.g.
+#   pip download pycocotools --python-version 3.12 --only-binary=:all: --no-deps -d /tmp/w
+#   mkdir -p .devdata/py && python -m zipfile -e /tmp/w/pycocotools-*.whl .devdata/py
 # Two runs side by side, each with its cosine fitted to MINUTES (--fit-to-time) and
 # WORKERS processes augmenting its batches ahead of the GPU:
 #   a: the backbone from the shipped PBC classifier (--init default), lr 0.01, as the
 #      shipped detector was trained on the CPU, with more epochs;
 #   b: every layer of the shipped detector fine-tuned at lr 0.005.
 # Each picks its best epoch on CBC val; they come back to $OUT as fp16 weights with their
-# configs, histories and logs (meta.tgz; cat a.st.* > model.safetensors). Here, choose by val mAP@.5:.95 and ship with
+# configs, histories and logs (meta.tgz; cat a.st.* > model.safetensors). Here, choose by
+# val mAP@.5:.95 and ship with
 #   python scripts/ship_detector.py RUN --tune-inference --sizes 288 320 352 384 416
 # Usage (on the GPU machine, from the repo root): OUT=/some/dir bash scripts/gpu_detector.sh
 #   env: MINUTES (4), WORKERS (7), DEVICE (cuda), RUNS ("a b")

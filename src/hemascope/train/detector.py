@@ -5,9 +5,9 @@ step draws a batch, applies mosaic / zoom / flips / colour jitter / copy-paste /
 interference factors, and runs the torchvision detector's own losses. Each batch draws
 its augmentation from its own seed, so ``workers`` processes can prepare batches ahead
 (what keeps a GPU busy) and a seed gives the same run with or without them, on either
-device; the GPU computes in float32 (box regression is where the mAP@.5:.95 is won). Validation mAP@.5:.95
-picks the epoch; the EMA weights are what is evaluated and shipped. ``checkpoint.pt``
-(loaded with ``weights_only=True``) makes the run resumable.
+device; the GPU computes in float32 (no autocast: box coordinates keep full precision).
+Validation mAP@.5:.95 picks the epoch; the EMA weights are what is evaluated and shipped.
+``checkpoint.pt`` (loaded with ``weights_only=True``) makes the run resumable.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
                 for b in range(steps)]
         jobs = [j for j in jobs if len(j[0]) >= 2]  # batch norm needs two samples
         loss_sum, parts_sum, n = 0.0, {}, 0
-        for b, (images, targets) in enumerate(_batches(train, jobs, cfg)):
+        for b, (images, targets) in enumerate(_batches(train, jobs, cfg, pin=dev.type == "cuda")):
             images = [im.to(dev, non_blocking=True) for im in images]
             targets = [{k: v.to(dev, non_blocking=True) for k, v in t.items()} for t in targets]
             losses = model(images, targets)
@@ -362,13 +362,14 @@ class _Jobs(torch.utils.data.Dataset):
         return _batch(self.train, idx, np.random.default_rng(seed), self.cfg)
 
 
-def _batches(train, jobs, cfg: DetectorTrainConfig):
-    """The epoch's augmented batches, in order; ``cfg.workers`` processes prepare them ahead."""
+def _batches(train, jobs, cfg: DetectorTrainConfig, *, pin: bool = False):
+    """The epoch's augmented batches, in order; ``cfg.workers`` processes prepare them ahead
+    (``pin``: in page-locked memory, for a quick copy to the GPU)."""
     if cfg.workers <= 0:
         return (_Jobs(train, jobs, cfg)[k] for k in range(len(jobs)))
     return torch.utils.data.DataLoader(_Jobs(train, jobs, cfg), batch_size=None, shuffle=False,
                                        num_workers=cfg.workers, prefetch_factor=4,
-                                       pin_memory=torch.cuda.is_available())
+                                       pin_memory=pin)
 
 
 def _batch(train, idx, rng: np.random.Generator, cfg: DetectorTrainConfig):

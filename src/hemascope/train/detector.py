@@ -196,7 +196,7 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
         epoch += 1
 
     return finish_detector(out, cfg, classes, data, ds, best_epoch, earlier + time.time() - t0,
-                           command=command)
+                           command=command, device=dev)
 
 
 def init_weights(model: torch.nn.Module, spec: str) -> str:
@@ -253,7 +253,7 @@ def init_backbone(model: torch.nn.Module, spec: str) -> int:
 
 def finish_detector(out: Path, cfg: DetectorTrainConfig, classes: list[str],
                     data: dict[str, FieldSet], ds: DetectionSet, best_epoch: int, wall: float, *,
-                    command: str = "") -> DetectorTrainResult:
+                    command: str = "", device: torch.device | None = None) -> DetectorTrainResult:
     """Reload the best weights, tune counting thresholds on val, score test, write the artifact."""
     from safetensors.torch import load_file
 
@@ -287,7 +287,7 @@ def finish_detector(out: Path, cfg: DetectorTrainConfig, classes: list[str],
                      "n_images": {k: len(v.fields) for k, v in data.items()},
                      "command": command, "config": cfg.to_dict(), "best_epoch": best_epoch + 1,
                      "wall_time_s": round(wall, 1),
-                     "device": describe(resolve_device(cfg.device), mixed=False)},
+                     "device": describe(device, mixed=False)},
         "metrics": {"val": _brief(val_rep), "test": _brief(test_rep)},
     }
     save_artifact(out, model, config, dtype=cfg.weights_dtype)
@@ -365,9 +365,10 @@ class _Jobs(torch.utils.data.Dataset):
 def _batches(train, jobs, cfg: DetectorTrainConfig, *, pin: bool = False):
     """The epoch's augmented batches, in order; ``cfg.workers`` processes prepare them ahead
     (``pin``: in page-locked memory, for a quick copy to the GPU)."""
+    batches = _Jobs(train, jobs, cfg)
     if cfg.workers <= 0:
-        return (_Jobs(train, jobs, cfg)[k] for k in range(len(jobs)))
-    return torch.utils.data.DataLoader(_Jobs(train, jobs, cfg), batch_size=None, shuffle=False,
+        return (batches[k] for k in range(len(batches)))
+    return torch.utils.data.DataLoader(batches, batch_size=None, shuffle=False,
                                        num_workers=cfg.workers, prefetch_factor=4,
                                        pin_memory=pin)
 

@@ -89,6 +89,29 @@ def test_cli_fewshot(tiny_model, new_lab, tmp_path, capsys):
                  str(tmp_path / "r" / "model")]) == 0
 
 
+def test_source_free_start_uses_no_labels(tiny_model, new_lab, tmp_path, capsys, monkeypatch):
+    import hemascope.adapt.shot as shot
+
+    seen = []
+    real = shot.adapt_source_free
+
+    def spy(target, base, cfg, **kw):
+        seen.append((len(target.images), len(target.labels), cfg.epochs, kw["target_labelled"]))
+        return real(target, base, cfg, **kw)
+
+    monkeypatch.setattr(shot, "adapt_source_free", spy)
+    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "r"),
+                 "--base", str(tiny_model), "--epochs", "2", "--shot-epochs", "2", "--threads",
+                 "1", "--json"]) == 0
+    assert seen == [(24, 0, 2, False)]  # every target image, no label, once per run
+    assert json.loads(capsys.readouterr().out)["n_images"] == 18
+    model = load_classifier(tmp_path / "r" / "model")
+    assert model.config["training"]["fewshot"]["shot_epochs"] == 2
+    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "x"),
+                 "--base", str(tiny_model), "--shot-epochs", "-1"]) != 0
+    assert not (tmp_path / "x").exists()
+
+
 def test_tuning_uses_only_the_shots(tiny_model, new_lab, tmp_path):
     pytest.importorskip("optuna")
     base = load_classifier(tiny_model)

@@ -72,6 +72,9 @@ class FewShotConfig:
         pseudo_fraction: share of each predicted class taken per round.
         pseudo_per_shot: at most this many pseudo-labelled images per shot (the share is
             lowered to fit), so that a large unlabelled folder keeps the run in minutes.
+        shot_epochs: with N > 0 (modes ``full``, ``head`` and ``none``), the base model is
+            first adapted to all target images, labels unused, by N epochs of source-free
+            SHOT (:mod:`hemascope.adapt.shot`); fine-tuning then starts from that model.
     """
 
     shots: int = 25
@@ -89,6 +92,7 @@ class FewShotConfig:
     pseudo_rounds: int = 1
     pseudo_fraction: float = 0.5
     pseudo_per_shot: float = 10.0
+    shot_epochs: int = 0
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -237,6 +241,8 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)
     every = np.concatenate([x, test_x])  # the target's images, for batch-norm statistics
+    if cfg.shot_epochs > 0 and cfg.mode != "scratch":
+        base = source_free_base(base, classes, every, cfg)
     model = _adapt(base, classes, cfg, x, y, every, mean, std, source=source)
     rounds = cfg.pseudo_rounds if cfg.mode in ("full", "head") and len(test_x) else 0
     share = min(cfg.pseudo_fraction, cfg.pseudo_per_shot * len(y) / max(1, len(test_x)))
@@ -249,6 +255,19 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
         model = _adapt(base, classes, cfg, np.concatenate([x, test_x[picked]]),
                        np.concatenate([y, labels]), every, mean, std, source=source)
     return model, predict_probs(model, test_x, mean, std).argmax(1)
+
+
+def source_free_base(base: LoadedModel, classes: list[str], images: np.ndarray,
+                     cfg: FewShotConfig) -> LoadedModel:
+    """``base`` restricted to ``classes`` and adapted to ``images`` by source-free SHOT
+    (``cfg.shot_epochs`` epochs, ``cfg.seed``; no labels)."""
+    from hemascope.adapt.shot import ShotConfig, adapt_source_free
+
+    unlabelled = TargetData(list(classes), images, np.zeros(0, np.int64), [], {})
+    res = adapt_source_free(unlabelled, base, ShotConfig(epochs=cfg.shot_epochs, seed=cfg.seed,
+                                                         threads=cfg.threads),
+                            target_labelled=False, classes=list(classes))
+    return LoadedModel(res.model, {**base.config, "classes": list(classes)}, base.path)
 
 
 def _adapt(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x: np.ndarray, y: np.ndarray,

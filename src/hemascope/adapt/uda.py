@@ -34,7 +34,7 @@ from hemascope.models.artifact import LoadedModel, save_artifact
 from hemascope.train.classifier import predict_probs, to_batch
 
 METHODS = ("dann", "mmd")
-ADAPTATION_NAMES = {"dann": "DANN", "mmd": "MMD", "bn": "AdaBN"}
+ADAPTATION_NAMES = {"dann": "DANN", "mmd": "MMD", "bn": "AdaBN", "shot": "SHOT"}
 
 
 @dataclass
@@ -123,9 +123,9 @@ def adapt_unsupervised(source: TargetData, target: TargetData, base: LoadedModel
         raise DatasetError(f"need at least 2 source and 2 target images (got {len(ys)}, {len(xt)})")
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)
-    model = _restricted(base, classes)
-    t_eval = _target_eval(target, classes) if target_labelled else None
-    before = _score(model, t_eval, mean, std, classes)
+    model = restricted_model(base, classes)
+    t_eval = target_eval(target, classes) if target_labelled else None
+    before = score_target(model, t_eval, mean, std, classes)
     domain = nn.Sequential(nn.Linear(model.embed_dim, 64), nn.ReLU(inplace=True), nn.Linear(64, 1))
     params = [*model.parameters(), *domain.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -160,11 +160,11 @@ def adapt_unsupervised(source: TargetData, target: TargetData, base: LoadedModel
             sums["domain"] += dom_loss.item()
         row = {"epoch": epoch + 1, **{k: v / cfg.steps_per_epoch for k, v in sums.items()}}
         if t_eval is not None:
-            row["target_accuracy"] = _score(model, t_eval, mean, std, classes).accuracy
+            row["target_accuracy"] = score_target(model, t_eval, mean, std, classes).accuracy
         history.append(row)
         log(f"{cfg.method} epoch {epoch + 1}/{cfg.epochs} class {row['class']:.4f} domain "
             f"{row['domain']:.4f}" + (f" target acc {row['target_accuracy']:.4f}" if t_eval else ""))
-    after = _score(model, t_eval, mean, std, classes)
+    after = score_target(model, t_eval, mean, std, classes)
     return UdaResult(model.eval(), classes, before, after, history, time.time() - t0)
 
 
@@ -189,15 +189,15 @@ def adapt_batchnorm(target: TargetData, base: LoadedModel, *, target_labelled: b
         classes = [c for c in base.classes if c in target.classes]
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)
-    model = _restricted(base, classes)
-    t_eval = _target_eval(target, classes) if target_labelled else None
-    before = _score(model, t_eval, mean, std, classes)
+    model = restricted_model(base, classes)
+    t_eval = target_eval(target, classes) if target_labelled else None
+    before = score_target(model, t_eval, mean, std, classes)
     n = reestimate_batchnorm(model, target.images, mean, std)
     if n == 0:
         raise HemascopeError(f"{base.path} ({base.config.get('arch')}) has no batch-norm layers "
                              "in its encoder: AdaBN cannot adapt it; use dann, mmd or fewshot")
     log(f"re-estimated {n} batch-norm layers on {len(target.images)} target images")
-    after = _score(model, t_eval, mean, std, classes)
+    after = score_target(model, t_eval, mean, std, classes)
     history = [{"batchnorm_layers": n, "target_images": len(target.images)}]
     return UdaResult(model.eval(), classes, before, after, history, time.time() - t0)
 
@@ -216,19 +216,22 @@ def save_adapted(result: UdaResult, base: LoadedModel, cfg: UdaConfig, out_dir: 
     return save_artifact(out_dir, result.model, config)
 
 
-def _restricted(base: LoadedModel, classes: list[str]) -> nn.Module:
+def restricted_model(base: LoadedModel, classes: list[str]) -> nn.Module:
+    """A copy of ``base``'s network that outputs ``classes`` only (trained rows kept)."""
     model = copy.deepcopy(base.model)
     model.restrict_classes([base.classes.index(c) for c in classes])
     return model
 
 
-def _target_eval(target: TargetData, classes: list[str]):
+def target_eval(target: TargetData, classes: list[str]):
+    """The labelled target images of ``classes`` and their labels as indices into it."""
     keep = np.array([target.classes[i] in classes for i in target.labels])
     y = np.array([classes.index(target.classes[i]) for i in target.labels[keep]], np.int64)
     return target.images[keep], y
 
 
-def _score(model, data, mean, std, classes) -> ClassificationReport | None:
+def score_target(model, data, mean, std, classes) -> ClassificationReport | None:
+    """Report of ``model`` on ``data`` from :func:`target_eval`; None without labels."""
     if data is None or not len(data[1]):
         return None
     x, y = data

@@ -46,6 +46,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--pseudo-per-shot", type=float, default=d.pseudo_per_shot, metavar="M",
                     help="at most M pseudo-labels per shot (the share is lowered to fit), so "
                          "that large folders stay fast")
+    fs.add_argument("--shot-epochs", type=int, default=d.shot_epochs, metavar="N",
+                    help="first adapt the base to all target images (labels unused) by N "
+                         "epochs of source-free SHOT; 0 = off")
     fs.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     fs.add_argument("--tune", type=int, nargs="?", const=12, default=0, metavar="TRIALS",
                     help="choose lr, batch size, epochs and trained layers with Optuna (3-fold CV "
@@ -61,7 +64,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     from hemascope.adapt.uda import METHODS, UdaConfig
 
     u = UdaConfig()
-    ad = groups.add_parser("adapt", help="unsupervised domain adaptation (AdaBN, DANN, MMD)",
+    ad = groups.add_parser("adapt", help="unsupervised domain adaptation (AdaBN, SHOT, DANN, MMD)",
                            formatter_class=Formatter)
     verbs = ad.add_subparsers(dest="verb", metavar="METHOD", required=True)
     bn = verbs.add_parser(
@@ -88,6 +91,28 @@ def register(groups: argparse._SubParsersAction) -> None:
             v.add_argument("--" + name.replace("_", "-"), type=type(getattr(u, name)),
                            default=getattr(u, name))
         v.set_defaults(handler=_uda, method=method)
+    from hemascope.adapt.shot import ShotConfig
+
+    sc = ShotConfig()
+    sh = verbs.add_parser(
+        "shot", formatter_class=Formatter,
+        help="source-free adaptation (SHOT, Liang et al. 2020): target images only, no labels",
+        description="Adapt a classifier to the unlabelled --target images without any source "
+                    "data: the head stays fixed while the encoder learns to make confident, "
+                    "diverse predictions and to follow centroid pseudo-labels of the target's "
+                    "own clusters. Batch-norm statistics are re-estimated on the target first. "
+                    "If --target has class folders, the model keeps their classes and their "
+                    "labels are used only to report accuracy before and after; for an "
+                    "unlabelled folder name the classes the lab has with --classes.")
+    _target_options(sh)
+    sh.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                    help="classes the target holds (default: a labelled target's, else all of "
+                         "the model's)")
+    for name in ("epochs", "batch_size", "lr", "diversity", "pseudo_weight", "max_images", "seed",
+                 "threads"):
+        sh.add_argument("--" + name.replace("_", "-"), type=type(getattr(sc, name)),
+                        default=getattr(sc, name))
+    sh.set_defaults(handler=_uda, method="shot")
 
 
 def _target_options(p: argparse.ArgumentParser) -> None:
@@ -107,9 +132,10 @@ def _fewshot(args: argparse.Namespace) -> int:
     from hemascope.io.atomic import write_json, write_text
     from hemascope.models.artifact import load_classifier
 
-    if args.pseudo_rounds < 0 or not 0 < args.pseudo_fraction <= 1 or args.pseudo_per_shot <= 0:
-        raise HemascopeError("--pseudo-rounds must be >= 0, --pseudo-fraction in (0, 1] and "
-                             "--pseudo-per-shot > 0")
+    if (args.shot_epochs < 0 or args.pseudo_rounds < 0 or not 0 < args.pseudo_fraction <= 1
+            or args.pseudo_per_shot <= 0):
+        raise HemascopeError("--shot-epochs and --pseudo-rounds must be >= 0, --pseudo-fraction "
+                             "in (0, 1] and --pseudo-per-shot > 0")
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     base = load_classifier(args.base)
     target = load_target(args.data, base, format=args.format)
@@ -119,7 +145,7 @@ def _fewshot(args: argparse.Namespace) -> int:
                         batchnorm=args.batchnorm, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                         pseudo_rounds=args.pseudo_rounds, pseudo_fraction=args.pseudo_fraction,
-                        pseudo_per_shot=args.pseudo_per_shot)
+                        pseudo_per_shot=args.pseudo_per_shot, shot_epochs=args.shot_epochs)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 
@@ -169,6 +195,17 @@ def _uda(args: argparse.Namespace) -> int:
         res = adapt_batchnorm(target, base, target_labelled=labelled, log=log)
         save_adapted(res, base, UdaConfig(method="bn"), args.out, source=None, target=args.target)
         return _report_uda(args, res)
+    if args.method == "shot":
+        from hemascope.adapt.shot import ShotConfig, adapt_source_free
+
+        classes = _model_classes(args.classes, base.classes) if args.classes else None
+        scfg = ShotConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
+                          diversity=args.diversity, pseudo_weight=args.pseudo_weight,
+                          max_images=args.max_images, seed=args.seed, threads=args.threads)
+        res = adapt_source_free(target, base, scfg, target_labelled=labelled, classes=classes,
+                                log=log)
+        save_adapted(res, base, scfg, args.out, source=None, target=args.target)
+        return _report_uda(args, res)
     source = load_target(args.source, base)
     cfg = UdaConfig(method=args.method, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                     batch_size=args.batch_size, lr=args.lr, domain_weight=args.domain_weight,
@@ -176,6 +213,18 @@ def _uda(args: argparse.Namespace) -> int:
     res = adapt_unsupervised(source, target, base, cfg, target_labelled=labelled, log=log)
     save_adapted(res, base, cfg, args.out, source=args.source, target=args.target)
     return _report_uda(args, res)
+
+
+def _model_classes(names: list[str], model_classes: list[str]) -> list[str]:
+    """``names`` (any spelling the taxonomy knows) as the model's class names, in its order."""
+    from hemascope.errors import HemascopeError
+    from hemascope.evaluate.classifier import map_to_classes
+
+    mapped = {n: map_to_classes(n, model_classes) for n in names}
+    bad = [n for n, m in mapped.items() if m is None]
+    if bad:
+        raise HemascopeError(f"--classes {bad} are not among the model's classes {model_classes}")
+    return [c for c in model_classes if c in mapped.values()]
 
 
 def _report_uda(args: argparse.Namespace, res) -> int:

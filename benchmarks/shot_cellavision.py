@@ -1,7 +1,7 @@
 """Source-free adaptation (SHOT) PBC -> CellaVision: with no labels, and before few-shot.
 
     python benchmarks/shot_cellavision.py [--seeds 0 1 2 3 4] [--shots 10 25] [--epochs 10]
-        [--skip-fewshot] [--threads 0] [--name shot_cellavision]
+        [--skip-fewshot | --skip-no-labels] [--shot-labels] [--threads 0] [--name NAME]
 
 No source images are used anywhere: a lab that has only our model and its own cells can
 run all of this. Part 1 (no labels): the shipped model restricted to CellaVision's five
@@ -10,8 +10,9 @@ classes, as is, after AdaBN (batch-norm statistics of the target), and after SHO
 centroid pseudo-labels with the head fixed), one SHOT run per seed. Each SHOT row is the
 model after its last epoch; CellaVision's labels only score it. Part 2 (few labels): for
 every K and seed, ``hemascope fewshot`` defaults on the same shots with and without a SHOT
-start (``--shot-epochs``); paired differences and a Wilcoxon signed-rank p-value over all
-(K, seed) pairs. SHOT's settings are the paper's loss weights and were fixed before this
+start (``--shot-epochs``; with ``--shot-labels``, as in ``hemascope fewshot``, the shots also
+take part in the SHOT run); paired differences and a Wilcoxon signed-rank p-value over
+all (K, seed) pairs. SHOT's settings are the paper's loss weights and were fixed before this
 was run, not tuned on CellaVision. Writes results/NAME.{json,md}.
 """
 
@@ -28,15 +29,47 @@ def main() -> None:
     ap = fewshot_parser(__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10, help="SHOT epochs")
     ap.add_argument("--skip-fewshot", action="store_true", help="part 1 only")
+    ap.add_argument("--skip-no-labels", action="store_true", help="part 2 only")
+    ap.add_argument("--shot-labels", action="store_true",
+                    help="part 2: the shots take part in the SHOT run (semi-supervised)")
     ap.add_argument("--name", default="shot_cellavision", help="results/NAME.{json,md}")
     args = ap.parse_args()
     from hemascope.adapt.fewshot import load_target
-    from hemascope.adapt.shot import ShotConfig, adapt_source_free
-    from hemascope.adapt.uda import adapt_batchnorm
+    from hemascope.adapt.shot import ShotConfig
     from hemascope.models.artifact import load_classifier
 
     base = load_classifier(args.model)
     target = load_target(shared_data() / "cellavision", base)
+    payload = {"shot_config": ShotConfig(epochs=args.epochs).to_dict(), "seeds": args.seeds,
+               "n_target": len(target.labels), "base": str(base.path), "machine": machine()}
+    lines = [f"## Source-free adaptation: PBC model -> CellaVision ({len(target.labels)} cells, "
+             "no source images)"]
+    if not args.skip_no_labels:
+        lines += no_labels(args, base, target, payload)
+    if not args.skip_fewshot:
+        start = {"shot_epochs": args.epochs}
+        if args.shot_labels:
+            start["shot_labels"] = True
+        arms = {"defaults": {}, "shot_start": start}
+        label = f"SHOT start ({args.epochs} epochs{', shots included' if args.shot_labels else ''})"
+        conditions = {"hemascope fewshot defaults": {}}
+        _, _, runs, minutes = paired_fewshot_runs(args, conditions, arms)
+        table, summary = paired_tables(runs, conditions, args.shots, tuple(arms),
+                                       ("defaults", label))
+        payload["fewshot"] = {"runs": runs, "summary": summary, "shots": args.shots,
+                              "minutes": minutes}
+        if args.shot_labels:
+            payload["fewshot"]["shot_start"] = start
+        lines += ["", "### Few labels (test = every non-shot cell; same shots in both arms)", "",
+                  *table]
+    write_results(args.name, payload, "\n".join(lines) + "\n")
+
+
+def no_labels(args, base, target, payload: dict) -> list[str]:
+    """Part 1: none / AdaBN / SHOT per seed, CellaVision labels only to score."""
+    from hemascope.adapt.shot import ShotConfig, adapt_source_free
+    from hemascope.adapt.uda import adapt_batchnorm
+
     bn = adapt_batchnorm(target, base)
     shot, t0 = [], time.time()
     for seed in args.seeds:
@@ -49,32 +82,17 @@ def main() -> None:
               f"({res.seconds:.0f} s)", flush=True)
     acc = np.array([r["accuracy"] for r in shot])
     f1 = np.array([r["macro_f1"] for r in shot])
-    payload = {"no_labels": {"none": {"accuracy": bn.before.accuracy, "macro_f1": bn.before.macro_f1},
-                             "adabn": {"accuracy": bn.after.accuracy, "macro_f1": bn.after.macro_f1},
-                             "shot": shot},
-               "shot_config": ShotConfig(epochs=args.epochs).to_dict(), "seeds": args.seeds,
-               "n_target": len(target.labels), "base": str(base.path),
-               "minutes_no_labels": (time.time() - t0) / 60, "machine": machine()}
-    lines = [f"## Source-free adaptation: PBC model -> CellaVision ({len(target.labels)} cells, "
-             "no source images)", "",
-             f"### No labels (labels only score; SHOT {args.epochs} epochs, last epoch kept, "
-             f"{len(args.seeds)} seeds)", "",
-             "| adaptation | accuracy | macro-F1 |", "|---|---|---|",
-             f"| none | {bn.before.accuracy:.4f} | {bn.before.macro_f1:.4f} |",
-             f"| AdaBN | {bn.after.accuracy:.4f} | {bn.after.macro_f1:.4f} |",
-             f"| SHOT | {acc.mean():.4f} +- {acc.std():.4f} (min {acc.min():.2f}, max "
-             f"{acc.max():.2f}) | {f1.mean():.4f} +- {f1.std():.4f} |"]
-    if not args.skip_fewshot:
-        arms = {"defaults": {}, "shot_start": {"shot_epochs": args.epochs}}
-        conditions = {"hemascope fewshot defaults": {}}
-        _, _, runs, minutes = paired_fewshot_runs(args, conditions, arms)
-        table, summary = paired_tables(runs, conditions, args.shots, tuple(arms),
-                                       ("defaults", f"SHOT start ({args.epochs} epochs)"))
-        payload.update({"fewshot": {"runs": runs, "summary": summary, "shots": args.shots,
-                                    "minutes": minutes}})
-        lines += ["", "### Few labels (test = every non-shot cell; same shots in both arms)", "",
-                  *table]
-    write_results(args.name, payload, "\n".join(lines) + "\n")
+    payload["no_labels"] = {
+        "none": {"accuracy": bn.before.accuracy, "macro_f1": bn.before.macro_f1},
+        "adabn": {"accuracy": bn.after.accuracy, "macro_f1": bn.after.macro_f1}, "shot": shot}
+    payload["minutes_no_labels"] = (time.time() - t0) / 60
+    return ["", f"### No labels (labels only score; SHOT {args.epochs} epochs, last epoch kept, "
+            f"{len(args.seeds)} seeds)", "",
+            "| adaptation | accuracy | macro-F1 |", "|---|---|---|",
+            f"| none | {bn.before.accuracy:.4f} | {bn.before.macro_f1:.4f} |",
+            f"| AdaBN | {bn.after.accuracy:.4f} | {bn.after.macro_f1:.4f} |",
+            f"| SHOT | {acc.mean():.4f} +- {acc.std():.4f} (min {acc.min():.2f}, max "
+            f"{acc.max():.2f}) | {f1.mean():.4f} +- {f1.std():.4f} |"]
 
 
 if __name__ == "__main__":

@@ -96,17 +96,23 @@ def test_source_free_start_uses_no_labels(tiny_model, new_lab, tmp_path, capsys,
     real = shot.adapt_source_free
 
     def spy(target, base, cfg, **kw):
-        seen.append((len(target.images), len(target.labels), cfg.epochs, kw["target_labelled"]))
+        shots = kw.get("shots")
+        seen.append((len(target.images), len(target.labels), cfg.epochs, kw["target_labelled"],
+                     None if shots is None else len(shots[1])))
         return real(target, base, cfg, **kw)
 
     monkeypatch.setattr(shot, "adapt_source_free", spy)
     assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "r"),
                  "--base", str(tiny_model), "--epochs", "2", "--shot-epochs", "2", "--threads",
                  "1", "--json"]) == 0
-    assert seen == [(24, 0, 2, False)]  # every target image, no label, once per run
+    assert seen == [(24, 0, 2, False, None)]  # every target image, no label, once per run
     assert json.loads(capsys.readouterr().out)["n_images"] == 18
     model = load_classifier(tmp_path / "r" / "model")
     assert model.config["training"]["fewshot"]["shot_epochs"] == 2
+    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "s"),
+                 "--base", str(tiny_model), "--epochs", "1", "--shot-epochs", "1",
+                 "--shot-labels", "--pseudo-rounds", "0", "--threads", "1"]) == 0
+    assert seen[-1] == (24, 0, 1, False, 6)  # semi-supervised: the 6 shots, still no test label
     assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "x"),
                  "--base", str(tiny_model), "--shot-epochs", "-1"]) != 0
     assert not (tmp_path / "x").exists()

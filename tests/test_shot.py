@@ -37,6 +37,26 @@ def test_centroid_labels_follow_clusters_not_the_head():
     assert labels.max() < 2  # class 2 has no images and takes none
 
 
+def test_labelled_anchors_pull_centroids():
+    feats = torch.tensor([[1.0, 0.0], [0.9, 0.1], [0.1, 0.9], [0.0, 1.0]])
+    probs = torch.tensor([[0.6, 0.4]] * 4)  # the head calls everything class 0
+    assert centroid_pseudo_labels(feats, probs, refinements=0).tolist() == [0, 0, 0, 0]
+    anchors = (torch.tensor([[0.0, 1.0], [0.05, 1.0]]), torch.tensor([1, 1]))
+    assert centroid_pseudo_labels(feats, probs, anchors=anchors).tolist() == [0, 0, 1, 1]
+
+
+def test_shots_make_source_free_adaptation_semi_supervised(tiny_model, shifted):
+    base = load_classifier(tiny_model)
+    target = load_target(shifted, base)
+    plain = adapt_source_free(target, base, ShotConfig(**FAST))
+    shots = (target.images[:4], np.array([0, 1, 0, 1]))
+    semi = adapt_source_free(target, base, ShotConfig(**FAST), shots=shots)
+    assert not torch.equal(plain.model.embedding[0].weight, semi.model.embedding[0].weight)
+    empty = adapt_source_free(target, base, ShotConfig(**FAST),
+                              shots=(target.images[:0], np.zeros(0, np.int64)))
+    assert torch.equal(plain.model.embedding[0].weight, empty.model.embedding[0].weight)
+
+
 def test_source_free_adaptation_keeps_head_and_is_seeded(tiny_model, shifted):
     base = load_classifier(tiny_model)
     target = load_target(shifted, base)

@@ -75,6 +75,8 @@ class FewShotConfig:
         shot_epochs: with N > 0 (modes ``full``, ``head`` and ``none``), the base model is
             first adapted to all target images, labels unused, by N epochs of source-free
             SHOT (:mod:`hemascope.adapt.shot`); fine-tuning then starts from that model.
+        shot_labels: the shots also take part in that SHOT run (semi-supervised: they anchor
+            its class centroids and add a cross-entropy term).
     """
 
     shots: int = 25
@@ -93,6 +95,7 @@ class FewShotConfig:
     pseudo_fraction: float = 0.5
     pseudo_per_shot: float = 10.0
     shot_epochs: int = 0
+    shot_labels: bool = False
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -242,7 +245,8 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     std = torch.tensor(base.config["std"], dtype=torch.float32)
     every = np.concatenate([x, test_x])  # the target's images, for batch-norm statistics
     if cfg.shot_epochs > 0 and cfg.mode != "scratch":
-        base = source_free_base(base, classes, every, cfg)
+        base = source_free_base(base, classes, every, cfg,
+                                shots=(x, y) if cfg.shot_labels else None)
     model = _adapt(base, classes, cfg, x, y, every, mean, std, source=source)
     rounds = cfg.pseudo_rounds if cfg.mode in ("full", "head") and len(test_x) else 0
     share = min(cfg.pseudo_fraction, cfg.pseudo_per_shot * len(y) / max(1, len(test_x)))
@@ -258,15 +262,16 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
 
 
 def source_free_base(base: LoadedModel, classes: list[str], images: np.ndarray,
-                     cfg: FewShotConfig) -> LoadedModel:
+                     cfg: FewShotConfig, *, shots: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> LoadedModel:
     """``base`` restricted to ``classes`` and adapted to ``images`` by source-free SHOT
-    (``cfg.shot_epochs`` epochs, ``cfg.seed``; no labels)."""
+    (``cfg.shot_epochs`` epochs, ``cfg.seed``; labels only those of ``shots``, if given)."""
     from hemascope.adapt.shot import ShotConfig, adapt_source_free
 
     unlabelled = TargetData(list(classes), images, np.zeros(0, np.int64), [], {})
     res = adapt_source_free(unlabelled, base, ShotConfig(epochs=cfg.shot_epochs, seed=cfg.seed,
                                                          threads=cfg.threads),
-                            target_labelled=False, classes=list(classes))
+                            target_labelled=False, classes=list(classes), shots=shots)
     return LoadedModel(res.model, {**base.config, "classes": list(classes)}, base.path)
 
 

@@ -86,20 +86,26 @@ def information_maximization(logits: torch.Tensor, diversity: float = 1.0) -> to
 
 
 def centroid_pseudo_labels(features: torch.Tensor, probs: torch.Tensor, *,
-                           refinements: int = 1) -> torch.Tensor:
+                           refinements: int = 1,
+                           anchors: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """SHOT's pseudo-labels: nearest class centroid in cosine geometry.
 
     Centroids start as the probability-weighted means of the L2-normalised ``features``
     (N, D); each of ``refinements`` rounds recomputes them from the hard labels. A class no
-    image is assigned to keeps its previous centroid.
+    image is assigned to keeps its previous centroid. ``anchors`` (features, class indices)
+    of labelled images, if given, count in every centroid with their true class.
     """
     f = F.normalize(features.float(), dim=1)
-    centroids = F.normalize(probs.float().T @ f, dim=1)
+    k = probs.shape[1]
+    fixed = torch.zeros(k, f.shape[1])
+    if anchors is not None and len(anchors[1]):
+        fixed = F.one_hot(anchors[1], k).float().T @ F.normalize(anchors[0].float(), dim=1)
+    centroids = F.normalize(probs.float().T @ f + fixed, dim=1)
     labels = (f @ centroids.T).argmax(1)
     for _ in range(refinements):
-        onehot = F.one_hot(labels, probs.shape[1]).float()
-        sums = onehot.T @ f
-        empty = onehot.sum(0) == 0
+        onehot = F.one_hot(labels, k).float()
+        sums = onehot.T @ f + fixed
+        empty = sums.abs().sum(1) == 0
         sums[empty] = centroids[empty]
         centroids = F.normalize(sums, dim=1)
         labels = (f @ centroids.T).argmax(1)
@@ -108,11 +114,15 @@ def centroid_pseudo_labels(features: torch.Tensor, probs: torch.Tensor, *,
 
 def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
                       target_labelled: bool = True, classes: list[str] | None = None,
+                      shots: tuple[np.ndarray, np.ndarray] | None = None,
                       log: Callable[[str], None] = lambda s: None) -> UdaResult:
     """Adapt ``base`` to the ``target`` images with SHOT; no source data, no target labels.
 
     The model keeps ``classes`` if given, else the classes of a labelled target (labels are
     used only to report accuracy before and after), else all of the base model's.
+    ``shots`` (uint8 images, indices into the classes), if given, make it semi-supervised:
+    they anchor the class centroids with their true classes and add a cross-entropy term
+    (label smoothing 0.1) on a batch of them at every step.
 
     Raises:
         DatasetError: fewer than 2 target images.
@@ -150,11 +160,16 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
     total = max(1, cfg.epochs * per_epoch)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * s / total)))
     history = []
+    if shots is not None and len(shots[1]) == 0:
+        shots = None
     for epoch in range(cfg.epochs):
         pick = torch.randperm(len(target.images), generator=gen)[:n].numpy()
         x = target.images[pick]
         emb, logits = _embed_all(model, x, mean, std)
-        labels = centroid_pseudo_labels(emb, F.softmax(logits, 1))
+        anchors = None
+        if shots is not None:
+            anchors = (_embed_all(model, shots[0], mean, std)[0], torch.from_numpy(shots[1]))
+        labels = centroid_pseudo_labels(emb, F.softmax(logits, 1), anchors=anchors)
         changed = float((labels != logits.argmax(1)).float().mean())
         model.train()
         model.head.eval()  # frozen hypothesis: no dropout, its batch norm keeps source statistics
@@ -168,6 +183,11 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
             im = information_maximization(out, cfg.diversity)
             ce = F.cross_entropy(out, labels[idx])
             loss = im + cfg.pseudo_weight * ce
+            if shots is not None:
+                si = torch.randint(0, len(shots[1]), (min(bs, len(shots[1])),), generator=gen).numpy()
+                sx = to_batch(shots[0][si], mean, std, aug=cfg.augment, generator=gen)
+                loss = loss + F.cross_entropy(model(sx), torch.from_numpy(shots[1][si]),
+                                              label_smoothing=0.1)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

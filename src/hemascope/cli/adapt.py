@@ -49,6 +49,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--shot-epochs", type=int, default=d.shot_epochs, metavar="N",
                     help="first adapt the base to all target images (labels unused) by N "
                          "epochs of source-free SHOT; 0 = off")
+    fs.add_argument("--shot-labels", action="store_true",
+                    help="let the shots take part in that SHOT run (semi-supervised)")
     fs.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     fs.add_argument("--tune", type=int, nargs="?", const=12, default=0, metavar="TRIALS",
                     help="choose lr, batch size, epochs and trained layers with Optuna (3-fold CV "
@@ -145,7 +147,8 @@ def _fewshot(args: argparse.Namespace) -> int:
                         batchnorm=args.batchnorm, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                         pseudo_rounds=args.pseudo_rounds, pseudo_fraction=args.pseudo_fraction,
-                        pseudo_per_shot=args.pseudo_per_shot, shot_epochs=args.shot_epochs)
+                        pseudo_per_shot=args.pseudo_per_shot, shot_epochs=args.shot_epochs,
+                        shot_labels=args.shot_labels)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

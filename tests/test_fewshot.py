@@ -115,6 +115,9 @@ def test_source_free_start_uses_no_labels(tiny_model, new_lab, tmp_path, capsys,
     assert seen[-1] == (24, 0, 1, False, 6)  # semi-supervised: the 6 shots, still no test label
     assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "x"),
                  "--base", str(tiny_model), "--shot-epochs", "-1"]) != 0
+    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "x"),
+                 "--base", str(tiny_model), "--shot-labels"]) != 0
+    assert "--shot-epochs" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 
 

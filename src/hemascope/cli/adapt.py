@@ -138,6 +138,8 @@ def _fewshot(args: argparse.Namespace) -> int:
             or args.pseudo_per_shot <= 0):
         raise HemascopeError("--shot-epochs and --pseudo-rounds must be >= 0, --pseudo-fraction "
                              "in (0, 1] and --pseudo-per-shot > 0")
+    if args.shot_labels and args.shot_epochs < 1:
+        raise HemascopeError("--shot-labels needs --shot-epochs N (N >= 1)")
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     base = load_classifier(args.base)
     target = load_target(args.data, base, format=args.format)
@@ -202,6 +204,9 @@ def _uda(args: argparse.Namespace) -> int:
         from hemascope.adapt.shot import ShotConfig, adapt_source_free
 
         classes = _model_classes(args.classes, base.classes) if args.classes else None
+        if classes is None and not labelled:
+            log(f"no --classes: SHOT spreads predictions over all {len(base.classes)} classes of "
+                "the model; name the classes the lab's cells have if they are fewer")
         scfg = ShotConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                           diversity=args.diversity, pseudo_weight=args.pseudo_weight,
                           max_images=args.max_images, seed=args.seed, threads=args.threads)

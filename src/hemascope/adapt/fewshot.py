@@ -77,6 +77,8 @@ class FewShotConfig:
             SHOT (:mod:`hemascope.adapt.shot`); fine-tuning then starts from that model.
         shot_labels: the shots also take part in that SHOT run (semi-supervised: they anchor
             its class centroids and add a cross-entropy term).
+        shot_max_images: images of a large folder drawn per SHOT epoch, so the run stays in
+            minutes on a CPU.
     """
 
     shots: int = 25
@@ -96,6 +98,7 @@ class FewShotConfig:
     pseudo_per_shot: float = 10.0
     shot_epochs: int = 0
     shot_labels: bool = False
+    shot_max_images: int = 500
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -269,8 +272,9 @@ def source_free_base(base: LoadedModel, classes: list[str], images: np.ndarray,
     from hemascope.adapt.shot import ShotConfig, adapt_source_free
 
     unlabelled = TargetData(list(classes), images, np.zeros(0, np.int64), [], {})
-    res = adapt_source_free(unlabelled, base, ShotConfig(epochs=cfg.shot_epochs, seed=cfg.seed,
-                                                         threads=cfg.threads),
+    shot = ShotConfig(epochs=cfg.shot_epochs, max_images=cfg.shot_max_images, seed=cfg.seed,
+                      threads=cfg.threads)
+    res = adapt_source_free(unlabelled, base, shot,
                             target_labelled=False, classes=list(classes), shots=shots)
     return LoadedModel(res.model, {**base.config, "classes": list(classes)}, base.path)
 

@@ -89,7 +89,8 @@ def test_cli_fewshot(tiny_model, new_lab, tmp_path, capsys):
                  str(tmp_path / "r" / "model")]) == 0
 
 
-def test_source_free_start_uses_no_labels(tiny_model, new_lab, tmp_path, capsys, monkeypatch):
+def test_shot_start_sees_only_images_and_shots(tiny_model, new_lab, tmp_path, capsys,
+                                               monkeypatch):
     import hemascope.adapt.shot as shot
 
     seen = []
@@ -102,21 +103,25 @@ def test_source_free_start_uses_no_labels(tiny_model, new_lab, tmp_path, capsys,
         return real(target, base, cfg, **kw)
 
     monkeypatch.setattr(shot, "adapt_source_free", spy)
+    common = ["--base", str(tiny_model), "--epochs", "1", "--pseudo-rounds", "0", "--threads", "1"]
     assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "r"),
-                 "--base", str(tiny_model), "--epochs", "2", "--shot-epochs", "2", "--threads",
-                 "1", "--json"]) == 0
-    assert seen == [(24, 0, 2, False, None)]  # every target image, no label, once per run
+                 "--shot-epochs", "2", "--json", *common]) == 0
+    # the default: every target image without its label, plus the 6 shots, once per run
+    assert seen == [(24, 0, 2, False, 6)]
     assert json.loads(capsys.readouterr().out)["n_images"] == 18
     model = load_classifier(tmp_path / "r" / "model")
     assert model.config["training"]["fewshot"]["shot_epochs"] == 2
+    assert model.config["training"]["fewshot"]["shot_labels"] is True
     assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "s"),
-                 "--base", str(tiny_model), "--epochs", "1", "--shot-epochs", "1",
-                 "--shot-labels", "--pseudo-rounds", "0", "--threads", "1"]) == 0
-    assert seen[-1] == (24, 0, 1, False, 6)  # semi-supervised: the 6 shots, still no test label
+                 "--shot-epochs", "1", "--no-shot-labels", *common]) == 0
+    assert seen[-1] == (24, 0, 1, False, None)  # no label at all
+    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "t"),
+                 "--shot-epochs", "0", *common]) == 0
+    assert len(seen) == 2  # off
     assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "x"),
                  "--base", str(tiny_model), "--shot-epochs", "-1"]) != 0
     assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "x"),
-                 "--base", str(tiny_model), "--shot-labels"]) != 0
+                 "--base", str(tiny_model), "--shot-epochs", "0", "--shot-labels"]) != 0
     assert "--shot-epochs" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
 

@@ -47,10 +47,11 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="at most M pseudo-labels per shot (the share is lowered to fit), so "
                          "that large folders stay fast")
     fs.add_argument("--shot-epochs", type=int, default=d.shot_epochs, metavar="N",
-                    help="first adapt the base to all target images (labels unused) by N "
-                         "epochs of source-free SHOT; 0 = off")
-    fs.add_argument("--shot-labels", action="store_true",
-                    help="let the shots take part in that SHOT run (semi-supervised)")
+                    help="first adapt the base to all target images by N epochs of SHOT (no "
+                         "source data); 0 = off")
+    fs.add_argument("--shot-labels", action=argparse.BooleanOptionalAction, default=None,
+                    help="let the shots take part in that SHOT run (semi-supervised; default: "
+                         f"{'yes' if d.shot_labels else 'no'})")
     fs.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     fs.add_argument("--tune", type=int, nargs="?", const=12, default=0, metavar="TRIALS",
                     help="choose lr, batch size, epochs and trained layers with Optuna (3-fold CV "
@@ -138,7 +139,7 @@ def _fewshot(args: argparse.Namespace) -> int:
             or args.pseudo_per_shot <= 0):
         raise HemascopeError("--shot-epochs and --pseudo-rounds must be >= 0, --pseudo-fraction "
                              "in (0, 1] and --pseudo-per-shot > 0")
-    if args.shot_labels and args.shot_epochs < 1:
+    if args.shot_labels and args.shot_epochs < 1:  # asked for explicitly
         raise HemascopeError("--shot-labels needs --shot-epochs N (N >= 1)")
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     base = load_classifier(args.base)
@@ -150,7 +151,8 @@ def _fewshot(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                         pseudo_rounds=args.pseudo_rounds, pseudo_fraction=args.pseudo_fraction,
                         pseudo_per_shot=args.pseudo_per_shot, shot_epochs=args.shot_epochs,
-                        shot_labels=args.shot_labels)
+                        shot_labels=(FewShotConfig.shot_labels if args.shot_labels is None
+                                     else args.shot_labels))
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

@@ -62,7 +62,8 @@ class FewShotConfig:
             K = 10 and on average at K = 25 (``benchmarks/results/fewshot_cellavision.md``).
         batchnorm: ``target`` re-estimates the encoder's batch-norm statistics on all
             target images (no labels) and freezes them while fine-tuning; ``source`` keeps
-            the base model's and lets fine-tuning update them.
+            the base model's and lets fine-tuning update them. A SHOT start
+            (``shot_epochs``) re-estimates them on the target in either case.
         source_mix: with a source set, this many source images per shot join training
             (the "mixed source + target" condition); 0 = target only.
         pseudo_rounds: self-training rounds (modes ``full`` and ``head``): the adapted model

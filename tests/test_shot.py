@@ -64,12 +64,20 @@ def test_source_free_adaptation_keeps_head_and_is_seeded(tiny_model, shifted):
     assert res.classes == ["lymphocyte", "neutrophil"]
     assert res.before.n_images == res.after.n_images == 12
     assert len(res.history) == 2 and all(np.isfinite(h["infomax"]) for h in res.history)
+    assert all("target_accuracy" in h for h in res.history)  # 12 labelled images: cheap to track
     idx = [base.classes.index(c) for c in res.classes]
     assert torch.equal(res.model.head[-1].weight, base.model.head[-1].weight[idx])  # hypothesis kept
     assert not torch.equal(res.model.embedding[0].weight, base.model.embedding[0].weight)
     again = adapt_source_free(target, base, ShotConfig(**FAST))
     for p, q in zip(res.model.parameters(), again.model.parameters()):
         assert torch.equal(p, q)
+
+
+def test_large_labelled_target_is_scored_once_not_per_epoch(tiny_model, shifted):
+    base = load_classifier(tiny_model)
+    res = adapt_source_free(load_target(shifted, base), base, ShotConfig(**FAST, max_images=8))
+    assert all("target_accuracy" not in h for h in res.history)
+    assert res.after.n_images == 12
 
 
 def test_source_free_adaptation_rejects_bad_input(tiny_model, shifted):

@@ -147,6 +147,8 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
     model = restricted_model(base, classes)
     t_eval = target_eval(target, classes) if target_labelled else None
     before = score_target(model, t_eval, mean, std, classes)
+    # per-epoch target accuracy (a report only) while it costs no more than an epoch
+    track = t_eval is not None and len(t_eval[1]) <= cfg.max_images
     fixed_bn = reestimate_batchnorm(model, target.images, mean, std) > 0
     for p in model.head.parameters():
         p.requires_grad_(False)  # the source hypothesis stays as trained
@@ -196,12 +198,12 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
             sums["pseudo"] += ce.item()
         row = {"epoch": epoch + 1, **{k: v / max(1, per_epoch) for k, v in sums.items()},
                "pseudo_labels_changed": round(changed, 4)}
-        if t_eval is not None:
+        if track:
             row["target_accuracy"] = score_target(model, t_eval, mean, std, classes).accuracy
         history.append(row)
         log(f"shot epoch {epoch + 1}/{cfg.epochs} infomax {row['infomax']:.4f} pseudo "
             f"{row['pseudo']:.4f} ({changed:.0%} of centroid labels differ from the head's)"
-            + (f" target acc {row['target_accuracy']:.4f}" if t_eval else ""))
+            + (f" target acc {row['target_accuracy']:.4f}" if track else ""))
     for p in model.parameters():
         p.requires_grad_(True)
     after = score_target(model, t_eval, mean, std, classes)

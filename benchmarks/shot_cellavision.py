@@ -26,6 +26,7 @@ import numpy as np
 from _common import (fewshot_parser, machine, paired_fewshot_runs, paired_tables, shared_data,
                      write_results)
 
+
 def main() -> None:
     ap = fewshot_parser(__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10, help="SHOT epochs")

@@ -79,9 +79,9 @@ class FewShotConfig:
             model. 0 = off.
         shot_labels: the shots take part in that SHOT run (semi-supervised: they anchor its
             class centroids and add a cross-entropy term); otherwise it uses no label. The
-            default (10 epochs, shots included) measured +0.025 accuracy on CellaVision,
-            better in 8 of 10 (K, seed) pairs and worse in none
-            (``benchmarks/results/shot_labels_cellavision.md``).
+            default (10 epochs, shots included) measured +0.017 accuracy on CellaVision,
+            better in 14 of 20 (K, seed) pairs and worse in 3
+            (``benchmarks/results/shot_labels_pooled.md``).
         shot_max_images: images of a large folder drawn per SHOT epoch, so the run stays in
             minutes on a CPU.
     """

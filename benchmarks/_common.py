@@ -67,7 +67,8 @@ def paired_tables(runs: list[dict], conditions, shots, arms: tuple[str, str],
             summary[name][metric] = {
                 f"mean_{a0}": float(np.mean(a)), f"mean_{a1}": float(np.mean(b)),
                 "mean_difference": float(np.mean(np.subtract(b, a))),
-                f"{a1}_better": int(np.sum(np.greater(b, a))), "pairs": len(a),
+                f"{a1}_better": int(np.sum(np.greater(b, a))),
+                f"{a1}_worse": int(np.sum(np.less(b, a))), "pairs": len(a),
                 "wilcoxon_p": wilcoxon_signed_rank(b, a)}
     lines += ["", f"Paired over every K and seed of a condition ({labels[1]} minus {labels[0]}):", "",
               f"| condition | accuracy difference | {a1.replace('_', ' ')} better / pairs | Wilcoxon p | "

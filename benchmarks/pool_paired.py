@@ -16,9 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 
-import numpy as np
-
-from _common import RESULTS, write_results
+from _common import RESULTS, paired_tables, write_results
 
 
 def main() -> None:
@@ -28,37 +26,35 @@ def main() -> None:
     ap.add_argument("--second", required=True, help="arm key compared with it")
     ap.add_argument("--name", required=True)
     args = ap.parse_args()
-    from hemascope.adapt.stats import wilcoxon_signed_rank
 
-    pairs = []
+    runs = []
     for name in args.results:
         data = json.loads((RESULTS / f"{name}.json").read_text())
-        runs = data["fewshot"]["runs"] if "fewshot" in data else data["runs"]
-        for r in runs:
-            first = next(r[k] for k in args.first if k in r)
-            pairs.append({"file": name, "shots": r["shots"], "seed": r["seed"],
-                          **{f"{m}_{arm}": v[m] for arm, v in (("first", first),
-                                                               ("second", r[args.second]))
-                             for m in ("accuracy", "macro_f1")}})
-    groups = {f"K = {k}": [p for p in pairs if p["shots"] == k]
-              for k in sorted({p["shots"] for p in pairs})}
-    groups["all"] = pairs
-    summary, lines = {}, ["| runs | pairs | metric | first | second | difference | second better / "
-                          "worse | Wilcoxon p |", "|---|---|---|---|---|---|---|---|"]
-    for g, sel in groups.items():
-        for m in ("accuracy", "macro_f1"):
-            a = np.array([p[f"{m}_first"] for p in sel])
-            b = np.array([p[f"{m}_second"] for p in sel])
-            s = {"n": len(sel), "first": float(a.mean()), "second": float(b.mean()),
-                 "difference": float((b - a).mean()), "better": int((b > a).sum()),
-                 "worse": int((b < a).sum()), "wilcoxon_p": wilcoxon_signed_rank(b, a)}
-            summary[f"{g} {m}"] = s
-            lines.append(f"| {g} | {s['n']} | {m} | {s['first']:.4f} | {s['second']:.4f} | "
-                         f"{s['difference']:+.4f} | {s['better']} / {s['worse']} | "
-                         f"{s['wilcoxon_p']:.3f} |")
-    md = (f"## Pooled paired runs: {args.second} vs {' / '.join(args.first)} "
-          f"({', '.join(args.results)})\n\n" + "\n".join(lines))
-    write_results(args.name, {"results": args.results, "pairs": pairs, "summary": summary}, md)
+        for r in data["fewshot"]["runs"] if "fewshot" in data else data["runs"]:
+            runs.append({"condition": "pooled", "file": name, "shots": r["shots"],
+                         "seed": r["seed"], "first": next(r[k] for k in args.first if k in r),
+                         "second": r[args.second]})
+    shots = sorted({r["shots"] for r in runs})
+    labels = (" / ".join(args.first), args.second)
+    # means per K and the paired test over every run; then the paired test within each K
+    lines, summary = paired_tables(runs, ["pooled"], shots, ("first", "second"), labels)
+    rows = []
+    for group, sel in [(f"K = {k}", [r for r in runs if r["shots"] == k]) for k in shots] + [
+            ("all", runs)]:
+        s = paired_tables(sel, ["pooled"], sorted({r["shots"] for r in sel}), ("first", "second"),
+                          labels)[1]["pooled"]
+        summary[group] = s
+        a, f = s["accuracy"], s["macro_f1"]
+        rows.append(f"| {group} | {a['pairs']} | {a['mean_difference']:+.4f} | "
+                    f"{a['second_better']} / {a['second_worse']} | {a['wilcoxon_p']:.3f} | "
+                    f"{f['mean_difference']:+.4f} | {f['second_better']} / {f['second_worse']} | "
+                    f"{f['wilcoxon_p']:.3f} |")
+    md = "\n".join([f"## Pooled paired runs: {args.second} vs {labels[0]} ({', '.join(args.results)})",
+                    "", *lines[:2 + len(shots)], "", "Paired (second minus first):", "",
+                    "| runs | pairs | accuracy difference | better / worse | Wilcoxon p | "
+                    "macro-F1 difference | better / worse | Wilcoxon p |",
+                    "|---|---|---|---|---|---|---|---|", *rows])
+    write_results(args.name, {"results": args.results, "pairs": runs, "summary": summary}, md)
 
 
 if __name__ == "__main__":

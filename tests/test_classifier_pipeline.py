@@ -46,6 +46,22 @@ def test_resume_continues_from_checkpoint(synthetic_cells, tmp_path):
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 3
 
 
+def test_fresh_run_in_used_folder_starts_a_fresh_history(synthetic_cells, tmp_path):
+    ds = read_class_folders(synthetic_cells)
+    cfg = ClassifierTrainConfig(arch="tinycnn", image_size=24, epochs=2, batch_size=32, threads=1)
+    train_classifier(ds, cfg, tmp_path, log=lambda s: None)
+    train_classifier(ds, cfg, tmp_path, log=lambda s: None)  # no resume: a new run
+    rows = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    # a row written after the last checkpoint (a crash between the two) is dropped on resume
+    with open(tmp_path / "history.jsonl", "a") as fh:
+        fh.write(json.dumps({"epoch": 3, "val_accuracy": 0.0}) + "\n" + '{"epoch": 4, "val_')
+    cfg.epochs = 3
+    train_classifier(ds, cfg, tmp_path, resume=True, log=lambda s: None)
+    rows = [json.loads(x) for x in (tmp_path / "history.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3] and "train_loss" in rows[2]
+
+
 def test_cli_classify_json_and_bad_files(tiny_model, synthetic_cells, tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG broken")

@@ -36,6 +36,30 @@ def load_checkpoint(path: str | Path, *, model: torch.nn.Module, opt, sched,
     return state
 
 
+def trim_history(path: str | Path, done_epochs: int) -> None:
+    """Keep only the rows of ``history.jsonl`` for the first ``done_epochs`` epochs.
+
+    A fresh run (``done_epochs`` 0) in a folder that held an earlier run starts an empty
+    history instead of appending to the old one; a resumed run drops the rows of epochs its
+    checkpoint did not keep.
+    """
+    import json
+
+    path = Path(path)
+    if not path.is_file():
+        return
+    rows = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    keep = []
+    for line in rows:
+        try:
+            if int(json.loads(line)["epoch"]) <= done_epochs:
+                keep.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue  # a row cut short by a crash
+    with atomic_write(path, "w", encoding="utf-8") as fh:
+        fh.write("".join(f"{line}\n" for line in keep))
+
+
 @torch.no_grad()
 def round_to_float16(model: torch.nn.Module) -> None:
     """Round every floating tensor through float16 in place, so the score is the one of

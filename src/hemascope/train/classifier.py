@@ -32,7 +32,8 @@ from hemascope.evaluate.classification import ClassificationReport, classificati
 from hemascope.io.atomic import write_json
 from hemascope.models.artifact import SPLIT, save_artifact
 from hemascope.models.classifier import CellClassifier
-from hemascope.train.checkpoint import load_checkpoint, round_to_float16, save_checkpoint
+from hemascope.train.checkpoint import (load_checkpoint, round_to_float16, save_checkpoint,
+                                        trim_history)
 from hemascope.train.config import ClassifierTrainConfig
 from hemascope.train.device import autocast, describe, module_device, resolve_device
 
@@ -180,6 +181,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
         earlier = float(state.get("elapsed", 0.0))  # wall time of the interrupted sessions
         log(f"resuming at epoch {start + 1}")
         fitted_epochs(cfg, sched, steps_per_epoch)
+    trim_history(out / "history.jsonl", start)  # a fresh run starts a fresh history
     weights = _sample_weights(y_train, len(classes)) if cfg.balanced_sampler else None
     hist = out / "history.jsonl"
     eval_model = ema if ema is not None else model

@@ -37,7 +37,8 @@ from hemascope.models.artifact import save_artifact
 from hemascope.train.classifier import (_ema_update, _Warmup, fit_to_time, fitted_epochs,
                                          out_of_time)
 from hemascope.train.device import describe, resolve_device
-from hemascope.train.checkpoint import load_checkpoint, round_to_float16, save_checkpoint
+from hemascope.train.checkpoint import (load_checkpoint, round_to_float16, save_checkpoint,
+                                        trim_history)
 from hemascope.train.config import DetectorTrainConfig
 
 
@@ -132,6 +133,7 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
         earlier = float(state.get("elapsed", 0.0))
         fitted_epochs(cfg, sched, steps)
         log(f"resuming at epoch {start + 1}")
+    trim_history(out / "history.jsonl", start)  # a fresh run starts a fresh history
     log(f"training on {describe(dev, mixed=False)}"
         + (f", {cfg.workers} augmentation workers" if cfg.workers else ""))
     eval_model = ema if ema is not None else model

@@ -146,3 +146,42 @@ def test_empty_class_folder_is_a_clear_error(tiny_model, new_lab, tmp_path):
     (t / "eosinophil").mkdir()
     with pytest.raises(DatasetError, match="'eosinophil' holds no images"):
         load_target(t, load_classifier(tiny_model))
+
+
+def test_propagated_predictions_see_only_the_shot_labels(tiny_model, new_lab, tmp_path, capsys,
+                                                         monkeypatch):
+    import hemascope.adapt.propagate as propagate
+    from hemascope.errors import HemascopeError
+
+    seen = []
+    real = propagate.transductive_probs
+
+    def spy(probs, emb, labelled, labels, **kw):
+        seen.append((probs.shape, emb.shape, np.asarray(labelled).copy(), np.asarray(labels).copy()))
+        return real(probs, emb, labelled, labels, **kw)
+
+    monkeypatch.setattr(propagate, "transductive_probs", spy)
+    base = load_classifier(tiny_model)
+    target = load_target(new_lab, base)
+    cfg = FewShotConfig(shots=6, seed=2, mode="none", shot_epochs=0, predict="propagate", threads=1)
+    res = run_fewshot(target, base, cfg, run_dir=tmp_path / "r")
+    # every target image is in the graph; only the 6 shots carry labels, the true ones
+    (probs_shape, emb_shape, labelled, labels), = seen
+    assert probs_shape == (24, 3) and emb_shape[0] == 24 and list(labelled) == list(range(6))
+    shot_labels = [target.classes.index(next(c for c in target.classes if c in s.lower()))
+                   for s in res.shots]
+    assert sorted(labels) == sorted(shot_labels)
+    assert res.head_only is not None and res.head_only.n_images == res.report.n_images == 18
+    saved = json.loads((tmp_path / "r" / "model" / "config.json").read_text())
+    assert saved["metrics"]["test_head_only"]["accuracy"] == pytest.approx(res.head_only.accuracy)
+    assert saved["training"]["fewshot"]["predict"] == "propagate"
+    # the head alone, with the same model, is what predict="head" scores
+    head = run_fewshot(target, base, FewShotConfig(shots=6, seed=2, mode="none", shot_epochs=0,
+                                                   threads=1))
+    assert head.head_only is None and head.report.accuracy == pytest.approx(res.head_only.accuracy)
+    with pytest.raises(HemascopeError, match="predict"):
+        run_fewshot(target, base, FewShotConfig(shots=6, predict="vote", threads=1))
+    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "c"),
+                 "--base", str(tiny_model), "--mode", "none", "--shot-epochs", "0",
+                 "--predict", "propagate", "--threads", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["n_images"] == 18

@@ -46,6 +46,7 @@ from hemascope.train.config import ClassifierTrainConfig
 
 MODES = ("full", "head", "none", "scratch")
 STAINS = ("reinhard", "none")
+PREDICTS = ("head", "propagate")
 
 
 @dataclass
@@ -84,6 +85,15 @@ class FewShotConfig:
             (``benchmarks/results/shot_labels_pooled.md``).
         shot_max_images: images of a large folder drawn per SHOT epoch, so the run stays in
             minutes on a CPU.
+        predict: how the target's unlabelled images are labelled at the end. ``head``: the
+            adapted model's own softmax. ``propagate`` (transductive): the mean of two
+            opinions, (1) the softmax of the adapted model, averaged with the SHOT start's
+            when there is one, and (2) label propagation from the shots over the kNN graph
+            of every target image's embedding (:mod:`hemascope.adapt.propagate`). The
+            graph comes from the SHOT start when there is one (SHOT trains the embedding
+            to cluster the target's cells; fine-tuning on a few shots does not), else from
+            the adapted model. The saved model still predicts new images with its head
+            alone; the run records that head's own score beside the propagated one.
     """
 
     shots: int = 25
@@ -104,6 +114,7 @@ class FewShotConfig:
     shot_epochs: int = 10
     shot_labels: bool = True
     shot_max_images: int = 500
+    predict: str = "head"
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -128,6 +139,7 @@ class FewShotResult:
     shots: list[str]
     run_dir: Path | None
     seconds: float
+    head_only: ClassificationReport | None = None  # the saved model alone, with predict=propagate
 
 
 def load_target(data: str | Path | ClassificationSet, base: LoadedModel, *,
@@ -177,9 +189,10 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     With ``tune_trials > 0`` the hyper-parameters are first chosen by Optuna with 3-fold
     cross-validation inside the shots (:func:`hemascope.adapt.tune.tune_fewshot`).
     """
-    if cfg.mode not in MODES or cfg.stain not in STAINS or cfg.batchnorm not in BATCHNORMS:
-        raise HemascopeError(f"mode must be one of {MODES}, stain one of {STAINS} and "
-                             f"batchnorm one of {BATCHNORMS}")
+    if (cfg.mode not in MODES or cfg.stain not in STAINS or cfg.batchnorm not in BATCHNORMS
+            or cfg.predict not in PREDICTS):
+        raise HemascopeError(f"mode must be one of {MODES}, stain one of {STAINS}, batchnorm "
+                             f"one of {BATCHNORMS} and predict one of {PREDICTS}")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     t0 = time.time()
     n = len(target.labels)
@@ -208,17 +221,23 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     if source is not None and cfg.source_mix > 0:
         src = _mix_source(source, target.classes, cfg)
     pseudo: list[dict[str, int]] = []
+    head_pred: list[np.ndarray] = []
     if cfg.shot_epochs > 0 and cfg.mode != "scratch":
         log(f"SHOT start: {cfg.shot_epochs} epochs on the {n} target images"
             + (f", the {len(shots)} shots anchoring the classes" if cfg.shot_labels else
                ", no labels"))
     model, pred = fit_and_predict(base, target.classes, cfg, images[is_shot],
                                   target.labels[is_shot], images[~is_shot], source=src,
-                                  pseudo_counts=pseudo)
+                                  pseudo_counts=pseudo, head_pred=head_pred)
     for r, counts in enumerate(pseudo, 1):
         log(f"self-training round {r}: {sum(counts.values())} pseudo-labels ("
             + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")")
     report = classification_report(target.labels[~is_shot], pred, target.classes)
+    head_only = None
+    if head_pred:  # what the saved model alone scores on the same images
+        head_only = classification_report(target.labels[~is_shot], head_pred[0], target.classes)
+        log(f"the adapted model's head alone: accuracy {head_only.accuracy:.4f} "
+            f"macro-F1 {head_only.macro_f1:.4f}")
     out = Path(run_dir) if run_dir else None
     if out is not None:
         write_text(out / "shots.txt", "\n".join(shots) + "\n")
@@ -230,19 +249,21 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                   "stain_reference": reference.to_dict() if reference else None,
                   "training": {"base": str(base.path), "fewshot": cfg.to_dict(), "shots_file":
                                "../shots.txt", "n_shots": len(shots), "pseudo_labels": pseudo},
-                  "metrics": {"test": report.to_dict()}}
+                  "metrics": {"test": report.to_dict(),
+                              **({"test_head_only": head_only.to_dict()} if head_only else {})}}
         if cfg.mode == "scratch":
             config["training"]["base"] = None
         save_artifact(out / "model", model, config)
     log(f"{cfg.mode}/{cfg.stain} K={cfg.shots} seed={cfg.seed}: accuracy {report.accuracy:.4f} "
         f"macro-F1 {report.macro_f1:.4f}")
-    return FewShotResult(report, shots, out, time.time() - t0)
+    return FewShotResult(report, shots, out, time.time() - t0, head_only)
 
 
 def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x: np.ndarray,
                     y: np.ndarray, test_x: np.ndarray, *,
                     source: tuple[np.ndarray, np.ndarray] | None = None,
-                    pseudo_counts: list[dict[str, int]] | None = None) -> tuple[nn.Module, np.ndarray]:
+                    pseudo_counts: list[dict[str, int]] | None = None,
+                    head_pred: list[np.ndarray] | None = None) -> tuple[nn.Module, np.ndarray]:
     """Adapt a copy of ``base`` to ``(x, y)`` as ``cfg.mode`` says; predicted indices for ``test_x``.
 
     With ``cfg.batchnorm == "target"`` the batch-norm statistics come from ``x`` and
@@ -251,15 +272,20 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     lends pseudo-labels: each round starts again from ``base`` with the shots plus the
     most confident share of every class the previous round predicted; the true labels of
     ``test_x`` are never seen. ``pseudo_counts``, if given, receives the pseudo-labels
-    taken per class in each round.
+    taken per class in each round. With ``cfg.predict == "propagate"`` the returned
+    predictions are transductive (head softmax and label propagation from ``(x, y)`` over
+    the embeddings of ``x`` and ``test_x``); ``head_pred``, if given, then receives the
+    head's own predictions.
     """
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)
     every = np.concatenate([x, test_x])  # the target's images, for batch-norm statistics
+    start = None  # the SHOT start, if any
     if cfg.shot_epochs > 0 and cfg.mode != "scratch":
-        base = source_free_base(base, classes, every, cfg,
-                                shots=(x, y) if cfg.shot_labels else None)
-    model = _adapt(base, classes, cfg, x, y, every, mean, std, source=source)
+        base = start = source_free_base(base, classes, every, cfg,
+                                        shots=(x, y) if cfg.shot_labels else None)
+    model = _adapt(base, classes, cfg, x, y, every, mean, std, source=source,
+                   keep_bn=start is not None and cfg.mode == "none")
     rounds = cfg.pseudo_rounds if cfg.mode in ("full", "head") and len(test_x) else 0
     share = min(cfg.pseudo_fraction, cfg.pseudo_per_shot * len(y) / max(1, len(test_x)))
     for _ in range(rounds):
@@ -270,6 +296,19 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
             pseudo_counts.append({c: int((labels == i).sum()) for i, c in enumerate(classes)})
         model = _adapt(base, classes, cfg, np.concatenate([x, test_x[picked]]),
                        np.concatenate([y, labels]), every, mean, std, source=source)
+    if cfg.predict == "propagate" and len(test_x):
+        from hemascope.adapt.propagate import transductive_probs
+        from hemascope.adapt.shot import embed_all
+
+        emb, logits = embed_all(model, every, mean, std)
+        probs = torch.softmax(logits.float(), 1).numpy()
+        if head_pred is not None:
+            head_pred.append(probs[len(x):].argmax(1))
+        if start is not None and start.model is not model:
+            emb, logits = embed_all(start.model, every, mean, std)
+            probs = (probs + torch.softmax(logits.float(), 1).numpy()) / 2.0
+        scores = transductive_probs(probs, emb.float().numpy(), np.arange(len(x)), y)
+        return model, scores[len(x):].argmax(1)
     return model, predict_probs(model, test_x, mean, std).argmax(1)
 
 
@@ -290,11 +329,13 @@ def source_free_base(base: LoadedModel, classes: list[str], images: np.ndarray,
 
 def _adapt(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x: np.ndarray, y: np.ndarray,
            bn_images: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *,
-           source: tuple[np.ndarray, np.ndarray] | None = None) -> nn.Module:
+           source: tuple[np.ndarray, np.ndarray] | None = None, keep_bn: bool = False) -> nn.Module:
     """One adaptation of a fresh copy of ``base``: batch-norm statistics from ``bn_images``
-    (with ``cfg.batchnorm == "target"``), then fine-tuning on ``(x, y)``."""
+    (with ``cfg.batchnorm == "target"``, unless ``keep_bn``: a SHOT start already holds
+    the target's statistics, and with nothing trained after it new ones would only move
+    the features away from what its head learned on), then fine-tuning on ``(x, y)``."""
     model = _adaptable_model(base, cfg, [base.classes.index(c) for c in classes])
-    target_bn = cfg.batchnorm == "target" and cfg.mode != "scratch"
+    target_bn = cfg.batchnorm == "target" and cfg.mode != "scratch" and not keep_bn
     if target_bn:
         target_bn = reestimate_batchnorm(model, bn_images, mean, std) > 0
     if cfg.mode != "none":

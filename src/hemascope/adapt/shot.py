@@ -167,10 +167,10 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
     for epoch in range(cfg.epochs):
         pick = torch.randperm(len(target.images), generator=gen)[:n].numpy()
         x = target.images[pick]
-        emb, logits = _embed_all(model, x, mean, std)
+        emb, logits = embed_all(model, x, mean, std)
         anchors = None
         if shots is not None:
-            anchors = (_embed_all(model, shots[0], mean, std)[0], torch.from_numpy(shots[1]))
+            anchors = (embed_all(model, shots[0], mean, std)[0], torch.from_numpy(shots[1]))
         labels = centroid_pseudo_labels(emb, F.softmax(logits, 1), anchors=anchors)
         changed = float((labels != logits.argmax(1)).float().mean())
         model.train()
@@ -211,7 +211,9 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
 
 
 @torch.no_grad()
-def _embed_all(model, images: np.ndarray, mean, std, batch: int = 64):
+def embed_all(model, images: np.ndarray, mean, std, batch: int = 64):
+    """Embeddings and logits ``(torch.Tensor, torch.Tensor)`` of cached uint8 images, in eval
+    mode, without gradients; the model is left in eval mode."""
     model.eval()
     embs, logits = [], []
     for b in range(0, len(images), batch):

@@ -52,6 +52,12 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--shot-labels", action=argparse.BooleanOptionalAction, default=None,
                     help="let the shots take part in that SHOT run (semi-supervised; default: "
                          f"{'yes' if d.shot_labels else 'no'})")
+    fs.add_argument("--predict", choices=("head", "propagate"), default=d.predict,
+                    help="label the unlabelled DATA images with the adapted model's head, or "
+                         "transductively: its softmax averaged with label propagation from the "
+                         "shots over the embeddings of all DATA images. The saved model still "
+                         "predicts with its head alone; RUN_DIR/model/config.json records that "
+                         f"head's own score (default: {d.predict})")
     fs.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     fs.add_argument("--tune", type=int, nargs="?", const=12, default=0, metavar="TRIALS",
                     help="choose lr, batch size, epochs and trained layers with Optuna (3-fold CV "
@@ -152,7 +158,7 @@ def _fewshot(args: argparse.Namespace) -> int:
                         pseudo_rounds=args.pseudo_rounds, pseudo_fraction=args.pseudo_fraction,
                         pseudo_per_shot=args.pseudo_per_shot, shot_epochs=args.shot_epochs,
                         shot_labels=(FewShotConfig.shot_labels if args.shot_labels is None
-                                     else args.shot_labels))
+                                     else args.shot_labels), predict=args.predict)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

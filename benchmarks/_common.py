@@ -97,8 +97,9 @@ def paired_fewshot_runs(args, conditions: dict[str, dict], arms: dict[str, dict]
     :func:`fewshot_parser`) in each of two arms, on the same shots.
 
     ``conditions`` and ``arms`` map names to :class:`FewShotConfig` changes, applied to
-    the defaults with the SHOT start off (``shot_epochs=0``: these benchmarks predate it and
-    their results were measured so; a condition or arm can turn it on). Returns
+    the defaults with the SHOT start and label propagation off (``shot_epochs=0``,
+    ``predict="head"``: these benchmarks predate them and their results were measured so; a
+    condition or arm can turn them on). Returns
     ``(base, target, runs, minutes)``; each run holds the condition, K, seed and, per arm,
     accuracy, macro-F1 and seconds.
     """
@@ -115,7 +116,7 @@ def paired_fewshot_runs(args, conditions: dict[str, dict], arms: dict[str, dict]
         for k in args.shots:
             for seed in args.seeds:
                 cfg = replace(FewShotConfig(shots=k, seed=seed, threads=args.threads,
-                                            shot_epochs=0), **change)
+                                            shot_epochs=0, predict="head"), **change)
                 row = {"condition": name, "shots": k, "seed": seed}
                 for arm, arm_change in arms.items():
                     res = run_fewshot(target, base, replace(cfg, **arm_change))

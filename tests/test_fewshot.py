@@ -177,8 +177,12 @@ def test_propagated_predictions_see_only_the_shot_labels(tiny_model, new_lab, tm
     assert saved["training"]["fewshot"]["predict"] == "propagate"
     # the head alone, with the same model, is what predict="head" scores
     head = run_fewshot(target, base, FewShotConfig(shots=6, seed=2, mode="none", shot_epochs=0,
-                                                   threads=1))
+                                                   predict="head", threads=1))
     assert head.head_only is None and head.report.accuracy == pytest.approx(res.head_only.accuracy)
+    # the default; the study's ablation conditions have no propagation
+    from hemascope.adapt.fewshot import conditions
+    assert FewShotConfig().predict == "propagate"
+    assert {c.predict for c in conditions(FewShotConfig()).values()} == {"head"}
     with pytest.raises(HemascopeError, match="predict"):
         run_fewshot(target, base, FewShotConfig(shots=6, predict="vote", threads=1))
     assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "c"),

@@ -37,7 +37,8 @@ def tune_fewshot(base: LoadedModel, classes: list[str], x: np.ndarray, y: np.nda
                             batch_size=trial.suggest_categorical("batch_size", [8, 16, 32]),
                             epochs=trial.suggest_int("epochs", 10, 60, step=10),
                             mode=trial.suggest_categorical("mode", ["full", "head"]),
-                            pseudo_rounds=0, shot_epochs=0)  # tune the fine-tuning only
+                            pseudo_rounds=0, shot_epochs=0,
+                            predict="head")  # tune the fine-tuning only
         accs = []
         for f in range(k):
             tr, te = fold_of != f, fold_of == f

@@ -54,8 +54,9 @@ def register(groups: argparse._SubParsersAction) -> None:
                          f"{'yes' if d.shot_labels else 'no'})")
     fs.add_argument("--predict", choices=("head", "propagate"), default=d.predict,
                     help="label the unlabelled DATA images with the adapted model's head, or "
-                         "transductively: its softmax averaged with label propagation from the "
-                         "shots over the embeddings of all DATA images. The saved model still "
+                         "transductively: its softmax (and the SHOT start's) averaged with label "
+                         "propagation from the shots over the embeddings of all DATA images "
+                         "(the SHOT start's, when there is one). The saved model still "
                          "predicts with its head alone; RUN_DIR/model/config.json records that "
                          f"head's own score (default: {d.predict})")
     fs.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")

@@ -109,3 +109,16 @@ def test_bad_embeddings():
         knn_graph(bad)
     with pytest.raises(ValueError, match="one row per embedding"):
         transductive_probs(np.ones((3, 2)) / 2, np.ones((4, 4)), np.array([0]), np.array([0]))
+
+
+def test_knn_graph_in_blocks_matches_brute_force():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4500, 8))  # more rows than one block holds (2**24 // 4500 < 4500)
+    idx, w = knn_graph(x, k=3, power=1.0)
+    assert not (idx == np.arange(4500)[:, None]).any()
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    for i in (0, 3727, 4499):  # rows of the first, a middle and the last block
+        s = xn @ xn[i]
+        s[i] = -np.inf
+        assert set(idx[i]) == set(np.argsort(-s)[:3])
+        assert np.allclose(sorted(w[i]), sorted(np.maximum(np.sort(s)[-3:], 0)))

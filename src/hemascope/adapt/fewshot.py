@@ -276,9 +276,10 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     most confident share of every class the previous round predicted; the true labels of
     ``test_x`` are never seen. ``pseudo_counts``, if given, receives the pseudo-labels
     taken per class in each round. With ``cfg.predict == "propagate"`` the returned
-    predictions are transductive (head softmax and label propagation from ``(x, y)`` over
-    the embeddings of ``x`` and ``test_x``); ``head_pred``, if given, then receives the
-    head's own predictions.
+    predictions are transductive: the softmax (of the adapted model and the SHOT start,
+    averaged) and label propagation from ``(x, y)`` over the embeddings of ``x`` and
+    ``test_x`` (the SHOT start's, if any); ``head_pred``, if given, then receives the
+    adapted model's own predictions.
     """
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)

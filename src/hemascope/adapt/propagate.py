@@ -20,10 +20,10 @@ from __future__ import annotations
 import numpy as np
 
 
-def knn_graph(emb: np.ndarray, *, k: int = 10, power: float = 3.0,
-              chunk: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+def knn_graph(emb: np.ndarray, *, k: int = 10, power: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` nearest neighbours of each row by cosine similarity, and edge weights
-    ``max(cos, 0) ** power``: arrays ``(n, k)`` of indices and weights (self excluded)."""
+    ``max(cos, 0) ** power``: arrays ``(n, k)`` of indices and weights (self excluded).
+    Similarities are computed in blocks of at most ~2**24 entries (128 MiB)."""
     emb = np.asarray(emb, dtype=np.float64)
     if emb.ndim != 2 or len(emb) < 2:
         raise ValueError("knn_graph needs a (n, d) array with n >= 2")
@@ -31,6 +31,7 @@ def knn_graph(emb: np.ndarray, *, k: int = 10, power: float = 3.0,
         raise ValueError("embeddings hold NaN or infinite values")
     x = emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
     n, k = len(x), min(k, len(x) - 1)
+    chunk = max(1, min(n, 2**24 // n))
     idx = np.empty((n, k), dtype=np.int64)
     sim = np.empty((n, k))
     for a in range(0, n, chunk):

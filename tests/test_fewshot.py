@@ -189,3 +189,7 @@ def test_propagated_predictions_see_only_the_shot_labels(tiny_model, new_lab, tm
                  "--base", str(tiny_model), "--mode", "none", "--shot-epochs", "0",
                  "--predict", "propagate", "--threads", "1", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["n_images"] == 18
+    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "d"),
+                 "--base", str(tiny_model), "--mode", "none", "--shot-epochs", "0",
+                 "--threads", "1"]) == 0
+    assert "model alone, as it will classify new cells" in capsys.readouterr().out

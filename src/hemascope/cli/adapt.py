@@ -181,6 +181,10 @@ def _fewshot(args: argparse.Namespace) -> int:
         r = res.report
         print(f"{args.out}: {len(res.shots)} shots, tested on {r.n_images} images: accuracy "
               f"{r.accuracy:.4f}, macro-F1 {r.macro_f1:.4f} ({res.seconds:.0f} s)")
+        if res.head_only is not None:
+            h = res.head_only
+            print(f"  (labels propagated; {args.out}/model alone, as it will classify new cells: "
+                  f"accuracy {h.accuracy:.4f}, macro-F1 {h.macro_f1:.4f})")
     return 0
 
 

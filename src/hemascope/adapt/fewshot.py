@@ -96,7 +96,9 @@ class FewShotConfig:
             alone; the run records that head's own score beside the propagated one. The
             default, ``propagate``, measured +0.036 accuracy and +0.050 macro-F1 on
             CellaVision over 10 (K, seed) pairs of fresh seeds, better in 8 and worse in
-            none (``benchmarks/results/propagate_cellavision_seeds5_9.md``).
+            none (``benchmarks/results/propagate_cellavision_seeds5_9.md``); +0.030 and
+            +0.052 over 20 pairs with the seeds it was found on
+            (``benchmarks/results/propagate_pooled.md``).
     """
 
     shots: int = 25

@@ -310,7 +310,7 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
         probs = torch.softmax(logits.float(), 1).numpy()
         if head_pred is not None:
             head_pred.append(probs[len(x):].argmax(1))
-        if start is not None and start.model is not model:
+        if start is not None and cfg.mode != "none":  # with mode none, model is the start
             emb, logits = embed_all(start.model, every, mean, std)
             probs = (probs + torch.softmax(logits.float(), 1).numpy()) / 2.0
         scores = transductive_probs(probs, emb.float().numpy(), np.arange(len(x)), y)

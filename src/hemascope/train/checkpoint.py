@@ -6,6 +6,7 @@ Only tensors and plain numbers are saved, and they are read back with
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,6 @@ def trim_history(path: str | Path, done_epochs: int) -> None:
     history instead of appending to the old one; a resumed run drops the rows of epochs its
     checkpoint did not keep.
     """
-    import json
-
     path = Path(path)
     if not path.is_file():
         return

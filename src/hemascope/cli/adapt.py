@@ -9,7 +9,7 @@ from hemascope.cli._common import Formatter, add_json_option, emit_json
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    from hemascope.adapt.fewshot import BATCHNORMS, MODES, STAINS, FewShotConfig
+    from hemascope.adapt.fewshot import BATCHNORMS, MODES, PREDICTS, STAINS, FewShotConfig
     from hemascope.data import FORMATS
 
     d = FewShotConfig()
@@ -52,7 +52,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--shot-labels", action=argparse.BooleanOptionalAction, default=None,
                     help="let the shots take part in that SHOT run (semi-supervised; default: "
                          f"{'yes' if d.shot_labels else 'no'})")
-    fs.add_argument("--predict", choices=("head", "propagate"), default=d.predict,
+    fs.add_argument("--predict", choices=PREDICTS, default=d.predict,
                     help="label the unlabelled DATA images with the adapted model's head, or "
                          "transductively: its softmax (and the SHOT start's) averaged with label "
                          "propagation from the shots over the embeddings of all DATA images "

@@ -101,7 +101,7 @@ def paired_fewshot_runs(args, conditions: dict[str, dict], arms: dict[str, dict]
     ``predict="head"``: these benchmarks predate them and their results were measured so; a
     condition or arm can turn them on). Returns
     ``(base, target, runs, minutes)``; each run holds the condition, K, seed and, per arm,
-    accuracy, macro-F1 and seconds.
+    accuracy, macro-F1 and seconds (and ``head_only`` scores when labels were propagated).
     """
     import time
     from dataclasses import replace
@@ -122,6 +122,9 @@ def paired_fewshot_runs(args, conditions: dict[str, dict], arms: dict[str, dict]
                     res = run_fewshot(target, base, replace(cfg, **arm_change))
                     row[arm] = {"accuracy": res.report.accuracy, "macro_f1": res.report.macro_f1,
                                 "seconds": res.seconds}
+                    if res.head_only is not None:  # labels were propagated: the head alone
+                        row[arm]["head_only"] = {"accuracy": res.head_only.accuracy,
+                                                 "macro_f1": res.head_only.macro_f1}
                 first, second = (row[a]["accuracy"] for a in arms)
                 print(f"{name} K={k} seed={seed}: accuracy {first:.3f} -> {second:.3f}", flush=True)
                 runs.append(row)

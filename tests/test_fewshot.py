@@ -193,3 +193,48 @@ def test_propagated_predictions_see_only_the_shot_labels(tiny_model, new_lab, tm
                  "--base", str(tiny_model), "--mode", "none", "--shot-epochs", "0",
                  "--threads", "1"]) == 0
     assert "model alone, as it will classify new cells" in capsys.readouterr().out
+
+
+def test_pseudo_labels_can_come_from_propagation(tiny_model, new_lab, tmp_path, monkeypatch):
+    from dataclasses import replace
+
+    import hemascope.adapt.fewshot as fewshot
+    import hemascope.adapt.propagate as propagate
+    from hemascope.errors import HemascopeError
+
+    scores, ranked = [], []
+    real_tp, real_select = propagate.transductive_probs, fewshot.select_pseudo_labels
+
+    def spy_tp(probs, emb, labelled, labels, **kw):
+        scores.append(real_tp(probs, emb, labelled, labels, **kw))
+        return scores[-1]
+
+    def spy_select(probs, fraction):
+        ranked.append(np.asarray(probs).copy())
+        return real_select(probs, fraction)
+
+    monkeypatch.setattr(propagate, "transductive_probs", spy_tp)
+    monkeypatch.setattr(fewshot, "select_pseudo_labels", spy_select)
+    base = load_classifier(tiny_model)
+    target = load_target(new_lab, base)
+    cfg = FewShotConfig(shots=6, seed=1, mode="head", epochs=1, shot_epochs=0, pseudo_rounds=1,
+                        predict="propagate", pseudo_from="propagate", threads=1)
+    res = run_fewshot(target, base, cfg)
+    # the round ranks the 18 unlabelled cells by the transductive scores, then the final
+    # labels are propagated again from the retrained model
+    assert len(scores) == 2 and len(ranked) == 1
+    np.testing.assert_allclose(ranked[0], scores[0][6:])
+    assert res.report.n_images == 18
+    scores.clear()
+    ranked.clear()
+    run_fewshot(target, base, replace(cfg, pseudo_from="head"))
+    assert len(scores) == 1 and ranked[0].shape == (18, 3)  # the head's softmax, not propagated
+    assert FewShotConfig().pseudo_from in fewshot.PSEUDO_FROM
+    with pytest.raises(HemascopeError, match="pseudo_from"):
+        run_fewshot(target, base, FewShotConfig(shots=6, pseudo_from="vote", threads=1))
+    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "r"),
+                 "--base", str(tiny_model), "--mode", "head", "--epochs", "1", "--shot-epochs",
+                 "0", "--pseudo-from", "propagate", "--threads", "1", "--json"]) == 0
+    saved = json.loads((tmp_path / "r" / "model" / "config.json").read_text())
+    assert saved["training"]["fewshot"]["pseudo_from"] == "propagate"
+    assert len(ranked) == 2 and len(scores) == 3  # the CLI run ranked by propagation too

@@ -47,6 +47,7 @@ from hemascope.train.config import ClassifierTrainConfig
 MODES = ("full", "head", "none", "scratch")
 STAINS = ("reinhard", "none")
 PREDICTS = ("head", "propagate")
+PSEUDO_FROM = ("head", "propagate")
 
 
 @dataclass
@@ -72,6 +73,10 @@ class FewShotConfig:
             each predicted class join the shots, and the base model is fine-tuned again on
             both (:mod:`hemascope.adapt.pseudolabel`). 0 = shots only.
         pseudo_fraction: share of each predicted class taken per round.
+        pseudo_from: what ranks the pseudo-labels of a round. ``head``: the adapted model's
+            softmax averaged over four flips/rotations. ``propagate``: the transductive
+            scores that ``predict="propagate"`` gives (softmax and label propagation from
+            the shots), so the model trained next learns from the propagated labels.
         pseudo_per_shot: at most this many pseudo-labelled images per shot (the share is
             lowered to fit), so that a large unlabelled folder keeps the run in minutes.
         shot_epochs: with N > 0 (modes ``full``, ``head`` and ``none``), the base model is
@@ -116,6 +121,7 @@ class FewShotConfig:
     pseudo_rounds: int = 1
     pseudo_fraction: float = 0.5
     pseudo_per_shot: float = 10.0
+    pseudo_from: str = "head"
     shot_epochs: int = 10
     shot_labels: bool = True
     shot_max_images: int = 500
@@ -195,9 +201,10 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     cross-validation inside the shots (:func:`hemascope.adapt.tune.tune_fewshot`).
     """
     if (cfg.mode not in MODES or cfg.stain not in STAINS or cfg.batchnorm not in BATCHNORMS
-            or cfg.predict not in PREDICTS):
+            or cfg.predict not in PREDICTS or cfg.pseudo_from not in PSEUDO_FROM):
         raise HemascopeError(f"mode must be one of {MODES}, stain one of {STAINS}, batchnorm "
-                             f"one of {BATCHNORMS} and predict one of {PREDICTS}")
+                             f"one of {BATCHNORMS}, predict one of {PREDICTS} and pseudo_from "
+                             f"one of {PSEUDO_FROM}")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     t0 = time.time()
     n = len(target.labels)
@@ -275,8 +282,8 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     ``test_x`` together (images only) and stay fixed during fine-tuning. With
     ``cfg.pseudo_rounds`` (modes ``full`` and ``head``) the unlabelled ``test_x`` also
     lends pseudo-labels: each round starts again from ``base`` with the shots plus the
-    most confident share of every class the previous round predicted; the true labels of
-    ``test_x`` are never seen. ``pseudo_counts``, if given, receives the pseudo-labels
+    most confident share of every class the previous round predicted (ranked as
+    ``cfg.pseudo_from`` says); the true labels of ``test_x`` are never seen. ``pseudo_counts``, if given, receives the pseudo-labels
     taken per class in each round. With ``cfg.predict == "propagate"`` the returned
     predictions are transductive: the softmax (of the adapted model and the SHOT start,
     averaged) and label propagation from ``(x, y)`` over the embeddings of ``x`` and
@@ -294,28 +301,56 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
                    keep_bn=start is not None and cfg.mode == "none")
     rounds = cfg.pseudo_rounds if cfg.mode in ("full", "head") and len(test_x) else 0
     share = min(cfg.pseudo_fraction, cfg.pseudo_per_shot * len(y) / max(1, len(test_x)))
+    transductive = _Transductive(start if cfg.mode != "none" else None, every, len(x), y,
+                                 mean, std)  # with mode none, model is the start
     for _ in range(rounds):
-        # four flips/rotations give steadier confidences to rank pseudo-labels by
-        picked, labels = select_pseudo_labels(predict_probs(model, test_x, mean, std, views=4),
-                                              share)
+        if cfg.pseudo_from == "propagate":
+            ranking = transductive(model)[0][len(x):]
+        else:  # four flips/rotations give steadier confidences to rank pseudo-labels by
+            ranking = predict_probs(model, test_x, mean, std, views=4)
+        picked, labels = select_pseudo_labels(ranking, share)
         if pseudo_counts is not None:
             pseudo_counts.append({c: int((labels == i).sum()) for i, c in enumerate(classes)})
         model = _adapt(base, classes, cfg, np.concatenate([x, test_x[picked]]),
                        np.concatenate([y, labels]), every, mean, std, source=source)
     if cfg.predict == "propagate" and len(test_x):
-        from hemascope.adapt.propagate import transductive_probs
-        from hemascope.adapt.shot import embed_all
-
-        emb, logits = embed_all(model, every, mean, std)
-        probs = torch.softmax(logits.float(), 1).numpy()
+        scores, own = transductive(model)
         if head_pred is not None:
-            head_pred.append(probs[len(x):].argmax(1))
-        if start is not None and cfg.mode != "none":  # with mode none, model is the start
-            emb, logits = embed_all(start.model, every, mean, std)
-            probs = (probs + torch.softmax(logits.float(), 1).numpy()) / 2.0
-        scores = transductive_probs(probs, emb.float().numpy(), np.arange(len(x)), y)
+            head_pred.append(own[len(x):].argmax(1))
         return model, scores[len(x):].argmax(1)
     return model, predict_probs(model, test_x, mean, std).argmax(1)
+
+
+class _Transductive:
+    """Transductive scores of every target image for an adapted model: its softmax
+    (averaged with the SHOT start's, if any) and label propagation from the shots over the
+    embeddings (the SHOT start's, computed once, else the model's own). Calling it on a
+    model returns ``(scores, the model's own softmax)``, both ``(n, C)``, shots first."""
+
+    def __init__(self, start: LoadedModel | None, every: np.ndarray, n_shots: int,
+                 y: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> None:
+        self.start, self.every, self.y = start, every, y
+        self.n_shots, self.mean, self.std = n_shots, mean, std
+        self._start_view: tuple[np.ndarray, np.ndarray] | None = None
+
+    def _view(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        from hemascope.adapt.shot import embed_all
+
+        emb, logits = embed_all(model, self.every, self.mean, self.std)
+        return emb.float().numpy(), torch.softmax(logits.float(), 1).numpy()
+
+    def __call__(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
+        from hemascope.adapt.propagate import transductive_probs
+
+        emb, own = self._view(model)
+        probs = own
+        if self.start is not None:
+            if self._start_view is None:
+                self._start_view = self._view(self.start.model)
+            emb, start_probs = self._start_view
+            probs = (own + start_probs) / 2.0
+        scores = transductive_probs(probs, emb, np.arange(self.n_shots), self.y)
+        return scores, own
 
 
 def source_free_base(base: LoadedModel, classes: list[str], images: np.ndarray,

@@ -9,7 +9,8 @@ from hemascope.cli._common import Formatter, add_json_option, emit_json
 
 
 def register(groups: argparse._SubParsersAction) -> None:
-    from hemascope.adapt.fewshot import BATCHNORMS, MODES, PREDICTS, STAINS, FewShotConfig
+    from hemascope.adapt.fewshot import (BATCHNORMS, MODES, PREDICTS, PSEUDO_FROM, STAINS,
+                                         FewShotConfig)
     from hemascope.data import FORMATS
 
     d = FewShotConfig()
@@ -46,6 +47,10 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--pseudo-per-shot", type=float, default=d.pseudo_per_shot, metavar="M",
                     help="at most M pseudo-labels per shot (the share is lowered to fit), so "
                          "that large folders stay fast")
+    fs.add_argument("--pseudo-from", choices=PSEUDO_FROM, default=d.pseudo_from,
+                    help="rank each round's pseudo-labels by the adapted model's head (softmax "
+                         "over 4 flips/rotations) or by the transductive scores of --predict "
+                         f"propagate (default: {d.pseudo_from})")
     fs.add_argument("--shot-epochs", type=int, default=d.shot_epochs, metavar="N",
                     help="first adapt the base to all target images by N epochs of SHOT (no "
                          "source data); 0 = off")
@@ -159,7 +164,8 @@ def _fewshot(args: argparse.Namespace) -> int:
                         pseudo_rounds=args.pseudo_rounds, pseudo_fraction=args.pseudo_fraction,
                         pseudo_per_shot=args.pseudo_per_shot, shot_epochs=args.shot_epochs,
                         shot_labels=(FewShotConfig.shot_labels if args.shot_labels is None
-                                     else args.shot_labels), predict=args.predict)
+                                     else args.shot_labels), predict=args.predict,
+                        pseudo_from=args.pseudo_from)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

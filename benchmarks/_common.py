@@ -98,8 +98,8 @@ def paired_fewshot_runs(args, conditions: dict[str, dict], arms: dict[str, dict]
 
     ``conditions`` and ``arms`` map names to :class:`FewShotConfig` changes, applied to
     the defaults with the SHOT start and label propagation off (``shot_epochs=0``,
-    ``predict="head"``: these benchmarks predate them and their results were measured so; a
-    condition or arm can turn them on). Returns
+    ``predict="head"``, ``pseudo_from="head"``: these benchmarks predate them and their
+    results were measured so; a condition or arm can turn them on). Returns
     ``(base, target, runs, minutes)``; each run holds the condition, K, seed and, per arm,
     accuracy, macro-F1 and seconds (and ``head_only`` scores when labels were propagated).
     """
@@ -116,7 +116,8 @@ def paired_fewshot_runs(args, conditions: dict[str, dict], arms: dict[str, dict]
         for k in args.shots:
             for seed in args.seeds:
                 cfg = replace(FewShotConfig(shots=k, seed=seed, threads=args.threads,
-                                            shot_epochs=0, predict="head"), **change)
+                                            shot_epochs=0, predict="head",
+                                            pseudo_from="head"), **change)
                 row = {"condition": name, "shots": k, "seed": seed}
                 for arm, arm_change in arms.items():
                     res = run_fewshot(target, base, replace(cfg, **arm_change))

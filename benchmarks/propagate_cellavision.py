@@ -4,7 +4,8 @@
         [--threads 0] [--name propagate_cellavision]
 
 For every K and seed, two ``hemascope fewshot`` runs on the same shots, everything else at
-the defaults (SHOT start with the shots, fine-tuning, one self-training round):
+the defaults of the time (SHOT start with the shots, fine-tuning, one self-training round
+ranked by the head: ``--pseudo-from head``):
 
 - ``--predict propagate``: the non-shot cells are labelled by the mean of the softmax
   (SHOT start's and fine-tuned model's) and label propagation from the shots over the SHOT
@@ -53,7 +54,8 @@ def main() -> None:
     score = lambda r: {"accuracy": r.accuracy, "macro_f1": r.macro_f1}  # noqa: E731
     for k in args.shots:
         for seed in args.seeds:
-            cfg = FewShotConfig(shots=k, seed=seed, threads=args.threads, predict="propagate")
+            cfg = FewShotConfig(shots=k, seed=seed, threads=args.threads, predict="propagate",
+                                pseudo_from="head")  # the defaults when this was measured
             full = run_fewshot(target, base, cfg)
             none = run_fewshot(target, base, replace(cfg, mode="none"))
             row = {"condition": "CellaVision", "shots": k, "seed": seed,

@@ -40,7 +40,8 @@ def main() -> None:
     d = FewShotConfig()
     defaults = {"shot_epochs": d.shot_epochs, "shot_labels": d.shot_labels, "predict": "propagate"}
     conditions = {"hemascope fewshot, otherwise defaults": defaults}
-    arms = {"pseudo_head": {"pseudo_from": "head"}, "pseudo_propagate": {"pseudo_from": "propagate"}}
+    arms = {"pseudo_head": {"pseudo_from": "head"},
+            "pseudo_propagate": {"pseudo_from": "propagate"}}
     base, target, runs, minutes = paired_fewshot_runs(args, conditions, arms)
     table, summary = paired_tables(runs, conditions, args.shots, tuple(arms), LABELS)
     head_runs = [{**r, **{a: r[a]["head_only"] for a in arms}} for r in runs]

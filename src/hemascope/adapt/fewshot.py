@@ -288,12 +288,12 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     ``cfg.pseudo_rounds`` (modes ``full`` and ``head``) the unlabelled ``test_x`` also
     lends pseudo-labels: each round starts again from ``base`` with the shots plus the
     most confident share of every class the previous round predicted (ranked as
-    ``cfg.pseudo_from`` says); the true labels of ``test_x`` are never seen. ``pseudo_counts``, if given, receives the pseudo-labels
-    taken per class in each round. With ``cfg.predict == "propagate"`` the returned
-    predictions are transductive: the softmax (of the adapted model and the SHOT start,
-    averaged) and label propagation from ``(x, y)`` over the embeddings of ``x`` and
-    ``test_x`` (the SHOT start's, if any); ``head_pred``, if given, then receives the
-    adapted model's own predictions.
+    ``cfg.pseudo_from`` says); the true labels of ``test_x`` are never seen.
+    ``pseudo_counts``, if given, receives the pseudo-labels taken per class in each round.
+    With ``cfg.predict == "propagate"`` the returned predictions are transductive: the
+    softmax (of the adapted model and the SHOT start, averaged) and label propagation from
+    ``(x, y)`` over the embeddings of ``x`` and ``test_x`` (the SHOT start's, if any);
+    ``head_pred``, if given, then receives the adapted model's own predictions.
     """
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)

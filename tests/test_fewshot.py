@@ -47,6 +47,20 @@ def test_fewshot_run_writes_everything(tiny_model, new_lab, tmp_path):
     assert metrics["classes"] == target.classes
     adapted = load_classifier(tmp_path / "run" / "model")
     assert adapted.classes == target.classes and adapted.config["stain_reference"]["method"] == "reinhard"
+    # every image once: the shots with their given label, the rest with what was scored
+    import csv
+    rows = list(csv.DictReader((tmp_path / "run" / "predictions.csv").open()))
+    assert [r["path"] for r in rows[:6]] == sorted(shots, key=target.keys.index)
+    assert sorted(r["path"] for r in rows) == sorted(target.keys)
+    assert all(r["split"] == "shot" and r["predicted"] == r["true"] for r in rows[:6])
+    test = rows[6:]
+    assert {r["split"] for r in test} == {"test"}
+    for r in test:
+        assert r["true"] == next(c for c in target.classes if c in r["path"].lower())
+        assert r["second"] in target.classes and r["second"] != r["predicted"]
+        assert 1 >= float(r["probability"]) >= float(r["second_probability"]) >= 0
+    right = sum(r["predicted"] == r["true"] for r in test)
+    assert right / len(test) == pytest.approx(metrics["accuracy"])
 
 
 def test_same_seed_same_shots_and_scores(tiny_model, new_lab):

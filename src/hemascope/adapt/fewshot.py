@@ -239,13 +239,14 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
         src = _mix_source(source, target.classes, cfg)
     pseudo: list[dict[str, int]] = []
     head_pred: list[np.ndarray] = []
+    scores: list[np.ndarray] = []
     if cfg.shot_epochs > 0 and cfg.mode != "scratch":
         log(f"SHOT start: {cfg.shot_epochs} epochs on the {n} target images"
             + (f", the {len(shots)} shots anchoring the classes" if cfg.shot_labels else
                ", no labels"))
     model, pred = fit_and_predict(base, target.classes, cfg, images[is_shot],
                                   target.labels[is_shot], images[~is_shot], source=src,
-                                  pseudo_counts=pseudo, head_pred=head_pred)
+                                  pseudo_counts=pseudo, head_pred=head_pred, scores_out=scores)
     for r, counts in enumerate(pseudo, 1):
         log(f"self-training round {r}: {sum(counts.values())} pseudo-labels ("
             + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")")
@@ -259,6 +260,7 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     if out is not None:
         write_text(out / "shots.txt", "\n".join(shots) + "\n")
         write_json(out / "metrics.json", report.to_dict())
+        write_text(out / "predictions.csv", predictions_csv(target, is_shot, scores[0]))
         if trials:
             write_json(out / "tuning.json", {"best": cfg.to_dict(), "trials": trials})
         config = {**{k: v for k, v in base.config.items() if k not in ("weights_sha256", "format")},
@@ -276,11 +278,39 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     return FewShotResult(report, shots, out, time.time() - t0, head_only)
 
 
+PREDICTION_COLUMNS = ("path", "split", "true", "predicted", "probability", "second",
+                      "second_probability")
+
+
+def predictions_csv(target: TargetData, is_shot: np.ndarray, scores: np.ndarray) -> str:
+    """``RUN/predictions.csv``: every target image, the shots first with their given label
+    (``split`` = ``shot``), then each other image (``test``) with its true label, the
+    predicted class and the runner-up, and their scores (the rows of ``scores``, in the
+    order of the non-shot images)."""
+    import csv
+    import io
+
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(PREDICTION_COLUMNS)
+    names = target.classes
+    for i in np.flatnonzero(is_shot):
+        label = names[target.labels[i]]
+        w.writerow([target.keys[i], "shot", label, label, "", "", ""])
+    for i, row in zip(np.flatnonzero(~is_shot), scores, strict=True):
+        first, second = np.argsort(-row)[:2] if len(row) > 1 else (int(row.argmax()), None)
+        w.writerow([target.keys[i], "test", names[target.labels[i]], names[first],
+                    f"{row[first]:.6f}", "" if second is None else names[second],
+                    "" if second is None else f"{row[second]:.6f}"])
+    return buf.getvalue()
+
+
 def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x: np.ndarray,
                     y: np.ndarray, test_x: np.ndarray, *,
                     source: tuple[np.ndarray, np.ndarray] | None = None,
                     pseudo_counts: list[dict[str, int]] | None = None,
-                    head_pred: list[np.ndarray] | None = None) -> tuple[nn.Module, np.ndarray]:
+                    head_pred: list[np.ndarray] | None = None,
+                    scores_out: list[np.ndarray] | None = None) -> tuple[nn.Module, np.ndarray]:
     """Adapt a copy of ``base`` to ``(x, y)`` as ``cfg.mode`` says; predicted indices for ``test_x``.
 
     With ``cfg.batchnorm == "target"`` the batch-norm statistics come from ``x`` and
@@ -294,6 +324,8 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     softmax (of the adapted model and the SHOT start, averaged) and label propagation from
     ``(x, y)`` over the embeddings of ``x`` and ``test_x`` (the SHOT start's, if any);
     ``head_pred``, if given, then receives the adapted model's own predictions.
+    ``scores_out``, if given, receives the ``(len(test_x), C)`` class scores the
+    predictions are the argmax of.
     """
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)
@@ -322,8 +354,12 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
         scores, own = transductive(model)
         if head_pred is not None:
             head_pred.append(own[len(x):].argmax(1))
-        return model, scores[len(x):].argmax(1)
-    return model, predict_probs(model, test_x, mean, std).argmax(1)
+        scores = scores[len(x):]
+    else:
+        scores = predict_probs(model, test_x, mean, std)
+    if scores_out is not None:
+        scores_out.append(scores)
+    return model, scores.argmax(1)
 
 
 class _Transductive:

@@ -85,8 +85,8 @@ def test_ablation_all_conditions(tiny_model, new_lab):
 def test_bad_target_sets(tiny_model, tmp_path):
     base = load_classifier(tiny_model)
     write_image(tmp_path / "t" / "platelet" / "a.png", make_cell("platelet", size=48).image)
-    with pytest.raises(DatasetError, match=r"\['platelet'\].*map to none"):
-        load_target(tmp_path / "t", base)
+    with pytest.raises(DatasetError, match=r"\['platelet'\].*map to none.*allow new classes"):
+        load_target(tmp_path / "t", base, new_classes=False)
     for i in range(2):
         write_image(tmp_path / "u" / "monocyte" / f"{i}.png", make_cell("monocyte", size=48).image)
     target = load_target(tmp_path / "u", base)
@@ -254,3 +254,75 @@ def test_pseudo_labels_can_come_from_propagation(tiny_model, new_lab, tmp_path, 
     saved = json.loads((tmp_path / "r" / "model" / "config.json").read_text())
     assert saved["training"]["fewshot"]["pseudo_from"] == "head"
     assert len(ranked) == 2 and len(scores) == 2  # the flag reached the run: one propagation
+
+
+@pytest.fixture(scope="module")
+def lab_with_new_class(tmp_path_factory, new_lab):
+    """The new lab plus a class the tiny base model has no output for (basophils)."""
+    import shutil
+
+    root = tmp_path_factory.mktemp("lab_with_new_class") / "lab"
+    shutil.copytree(new_lab, root)
+    for i in range(8):
+        write_image(root / "Basophils" / f"{i}.png", make_cell("basophil", seed=700 + i, size=48).image)
+    return root
+
+
+def test_new_classes_are_imprinted_from_their_shots(tiny_model, lab_with_new_class, tmp_path,
+                                                     capsys):
+    import torch
+
+    from hemascope.adapt.imprint import hidden_features, imprint_classes
+
+    base = load_classifier(tiny_model)
+    assert "basophil" not in base.classes
+    with pytest.raises(DatasetError, match=r"\['basophil'\].*map to none"):
+        load_target(lab_with_new_class, base, new_classes=False)
+    target = load_target(lab_with_new_class, base)
+    assert target.classes == ["lymphocyte", "monocyte", "neutrophil", "basophil"]
+    # imprinting: old rows kept, the new row points along the mean hidden feature of its shots
+    y = target.labels
+    shots = np.concatenate([np.flatnonzero(y == c)[:2] for c in range(4)])
+    ext = imprint_classes(base, target.classes, target.images[shots], y[shots], target.images)
+    assert ext.classes == base.classes + ["basophil"] and base.model.num_classes == 4
+    old, new = base.model.head[-1], ext.model.head[-1]
+    assert torch.equal(new.weight[:4], old.weight) and torch.equal(new.bias[:4], old.bias)
+    assert float(new.weight[4].detach().norm()) == pytest.approx(float(old.weight.detach().norm(dim=1).mean()),
+                                                         rel=1e-5)
+    from hemascope.adapt.batchnorm import reestimate_batchnorm
+    probe = ext.model
+    reestimate_batchnorm(probe, target.images, torch.tensor(base.config["mean"]),
+                         torch.tensor(base.config["std"]))
+    h = hidden_features(probe, target.images[shots[y[shots] == 3]], torch.tensor(base.config["mean"]),
+                        torch.tensor(base.config["std"])).mean(0)
+    assert float(torch.cosine_similarity(h, new.weight[4], dim=0)) == pytest.approx(1.0, abs=1e-4)
+    # with no shot of it (a CV fold), the new class gets a row it never wins with
+    none = imprint_classes(base, target.classes, target.images[shots[:6]], y[shots[:6]], target.images)
+    assert float(none.model.head[-1].weight[4].abs().sum()) == 0
+    assert float(none.model.head[-1].bias[4]) < float(old.bias.min())
+    assert imprint_classes(base, ["lymphocyte", "monocyte"], target.images[:2], y[:2],
+                           target.images) is base
+    # a whole run: the imprinted class alone (no training) already finds the basophils
+    res = run_fewshot(target, base, FewShotConfig(shots=8, seed=0, mode="none", shot_epochs=0,
+                                                  predict="head", threads=1))
+    assert res.report.per_class["basophil"].recall >= 0.5
+    # the default recipe keeps and saves it
+    res = run_fewshot(target, base, FewShotConfig(shots=8, seed=1, epochs=3, shot_epochs=1,
+                                                  threads=1), run_dir=tmp_path / "run")
+    saved = load_classifier(tmp_path / "run" / "model")
+    assert saved.classes == target.classes and saved.model.num_classes == 4
+    assert saved.config["training"]["new_classes"] == ["basophil"]
+    assert res.report.per_class["basophil"].support == 8 - 2
+    # the study's "no source training" condition trains all classes from scratch
+    run_fewshot(target, base, FewShotConfig(shots=8, mode="scratch", epochs=1, threads=1))
+    # a new class needs a shot of its own
+    from hemascope.data.splits import few_shot
+    names = [target.classes[i] for i in y]
+    seed = next(s for s in range(50)
+                if not any("Basophils" in k for k in few_shot(target.keys, names, shots=2, seed=s)))
+    with pytest.raises(DatasetError, match=r"\['basophil'\] are new.*--shots >= 4"):
+        run_fewshot(target, base, FewShotConfig(shots=2, seed=seed, threads=1))
+    assert main(["fewshot", "--data", str(lab_with_new_class), "--shots", "8", "--out",
+                 str(tmp_path / "c"), "--base", str(tiny_model), "--no-new-classes",
+                 "--threads", "1"]) != 0
+    assert "map to none" in capsys.readouterr().err

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 
 from hemascope.adapt.batchnorm import SOURCES as BATCHNORMS
 from hemascope.adapt.batchnorm import freeze_batchnorm, reestimate_batchnorm
+from hemascope.adapt.imprint import imprint_classes, new_classes
 from hemascope.adapt.pseudolabel import select_pseudo_labels
 from hemascope.augment import AugmentConfig
 from hemascope.data import ClassificationSet, load_dataset
@@ -159,11 +160,18 @@ class FewShotResult:
 
 
 def load_target(data: str | Path | ClassificationSet, base: LoadedModel, *,
-                format: str = "auto") -> TargetData:
+                format: str = "auto", new_classes: bool = True) -> TargetData:
     """Read a labelled target set and map its labels onto the base model's classes.
 
+    A label is mapped to the base class that is it or its nearest ancestor in the taxonomy
+    (``band_neutrophil`` -> ``neutrophil``). With ``new_classes``, a label that no base
+    class covers (``blast`` for a peripheral-blood model) becomes a class of its own,
+    after the base classes: few-shot adaptation imprints a head row for it from its shots
+    (:mod:`hemascope.adapt.imprint`).
+
     Raises:
-        DatasetError: labels no base class covers (named), or a class with no readable image.
+        DatasetError: labels unknown to the taxonomy, labels no base class covers (named)
+            when ``new_classes`` is off, or a class with no readable image.
     """
     ds = data if isinstance(data, ClassificationSet) else load_dataset(data, format=format)
     empty = [p.message for p in ds.problems if p.kind == "empty_class"]
@@ -174,10 +182,11 @@ def load_target(data: str | Path | ClassificationSet, base: LoadedModel, *,
         raise DatasetError(f"labels of {ds.root} are unknown to the taxonomy: {unknown[:5]}")
     mapped = {s.label: map_to_classes(s.label, base.classes) for s in ds.samples}
     bad = sorted(k for k, v in mapped.items() if v is None)
-    if bad:
+    if bad and not new_classes:
         raise DatasetError(f"classes {bad} of {ds.root} map to none of the model's classes "
-                           f"{base.classes}")
-    present = [c for c in base.classes if c in set(mapped.values())]
+                           f"{base.classes} (allow new classes to learn them from the shots)")
+    mapped.update({k: k for k in bad})
+    present = [c for c in base.classes if c in set(mapped.values())] + bad
     cached = load_cached([ds.root / s.path for s in ds.samples], int(base.config["image_size"]))
     kept = [ds.samples[i] for i in cached.index]
     labels = np.array([present.index(mapped[s.label]) for s in kept], np.int64)
@@ -218,6 +227,16 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                            "readable images (some must remain for testing)")
     label_names = [target.classes[i] for i in target.labels]
     shots = few_shot(target.keys, label_names, shots=cfg.shots, seed=cfg.seed)
+    added = new_classes(base, target.classes)
+    if added and cfg.mode != "scratch":
+        have = {label_names[target.keys.index(k)] for k in shots}
+        missing = [c for c in added if c not in have]
+        if missing:
+            raise DatasetError(f"class(es) {missing} are new to the base model and need at "
+                               f"least one shot each, but {cfg.shots} shots over "
+                               f"{len(target.classes)} classes leave them none: use --shots "
+                               f">= {len(target.classes)}")
+        log(f"new classes, imprinted from their shots: {', '.join(added)}")
     chosen = set(shots)
     is_shot = np.array([k in chosen for k in target.keys])
     images = target.images
@@ -267,7 +286,8 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                   "classes": list(target.classes),
                   "stain_reference": reference.to_dict() if reference else None,
                   "training": {"base": str(base.path), "fewshot": cfg.to_dict(), "shots_file":
-                               "../shots.txt", "n_shots": len(shots), "pseudo_labels": pseudo},
+                               "../shots.txt", "n_shots": len(shots), "pseudo_labels": pseudo,
+                               "new_classes": added},
                   "metrics": {"test": report.to_dict(),
                               **({"test_head_only": head_only.to_dict()} if head_only else {})}}
         if cfg.mode == "scratch":
@@ -330,6 +350,8 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     mean = torch.tensor(base.config["mean"], dtype=torch.float32)
     std = torch.tensor(base.config["std"], dtype=torch.float32)
     every = np.concatenate([x, test_x])  # the target's images, for batch-norm statistics
+    if cfg.mode != "scratch":  # classes the base lacks get head rows from their shots
+        base = imprint_classes(base, classes, x, y, every)
     start = None  # the SHOT start, if any
     if cfg.shot_epochs > 0 and cfg.mode != "scratch":
         base = start = source_free_base(base, classes, every, cfg,
@@ -416,7 +438,7 @@ def _adapt(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x: np.ndar
     (with ``cfg.batchnorm == "target"``, unless ``keep_bn``: a SHOT start already holds
     the target's statistics, and with nothing trained after it new ones would only move
     the features away from what its head learned on), then fine-tuning on ``(x, y)``."""
-    model = _adaptable_model(base, cfg, [base.classes.index(c) for c in classes])
+    model = _adaptable_model(base, cfg, classes)
     target_bn = cfg.batchnorm == "target" and cfg.mode != "scratch" and not keep_bn
     if target_bn:
         target_bn = reestimate_batchnorm(model, bn_images, mean, std) > 0
@@ -427,16 +449,17 @@ def _adapt(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x: np.ndar
     return model
 
 
-def _adaptable_model(base: LoadedModel, cfg: FewShotConfig, cls_idx: list[int]) -> nn.Module:
+def _adaptable_model(base: LoadedModel, cfg: FewShotConfig, classes: list[str]) -> nn.Module:
     if cfg.mode == "scratch":
         c = base.config
         tc = ClassifierTrainConfig(arch=c["arch"], image_size=int(c["image_size"]),
                                    embed_dim=c.get("embed_dim", 128),
                                    hidden_dim=c.get("hidden_dim", 512), dropout=c.get("dropout", 0.2))
         torch.manual_seed(cfg.seed)
-        return build_model(tc, len(cls_idx))
+        return build_model(tc, len(classes))
     model = copy.deepcopy(base.model)
-    model.restrict_classes(cls_idx)  # keep the trained rows of the classes the target has
+    # keep the trained rows of the classes the target has
+    model.restrict_classes([base.classes.index(c) for c in classes])
     return model
 
 

@@ -64,6 +64,10 @@ def register(groups: argparse._SubParsersAction) -> None:
                          "(the SHOT start's, when there is one). The saved model still "
                          "predicts with its head alone; RUN_DIR/model/config.json records that "
                          f"head's own score (default: {d.predict})")
+    fs.add_argument("--new-classes", action=argparse.BooleanOptionalAction, default=True,
+                    help="classes of DATA that the base model has no output for (e.g. blasts "
+                         "for a peripheral-blood model) get one, imprinted from their shots; "
+                         "each needs a shot (default: on; --no-new-classes makes them an error)")
     fs.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     fs.add_argument("--tune", type=int, nargs="?", const=12, default=0, metavar="TRIALS",
                     help="choose lr, batch size, epochs and trained layers with Optuna (3-fold CV "
@@ -155,7 +159,7 @@ def _fewshot(args: argparse.Namespace) -> int:
         raise HemascopeError("--shot-labels needs --shot-epochs N (N >= 1)")
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
     base = load_classifier(args.base)
-    target = load_target(args.data, base, format=args.format)
+    target = load_target(args.data, base, format=args.format, new_classes=args.new_classes)
     for path, reason in target.errors.items():
         log(f"skipping unreadable image {path}: {reason}")
     cfg = FewShotConfig(shots=args.shots, seed=args.seed, mode=args.mode, stain=args.stain,
@@ -169,7 +173,7 @@ def _fewshot(args: argparse.Namespace) -> int:
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 
-        source = load_target(args.source, base) if args.source else None
+        source = load_target(args.source, base, new_classes=False) if args.source else None
         rows = run_ablation(target, base, cfg, seeds=args.seeds, source=source, out_dir=args.out,
                             log=log)
         table = ablation_markdown(rows, shots=args.shots, seeds=args.seeds)

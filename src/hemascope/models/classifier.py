@@ -75,5 +75,17 @@ class CellClassifier(nn.Module):
         new.bias.copy_(last.bias[indices])
         self.head[-1] = new
 
+    @torch.no_grad()
+    def add_classes(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Append output classes: rows ``weight`` ``(n, hidden_dim)`` and ``bias`` ``(n,)``
+        after the trained ones."""
+        last = self.head[-1]
+        if weight.ndim != 2 or weight.shape[1] != last.in_features or bias.shape != weight.shape[:1]:
+            raise ValueError(f"new rows must be ({last.in_features},) each, with one bias per row")
+        new = nn.Linear(last.in_features, last.out_features + len(weight))
+        new.weight.copy_(torch.cat([last.weight, weight.to(last.weight)]))
+        new.bias.copy_(torch.cat([last.bias, bias.to(last.bias)]))
+        self.head[-1] = new
+
     def head_parameters(self) -> list[nn.Parameter]:
         return [*self.embedding.parameters(), *self.head.parameters()]

@@ -85,7 +85,7 @@ def test_ablation_all_conditions(tiny_model, new_lab):
 def test_bad_target_sets(tiny_model, tmp_path):
     base = load_classifier(tiny_model)
     write_image(tmp_path / "t" / "platelet" / "a.png", make_cell("platelet", size=48).image)
-    with pytest.raises(DatasetError, match=r"\['platelet'\].*map to none.*allow new classes"):
+    with pytest.raises(DatasetError, match=r"\['platelet'\].*map to none.*learns such classes"):
         load_target(tmp_path / "t", base, new_classes=False)
     for i in range(2):
         write_image(tmp_path / "u" / "monocyte" / f"{i}.png", make_cell("monocyte", size=48).image)
@@ -295,11 +295,11 @@ def test_new_classes_are_imprinted_from_their_shots(tiny_model, lab_with_new_cla
                          torch.tensor(base.config["std"]))
     h = hidden_features(probe, target.images[shots[y[shots] == 3]], torch.tensor(base.config["mean"]),
                         torch.tensor(base.config["std"])).mean(0)
-    assert float(torch.cosine_similarity(h, new.weight[4], dim=0)) == pytest.approx(1.0, abs=1e-4)
+    assert float(torch.cosine_similarity(h, new.weight[4].detach(), dim=0)) == pytest.approx(1.0, abs=1e-4)
     # with no shot of it (a CV fold), the new class gets a row it never wins with
     none = imprint_classes(base, target.classes, target.images[shots[:6]], y[shots[:6]], target.images)
-    assert float(none.model.head[-1].weight[4].abs().sum()) == 0
-    assert float(none.model.head[-1].bias[4]) < float(old.bias.min())
+    assert float(none.model.head[-1].weight[4].detach().abs().sum()) == 0
+    assert float(none.model.head[-1].bias[4].detach()) < float(old.bias.detach().min())
     assert imprint_classes(base, ["lymphocyte", "monocyte"], target.images[:2], y[:2],
                            target.images) is base
     # a whole run: the imprinted class alone (no training) already finds the basophils
@@ -326,3 +326,59 @@ def test_new_classes_are_imprinted_from_their_shots(tiny_model, lab_with_new_cla
                  str(tmp_path / "c"), "--base", str(tiny_model), "--no-new-classes",
                  "--threads", "1"]) != 0
     assert "map to none" in capsys.readouterr().err
+
+
+def test_a_lab_with_a_few_labelled_cells_and_many_unlabelled(tiny_model, new_lab, tmp_path, capsys):
+    """The lab's workflow (labelled shots + unlabelled cells) gives exactly the labels that
+    the benchmark protocol (shots sampled from a labelled folder) gives for the same shots."""
+    import csv
+    import shutil
+
+    from hemascope.adapt.uda import load_unlabelled
+
+    base = load_classifier(tiny_model)
+    target = load_target(new_lab, base)
+    cfg = FewShotConfig(shots=6, seed=2, epochs=2, shot_epochs=1, threads=1)
+    bench = run_fewshot(target, base, cfg, run_dir=tmp_path / "bench")
+    labelled, pool = tmp_path / "labelled", tmp_path / "pool"
+    others = [k for k in target.keys if k not in set(bench.shots)]
+    for k in bench.shots:
+        (labelled / k).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(new_lab / k, labelled / k)
+    pool.mkdir()
+    for i, k in enumerate(others):  # names that keep the folder's order
+        shutil.copy(new_lab / k, pool / f"{i:03d}.png")
+    lab = run_fewshot(load_target(labelled, base), base, replace_shots(cfg, 6),
+                      unlabelled=load_unlabelled(pool, base), run_dir=tmp_path / "lab")
+    assert lab.report is None and sorted(lab.shots) == sorted(bench.shots)
+    assert not (tmp_path / "lab" / "metrics.json").exists()
+    rows = {r["path"]: r for r in csv.DictReader((tmp_path / "bench" / "predictions.csv").open())}
+    mine = list(csv.DictReader((tmp_path / "lab" / "predictions.csv").open()))
+    assert [r["split"] for r in mine] == ["shot"] * 6 + ["test"] * 18
+    for i, k in enumerate(others):
+        r = mine[6 + i]
+        assert r["path"] == str(pool / f"{i:03d}.png") and r["true"] == ""
+        assert (r["predicted"], r["probability"]) == (rows[k]["predicted"], rows[k]["probability"])
+    saved = json.loads((tmp_path / "lab" / "model" / "config.json").read_text())
+    assert saved["training"]["n_unlabelled"] == 18 and saved["metrics"] == {}
+    # labelled images left over are still scored, the pool only labelled
+    part = run_fewshot(target, base, cfg, unlabelled=load_unlabelled(pool, base))
+    assert part.report.n_images == 18
+    # the CLI: all of DATA are the shots when --unlabelled is given
+    assert main(["fewshot", "--data", str(labelled), "--unlabelled", str(pool), "--out",
+                 str(tmp_path / "cli"), "--base", str(tiny_model), "--epochs", "2",
+                 "--shot-epochs", "1", "--seed", "2", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "6 shots and 18 unlabelled images" in out
+    assert (tmp_path / "cli" / "predictions.csv").read_text() == \
+        (tmp_path / "lab" / "predictions.csv").read_text()
+    assert main(["fewshot", "--data", str(labelled), "--unlabelled", str(pool), "--out",
+                 str(tmp_path / "abl"), "--base", str(tiny_model), "--ablation"]) != 0
+    assert "no --unlabelled" in capsys.readouterr().err
+    with pytest.raises(DatasetError, match="some must remain"):
+        run_fewshot(load_target(labelled, base), base, replace_shots(cfg, 6))
+
+
+def replace_shots(cfg, k):
+    from dataclasses import replace
+    return replace(cfg, shots=k)

@@ -152,7 +152,7 @@ class TargetData:
 
 @dataclass
 class FewShotResult:
-    report: ClassificationReport
+    report: ClassificationReport | None  # None: no labelled image was left to score
     shots: list[str]
     run_dir: Path | None
     seconds: float
@@ -184,7 +184,8 @@ def load_target(data: str | Path | ClassificationSet, base: LoadedModel, *,
     bad = sorted(k for k, v in mapped.items() if v is None)
     if bad and not new_classes:
         raise DatasetError(f"classes {bad} of {ds.root} map to none of the model's classes "
-                           f"{base.classes} (allow new classes to learn them from the shots)")
+                           f"{base.classes} (hemascope fewshot learns such classes from their "
+                           "shots unless told --no-new-classes)")
     mapped.update({k: k for k in bad})
     present = [c for c in base.classes if c in set(mapped.values())] + bad
     cached = load_cached([ds.root / s.path for s in ds.samples], int(base.config["image_size"]))
@@ -208,11 +209,17 @@ def source_style(base: LoadedModel):
 
 def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                 run_dir: str | Path | None = None, source: TargetData | None = None,
-                tune_trials: int = 0, log: Callable[[str], None] = lambda s: None) -> FewShotResult:
+                unlabelled: TargetData | None = None, tune_trials: int = 0,
+                log: Callable[[str], None] = lambda s: None) -> FewShotResult:
     """Sample shots, adapt, evaluate on all other target images; optionally write the run.
 
-    With ``tune_trials > 0`` the hyper-parameters are first chosen by Optuna with 3-fold
-    cross-validation inside the shots (:func:`hemascope.adapt.tune.tune_fewshot`).
+    ``unlabelled``, if given, holds more images of the lab with no labels (its ``labels``
+    are ignored): they join every step that uses unlabelled images (batch-norm statistics,
+    SHOT, self-training, label propagation) and are labelled in ``predictions.csv``. With
+    them, ``cfg.shots`` may take every labelled image (the lab's workflow: label a few
+    cells, adapt to all of them); ``report`` is then ``None``, as nothing labelled is left
+    to score. With ``tune_trials > 0`` the hyper-parameters are first chosen by Optuna with
+    3-fold cross-validation inside the shots (:func:`hemascope.adapt.tune.tune_fewshot`).
     """
     if (cfg.mode not in MODES or cfg.stain not in STAINS or cfg.batchnorm not in BATCHNORMS
             or cfg.predict not in PREDICTS or cfg.pseudo_from not in PSEUDO_FROM):
@@ -222,11 +229,14 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     t0 = time.time()
     n = len(target.labels)
-    if cfg.shots >= n:
+    pool = 0 if unlabelled is None else len(unlabelled.images)
+    if cfg.shots > n or (cfg.shots == n and not pool):
         raise DatasetError(f"asked for {cfg.shots} shots but the target set holds only {n} "
-                           "readable images (some must remain for testing)")
+                           "readable images (some must remain for testing, or give "
+                           "unlabelled images)")
     label_names = [target.classes[i] for i in target.labels]
-    shots = few_shot(target.keys, label_names, shots=cfg.shots, seed=cfg.seed)
+    shots = (list(target.keys) if cfg.shots == n else
+             few_shot(target.keys, label_names, shots=cfg.shots, seed=cfg.seed))
     added = new_classes(base, target.classes)
     if added and cfg.mode != "scratch":
         have = {label_names[target.keys.index(k)] for k in shots}
@@ -238,8 +248,10 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                                f">= {len(target.classes)}")
         log(f"new classes, imprinted from their shots: {', '.join(added)}")
     chosen = set(shots)
-    is_shot = np.array([k in chosen for k in target.keys])
-    images = target.images
+    keys = list(target.keys) + (list(unlabelled.keys) if pool else [])
+    labels = np.concatenate([target.labels, np.full(pool, -1, np.int64)])  # -1: no label
+    is_shot = np.array([i < n and k in chosen for i, k in enumerate(keys)])
+    images = np.concatenate([target.images, unlabelled.images]) if pool else target.images
     reference = None
     if cfg.stain == "reinhard":
         from hemascope.stain import standardize
@@ -250,7 +262,7 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     if tune_trials and cfg.mode in ("full", "head"):
         from hemascope.adapt.tune import tune_fewshot
 
-        cfg, trials = tune_fewshot(base, target.classes, images[is_shot], target.labels[is_shot],
+        cfg, trials = tune_fewshot(base, target.classes, images[is_shot], labels[is_shot],
                                    cfg, n_trials=tune_trials, log=log)
         log(f"tuned: lr {cfg.lr:.2e}, batch {cfg.batch_size}, epochs {cfg.epochs}, mode {cfg.mode}")
     src = None
@@ -260,41 +272,51 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     head_pred: list[np.ndarray] = []
     scores: list[np.ndarray] = []
     if cfg.shot_epochs > 0 and cfg.mode != "scratch":
-        log(f"SHOT start: {cfg.shot_epochs} epochs on the {n} target images"
+        log(f"SHOT start: {cfg.shot_epochs} epochs on the {len(images)} target images"
             + (f", the {len(shots)} shots anchoring the classes" if cfg.shot_labels else
                ", no labels"))
     model, pred = fit_and_predict(base, target.classes, cfg, images[is_shot],
-                                  target.labels[is_shot], images[~is_shot], source=src,
+                                  labels[is_shot], images[~is_shot], source=src,
                                   pseudo_counts=pseudo, head_pred=head_pred, scores_out=scores)
     for r, counts in enumerate(pseudo, 1):
         log(f"self-training round {r}: {sum(counts.values())} pseudo-labels ("
             + ", ".join(f"{c} {n}" for c, n in counts.items()) + ")")
-    report = classification_report(target.labels[~is_shot], pred, target.classes)
-    head_only = None
-    if head_pred:  # what the saved model alone scores on the same images
-        head_only = classification_report(target.labels[~is_shot], head_pred[0], target.classes)
-        log(f"the adapted model's head alone: accuracy {head_only.accuracy:.4f} "
-            f"macro-F1 {head_only.macro_f1:.4f}")
+    scored = labels[~is_shot] >= 0  # the labelled images that were not shots
+    report = head_only = None
+    if scored.any():
+        report = classification_report(labels[~is_shot][scored], pred[scored], target.classes)
+        if head_pred:  # what the saved model alone scores on the same images
+            head_only = classification_report(labels[~is_shot][scored], head_pred[0][scored],
+                                              target.classes)
+            log(f"the adapted model's head alone: accuracy {head_only.accuracy:.4f} "
+                f"macro-F1 {head_only.macro_f1:.4f}")
     out = Path(run_dir) if run_dir else None
     if out is not None:
         write_text(out / "shots.txt", "\n".join(shots) + "\n")
-        write_json(out / "metrics.json", report.to_dict())
-        write_text(out / "predictions.csv", predictions_csv(target, is_shot, scores[0]))
+        if report is not None:
+            write_json(out / "metrics.json", report.to_dict())
+        write_text(out / "predictions.csv",
+                   predictions_csv(keys, labels, target.classes, is_shot, scores[0]))
         if trials:
             write_json(out / "tuning.json", {"best": cfg.to_dict(), "trials": trials})
+        metrics = {}
+        if report is not None:
+            metrics["test"] = report.to_dict()
+        if head_only is not None:
+            metrics["test_head_only"] = head_only.to_dict()
         config = {**{k: v for k, v in base.config.items() if k not in ("weights_sha256", "format")},
                   "classes": list(target.classes),
                   "stain_reference": reference.to_dict() if reference else None,
                   "training": {"base": str(base.path), "fewshot": cfg.to_dict(), "shots_file":
                                "../shots.txt", "n_shots": len(shots), "pseudo_labels": pseudo,
-                               "new_classes": added},
-                  "metrics": {"test": report.to_dict(),
-                              **({"test_head_only": head_only.to_dict()} if head_only else {})}}
+                               "new_classes": added, "n_unlabelled": pool},
+                  "metrics": metrics}
         if cfg.mode == "scratch":
             config["training"]["base"] = None
         save_artifact(out / "model", model, config)
-    log(f"{cfg.mode}/{cfg.stain} K={cfg.shots} seed={cfg.seed}: accuracy {report.accuracy:.4f} "
-        f"macro-F1 {report.macro_f1:.4f}")
+    log(f"{cfg.mode}/{cfg.stain} K={len(shots)} seed={cfg.seed}: " + (
+        f"accuracy {report.accuracy:.4f} macro-F1 {report.macro_f1:.4f}" if report is not None
+        else f"{int((~is_shot).sum())} unlabelled images labelled, no labelled image left to score"))
     return FewShotResult(report, shots, out, time.time() - t0, head_only)
 
 
@@ -302,25 +324,25 @@ PREDICTION_COLUMNS = ("path", "split", "true", "predicted", "probability", "seco
                       "second_probability")
 
 
-def predictions_csv(target: TargetData, is_shot: np.ndarray, scores: np.ndarray) -> str:
-    """``RUN/predictions.csv``: every target image, the shots first with their given label
-    (``split`` = ``shot``), then each other image (``test``) with its true label, the
-    predicted class and the runner-up, and their scores (the rows of ``scores``, in the
-    order of the non-shot images)."""
+def predictions_csv(keys: list[str], labels: np.ndarray, classes: list[str],
+                    is_shot: np.ndarray, scores: np.ndarray) -> str:
+    """``RUN/predictions.csv``: every image, the shots first with their given label
+    (``split`` = ``shot``), then each other image (``test``) with its true label (empty
+    where ``labels`` is -1: an unlabelled image), the predicted class and the runner-up,
+    and their scores (the rows of ``scores``, in the order of the non-shot images)."""
     import csv
     import io
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(PREDICTION_COLUMNS)
-    names = target.classes
     for i in np.flatnonzero(is_shot):
-        label = names[target.labels[i]]
-        w.writerow([target.keys[i], "shot", label, label, "", "", ""])
+        label = classes[labels[i]]
+        w.writerow([keys[i], "shot", label, label, "", "", ""])
     for i, row in zip(np.flatnonzero(~is_shot), scores, strict=True):
         first, second = np.argsort(-row)[:2] if len(row) > 1 else (int(row.argmax()), None)
-        w.writerow([target.keys[i], "test", names[target.labels[i]], names[first],
-                    f"{row[first]:.6f}", "" if second is None else names[second],
+        w.writerow([keys[i], "test", classes[labels[i]] if labels[i] >= 0 else "",
+                    classes[first], f"{row[first]:.6f}", "" if second is None else classes[second],
                     "" if second is None else f"{row[second]:.6f}"])
     return buf.getvalue()
 

@@ -18,10 +18,18 @@ def register(groups: argparse._SubParsersAction) -> None:
         "fewshot", formatter_class=Formatter, help="few-shot fine-tuning on a new lab",
         description="Sample K labelled images of DATA stratified by class (RUN/shots.txt), "
                     "fine-tune the base model on them, evaluate on every other image of DATA "
-                    "(RUN/metrics.json) and write the adapted model to RUN/model. With "
-                    "--ablation, run the six conditions of the cross-lab study over --seeds.")
+                    "(RUN/metrics.json), label every image (RUN/predictions.csv) and write "
+                    "the adapted model to RUN/model. A lab that has labelled a few cells "
+                    "gives them as DATA and its other cells as --unlabelled: all of DATA are "
+                    "then the shots. With --ablation, run the six conditions of the "
+                    "cross-lab study over --seeds.")
     fs.add_argument("--data", required=True, help="labelled target set (class folders or table)")
-    fs.add_argument("--shots", type=int, default=d.shots, help="labelled images to use (K)")
+    fs.add_argument("--shots", type=int, default=None,
+                    help=f"labelled images of DATA to use (K; default {d.shots}, or all of "
+                         "DATA with --unlabelled)")
+    fs.add_argument("--unlabelled", nargs="+", default=None, metavar="PATH",
+                    help="more of the lab's images, with no labels (folders or files): they "
+                         "join the adaptation and are labelled in RUN/predictions.csv")
     fs.add_argument("--seed", type=int, default=d.seed, help="seed of the shot sample")
     fs.add_argument("--out", required=True, help="run folder")
     fs.add_argument("--base", default="default", help="model to adapt: folder or 'default'")
@@ -147,7 +155,7 @@ def _target_options(p: argparse.ArgumentParser) -> None:
 
 def _fewshot(args: argparse.Namespace) -> int:
     from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
-    from hemascope.errors import HemascopeError
+    from hemascope.errors import DatasetError, HemascopeError
     from hemascope.io.atomic import write_json, write_text
     from hemascope.models.artifact import load_classifier
 
@@ -158,11 +166,23 @@ def _fewshot(args: argparse.Namespace) -> int:
     if args.shot_labels and args.shot_epochs < 1:  # asked for explicitly
         raise HemascopeError("--shot-labels needs --shot-epochs N (N >= 1)")
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.ablation and args.unlabelled:
+        raise HemascopeError("--ablation scores every condition on DATA's own images; it takes "
+                             "no --unlabelled images")
     base = load_classifier(args.base)
     target = load_target(args.data, base, format=args.format, new_classes=args.new_classes)
-    for path, reason in target.errors.items():
+    unlabelled = None
+    if args.unlabelled:
+        from hemascope.adapt.uda import load_unlabelled
+
+        unlabelled = load_unlabelled(args.unlabelled, base)
+        if not len(unlabelled.images):
+            raise DatasetError(f"no readable image in --unlabelled {' '.join(args.unlabelled)}")
+    for path, reason in {**target.errors, **(unlabelled.errors if unlabelled else {})}.items():
         log(f"skipping unreadable image {path}: {reason}")
-    cfg = FewShotConfig(shots=args.shots, seed=args.seed, mode=args.mode, stain=args.stain,
+    shots = args.shots if args.shots is not None else (
+        len(target.labels) if unlabelled is not None else FewShotConfig.shots)
+    cfg = FewShotConfig(shots=shots, seed=args.seed, mode=args.mode, stain=args.stain,
                         batchnorm=args.batchnorm, epochs=args.epochs,
                         batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                         pseudo_rounds=args.pseudo_rounds, pseudo_fraction=args.pseudo_fraction,
@@ -184,13 +204,27 @@ def _fewshot(args: argparse.Namespace) -> int:
         else:
             print(table)
         return 0
-    res = run_fewshot(target, base, cfg, run_dir=args.out, tune_trials=args.tune, log=log)
+    res = run_fewshot(target, base, cfg, run_dir=args.out, unlabelled=unlabelled,
+                      tune_trials=args.tune, log=log)
+    n_pool = len(unlabelled.images) if unlabelled is not None else 0
+    if res.report is None:  # every labelled image was a shot
+        summary = {"out": args.out, "shots": len(res.shots), "unlabelled": n_pool,
+                   "predictions": f"{args.out}/predictions.csv", "model": f"{args.out}/model"}
+        if args.json:
+            emit_json(summary, args.json)
+        else:
+            print(f"{args.out}: adapted with {len(res.shots)} shots and {n_pool} unlabelled "
+                  f"images ({res.seconds:.0f} s); their labels are in {args.out}/predictions.csv,"
+                  f" the model in {args.out}/model")
+        return 0
     if args.json:
         emit_json(res.report.to_dict(), args.json)
     else:
         r = res.report
         print(f"{args.out}: {len(res.shots)} shots, tested on {r.n_images} images: accuracy "
               f"{r.accuracy:.4f}, macro-F1 {r.macro_f1:.4f} ({res.seconds:.0f} s)")
+        if n_pool:
+            print(f"  ({n_pool} unlabelled images also labelled in {args.out}/predictions.csv)")
         if res.head_only is not None:
             h = res.head_only
             print(f"  (labels propagated; {args.out}/model alone, as it will classify new cells: "
@@ -216,7 +250,9 @@ def _uda(args: argparse.Namespace) -> int:
     # labelled = a label table or class folders; a flat folder of images is unlabelled
     labelled = not args.unlabelled and (tgt.is_file() or detect_format(tgt) != "folder" or any(
         d.is_dir() for d in tgt.iterdir()))
-    target = load_target(args.target, base) if labelled else load_unlabelled(args.target, base)
+    # labels only score the adaptation, so every class must be one the model has
+    target = (load_target(args.target, base, new_classes=False) if labelled
+              else load_unlabelled(args.target, base))
     for path, reason in target.errors.items():
         log(f"skipping unreadable image {path}: {reason}")
     if args.method == "bn":
@@ -237,7 +273,7 @@ def _uda(args: argparse.Namespace) -> int:
                                 log=log)
         save_adapted(res, base, scfg, args.out, source=None, target=args.target)
         return _report_uda(args, res)
-    source = load_target(args.source, base)
+    source = load_target(args.source, base, new_classes=False)
     cfg = UdaConfig(method=args.method, epochs=args.epochs, steps_per_epoch=args.steps_per_epoch,
                     batch_size=args.batch_size, lr=args.lr, domain_weight=args.domain_weight,
                     seed=args.seed, threads=args.threads)

@@ -209,8 +209,8 @@ def source_style(base: LoadedModel):
 
 def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                 run_dir: str | Path | None = None, source: TargetData | None = None,
-                unlabelled: TargetData | None = None, tune_trials: int = 0,
-                log: Callable[[str], None] = lambda s: None) -> FewShotResult:
+                unlabelled: TargetData | None = None, shot_keys: list[str] | None = None,
+                tune_trials: int = 0, log: Callable[[str], None] = lambda s: None) -> FewShotResult:
     """Sample shots, adapt, evaluate on all other target images; optionally write the run.
 
     ``unlabelled``, if given, holds more images of the lab with no labels (its ``labels``
@@ -218,7 +218,9 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     SHOT, self-training, label propagation) and are labelled in ``predictions.csv``. With
     them, ``cfg.shots`` may take every labelled image (the lab's workflow: label a few
     cells, adapt to all of them); ``report`` is then ``None``, as nothing labelled is left
-    to score. With ``tune_trials > 0`` the hyper-parameters are first chosen by Optuna with
+    to score. ``shot_keys`` names the shots (keys of ``target``, e.g. a ``shots.txt`` or
+    the cells ``hemascope suggest`` chose) instead of sampling ``cfg.shots`` of them. With
+    ``tune_trials > 0`` the hyper-parameters are first chosen by Optuna with
     3-fold cross-validation inside the shots (:func:`hemascope.adapt.tune.tune_fewshot`).
     """
     if (cfg.mode not in MODES or cfg.stain not in STAINS or cfg.batchnorm not in BATCHNORMS
@@ -229,14 +231,26 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     t0 = time.time()
     n = len(target.labels)
+    if unlabelled is not None:
+        unlabelled = _without_copies(unlabelled, target, log)
     pool = 0 if unlabelled is None else len(unlabelled.images)
+    if shot_keys is not None:
+        unknown = sorted(set(shot_keys) - set(target.keys))
+        if unknown or not shot_keys:
+            raise DatasetError(f"the shots named must be readable images of the target set; "
+                               f"not there: {unknown[:5] or 'none named'}")
+        cfg = replace(cfg, shots=len(set(shot_keys)))
     if cfg.shots > n or (cfg.shots == n and not pool):
         raise DatasetError(f"asked for {cfg.shots} shots but the target set holds only {n} "
                            "readable images (some must remain for testing, or give "
                            "unlabelled images)")
     label_names = [target.classes[i] for i in target.labels]
-    shots = (list(target.keys) if cfg.shots == n else
-             few_shot(target.keys, label_names, shots=cfg.shots, seed=cfg.seed))
+    if shot_keys is not None:
+        shots = list(dict.fromkeys(shot_keys))
+    elif cfg.shots == n:
+        shots = list(target.keys)
+    else:
+        shots = few_shot(target.keys, label_names, shots=cfg.shots, seed=cfg.seed)
     added = new_classes(base, target.classes)
     if added and cfg.mode != "scratch":
         have = {label_names[target.keys.index(k)] for k in shots}
@@ -318,6 +332,22 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
         f"accuracy {report.accuracy:.4f} macro-F1 {report.macro_f1:.4f}" if report is not None
         else f"{int((~is_shot).sum())} unlabelled images labelled, no labelled image left to score"))
     return FewShotResult(report, shots, out, time.time() - t0, head_only)
+
+
+def _without_copies(unlabelled: TargetData, target: TargetData,
+                    log: Callable[[str], None]) -> TargetData:
+    """``unlabelled`` less the images that are pixel for pixel labelled ones (a lab that
+    copied its labelled cells rather than moving them out of the folder)."""
+    import hashlib
+
+    digest = lambda a: hashlib.blake2b(np.ascontiguousarray(a).tobytes(), digest_size=16).digest()  # noqa: E731
+    labelled = {digest(im) for im in target.images}
+    keep = np.array([digest(im) not in labelled for im in unlabelled.images], dtype=bool)
+    if keep.all():
+        return unlabelled
+    log(f"{int((~keep).sum())} unlabelled image(s) are copies of labelled ones: left out")
+    return replace(unlabelled, images=unlabelled.images[keep],
+                   keys=[k for k, m in zip(unlabelled.keys, keep) if m])
 
 
 PREDICTION_COLUMNS = ("path", "split", "true", "predicted", "probability", "second",

@@ -27,6 +27,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--shots", type=int, default=None,
                     help=f"labelled images of DATA to use (K; default {d.shots}, or all of "
                          "DATA with --unlabelled)")
+    fs.add_argument("--shots-from", default=None, metavar="FILE",
+                    help="use the images listed in FILE (paths relative to DATA, one per line, "
+                         "e.g. a shots.txt or the output of hemascope suggest) as the shots")
     fs.add_argument("--unlabelled", nargs="+", default=None, metavar="PATH",
                     help="more of the lab's images, with no labels (folders or files): they "
                          "join the adaptation and are labelled in RUN/predictions.csv")
@@ -87,6 +90,23 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="labelled source images for the mixed source+target condition")
     add_json_option(fs)
     fs.set_defaults(handler=_fewshot)
+
+    sg = groups.add_parser(
+        "suggest", formatter_class=Formatter, help="which of a lab's cells to label first",
+        description="Pick the N cells of a lab worth labelling first, with no label needed: "
+                    "the base model embeds every image (batch-norm statistics from them), "
+                    "k-means makes N clusters and each offers its most typical cell "
+                    "(TypiClust, Hacohen et al. 2022). Writes a CSV (path relative to DATA, "
+                    "cluster size, typicality), largest cluster first; label those cells and "
+                    "give them to hemascope fewshot --data, with the rest as --unlabelled.")
+    sg.add_argument("--data", required=True, nargs="+", metavar="PATH",
+                    help="the lab's single-cell images (folders searched recursively, or files)")
+    sg.add_argument("--n", type=int, default=25, help="cells to suggest")
+    sg.add_argument("--out", required=True, help="CSV to write")
+    sg.add_argument("--base", default="default", help="model: folder or 'default'")
+    sg.add_argument("--seed", type=int, default=0, help="seed of the k-means start")
+    add_json_option(sg)
+    sg.set_defaults(handler=_suggest)
 
     from hemascope.adapt.uda import METHODS, UdaConfig
 
@@ -166,9 +186,9 @@ def _fewshot(args: argparse.Namespace) -> int:
     if args.shot_labels and args.shot_epochs < 1:  # asked for explicitly
         raise HemascopeError("--shot-labels needs --shot-epochs N (N >= 1)")
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    if args.ablation and args.unlabelled:
-        raise HemascopeError("--ablation scores every condition on DATA's own images; it takes "
-                             "no --unlabelled images")
+    if args.ablation and (args.unlabelled or args.shots_from):
+        raise HemascopeError("--ablation samples the shots of every seed from DATA and scores "
+                             "on DATA's other images; it takes no --unlabelled or --shots-from")
     base = load_classifier(args.base)
     target = load_target(args.data, base, format=args.format, new_classes=args.new_classes)
     unlabelled = None
@@ -196,7 +216,7 @@ def _fewshot(args: argparse.Namespace) -> int:
         source = load_target(args.source, base, new_classes=False) if args.source else None
         rows = run_ablation(target, base, cfg, seeds=args.seeds, source=source, out_dir=args.out,
                             log=log)
-        table = ablation_markdown(rows, shots=args.shots, seeds=args.seeds)
+        table = ablation_markdown(rows, shots=cfg.shots, seeds=args.seeds)
         write_json(f"{args.out}/ablation.json", [r.to_dict() for r in rows])
         write_text(f"{args.out}/ablation.md", table + "\n")
         if args.json:
@@ -204,8 +224,14 @@ def _fewshot(args: argparse.Namespace) -> int:
         else:
             print(table)
         return 0
+    shot_keys = None
+    if args.shots_from:
+        shot_keys = _read_list(args.shots_from)
+        if args.shots is not None and args.shots != len(shot_keys):
+            raise HemascopeError(f"--shots {args.shots} disagrees with the {len(shot_keys)} "
+                                 f"images listed in {args.shots_from}")
     res = run_fewshot(target, base, cfg, run_dir=args.out, unlabelled=unlabelled,
-                      tune_trials=args.tune, log=log)
+                      shot_keys=shot_keys, tune_trials=args.tune, log=log)
     n_pool = len(unlabelled.images) if unlabelled is not None else 0
     if res.report is None:  # every labelled image was a shot
         summary = {"out": args.out, "shots": len(res.shots), "unlabelled": n_pool,
@@ -230,6 +256,65 @@ def _fewshot(args: argparse.Namespace) -> int:
             print(f"  (labels propagated; {args.out}/model alone, as it will classify new cells: "
                   f"accuracy {h.accuracy:.4f}, macro-F1 {h.macro_f1:.4f})")
     return 0
+
+
+def _suggest(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from hemascope.adapt.suggest import suggest_cells, typicality
+    from hemascope.adapt.uda import load_unlabelled
+    from hemascope.errors import DatasetError
+    from hemascope.io.atomic import guard_inputs, write_text
+    from hemascope.models.artifact import load_classifier
+
+    guard_inputs(args.out, args.data)
+    base = load_classifier(args.base)
+    cells = load_unlabelled(args.data, base)
+    for path, reason in cells.errors.items():
+        print(f"skipping unreadable image {path}: {reason}", file=sys.stderr)
+    if not 1 <= args.n <= len(cells.images):
+        raise DatasetError(f"--n must lie in 1..{len(cells.images)}, the readable images")
+    from hemascope.adapt.suggest import embed_for_selection, kmeans
+
+    emb = embed_for_selection(base, cells.images)
+    picks = suggest_cells(base, cells.images, args.n, seed=args.seed, embeddings=emb)
+    assign, _ = kmeans(emb, args.n, seed=args.seed)
+    sizes, typ = np.bincount(assign, minlength=args.n), typicality(emb)
+    root = Path(args.data[0]) if len(args.data) == 1 and Path(args.data[0]).is_dir() else None
+    rows = []
+    for i in picks:
+        key = Path(cells.keys[i])
+        rows.append({"path": str(key.relative_to(root)) if root else str(key),
+                     "cluster_size": int(sizes[assign[i]]), "typicality": round(float(typ[i]), 4)})
+    write_text(args.out, "path,cluster_size,typicality\n" + "".join(
+        f"{r['path']},{r['cluster_size']},{r['typicality']}\n" for r in rows))
+    if args.json:
+        emit_json({"out": args.out, "suggested": rows, "n_images": len(cells.images)}, args.json)
+    else:
+        print(f"{args.out}: {len(rows)} of {len(cells.images)} cells to label first "
+              f"(clusters of {min(r['cluster_size'] for r in rows)}-"
+              f"{max(r['cluster_size'] for r in rows)} cells)")
+    return 0
+
+
+def _read_list(path: str) -> list[str]:
+    """Non-empty lines of a text file (the first column of a CSV with a ``path`` header)."""
+    from pathlib import Path
+
+    from hemascope.errors import DatasetError
+
+    try:
+        lines = [ln.strip() for ln in Path(path).read_text(encoding="utf-8").splitlines()]
+    except (OSError, UnicodeDecodeError) as e:
+        raise DatasetError(f"cannot read the list {path}: {e}") from None
+    lines = [ln for ln in lines if ln and not ln.startswith("#")]
+    if lines and lines[0].split(",")[0] == "path":  # hemascope suggest's CSV
+        lines = [ln.split(",")[0] for ln in lines[1:]]
+    if not lines:
+        raise DatasetError(f"{path} lists no image")
+    return lines
 
 
 def _uda(args: argparse.Namespace) -> int:

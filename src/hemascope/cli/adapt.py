@@ -1,4 +1,5 @@
-"""``hemascope fewshot``: adapt a classifier to a new lab with K labelled images."""
+"""``hemascope fewshot`` (adapt a classifier to a new lab with K labelled images), ``suggest``
+(which cells to label) and ``adapt`` (no labels)."""
 
 from __future__ import annotations
 

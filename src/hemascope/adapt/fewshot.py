@@ -234,26 +234,11 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     if unlabelled is not None:
         unlabelled = _without_copies(unlabelled, target, log)
     pool = 0 if unlabelled is None else len(unlabelled.images)
-    if shot_keys is not None:
-        unknown = sorted(set(shot_keys) - set(target.keys))
-        if unknown or not shot_keys:
-            raise DatasetError(f"the shots named must be readable images of the target set; "
-                               f"not there: {unknown[:5] or 'none named'}")
-        cfg = replace(cfg, shots=len(set(shot_keys)))
-    if cfg.shots > n or (cfg.shots == n and not pool):
-        raise DatasetError(f"asked for {cfg.shots} shots but the target set holds only {n} "
-                           "readable images (some must remain for testing, or give "
-                           "unlabelled images)")
-    label_names = [target.classes[i] for i in target.labels]
-    if shot_keys is not None:
-        shots = list(dict.fromkeys(shot_keys))
-    elif cfg.shots == n:
-        shots = list(target.keys)
-    else:
-        shots = few_shot(target.keys, label_names, shots=cfg.shots, seed=cfg.seed)
+    shots = _pick_shots(target, cfg, shot_keys, has_pool=pool > 0)
+    cfg, chosen = replace(cfg, shots=len(shots)), set(shots)
     added = new_classes(base, target.classes)
     if added and cfg.mode != "scratch":
-        have = {label_names[target.keys.index(k)] for k in shots}
+        have = {target.classes[target.labels[i]] for i, k in enumerate(target.keys) if k in chosen}
         missing = [c for c in added if c not in have]
         if missing:
             raise DatasetError(f"class(es) {missing} are new to the base model and need at "
@@ -261,7 +246,6 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                                f"{len(target.classes)} classes leave them none: use --shots "
                                f">= {len(target.classes)}")
         log(f"new classes, imprinted from their shots: {', '.join(added)}")
-    chosen = set(shots)
     keys = list(target.keys) + (list(unlabelled.keys) if pool else [])
     labels = np.concatenate([target.labels, np.full(pool, -1, np.int64)])  # -1: no label
     is_shot = np.array([i < n and k in chosen for i, k in enumerate(keys)])
@@ -332,6 +316,28 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
         f"accuracy {report.accuracy:.4f} macro-F1 {report.macro_f1:.4f}" if report is not None
         else f"{int((~is_shot).sum())} unlabelled images labelled, no labelled image left to score"))
     return FewShotResult(report, shots, out, time.time() - t0, head_only)
+
+
+def _pick_shots(target: TargetData, cfg: FewShotConfig, shot_keys: list[str] | None, *,
+                has_pool: bool) -> list[str]:
+    """The keys of the shots: those named, all labelled images (with unlabelled ones
+    beside them), or ``cfg.shots`` drawn stratified by class with ``cfg.seed``."""
+    n = len(target.keys)
+    if shot_keys is not None:
+        unknown = sorted(set(shot_keys) - set(target.keys))
+        if unknown or not shot_keys:
+            raise DatasetError(f"the shots named must be readable images of the target set; "
+                               f"not there: {unknown[:5] or 'none named'}")
+        shots = list(dict.fromkeys(shot_keys))
+        if len(shots) < n or has_pool:
+            return shots
+    elif cfg.shots < n or (cfg.shots == n and has_pool):
+        return (list(target.keys) if cfg.shots == n else
+                few_shot(target.keys, [target.classes[i] for i in target.labels],
+                         shots=cfg.shots, seed=cfg.seed))
+    k = len(shot_keys) if shot_keys is not None else cfg.shots
+    raise DatasetError(f"asked for {k} shots but the target set holds only {n} readable "
+                       "images (some must remain for testing, or give unlabelled images)")
 
 
 def _without_copies(unlabelled: TargetData, target: TargetData,

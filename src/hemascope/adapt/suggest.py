@@ -67,17 +67,24 @@ def typicality(x: np.ndarray, *, neighbours: int = 20) -> np.ndarray:
     return sim.mean(1)
 
 
+def typical_per_cluster(emb: np.ndarray, n: int, *, seed: int = 0
+                        ) -> tuple[list[int], list[int], np.ndarray]:
+    """The most typical row of each of ``n`` k-means clusters, largest cluster first:
+    ``(row indices, their clusters' sizes, every row's typicality)``."""
+    assign, _ = kmeans(emb, n, seed=seed)
+    typ = typicality(emb)
+    sizes = np.bincount(assign, minlength=n)
+    picks = []
+    for j in np.argsort(-sizes, kind="stable"):
+        members = np.flatnonzero(assign == j)
+        picks.append(int(members[np.argmax(typ[members])]))
+    return picks, [int(sizes[j]) for j in np.argsort(-sizes, kind="stable")], typ
+
+
 def select_typical(emb: np.ndarray, n: int, *, seed: int = 0) -> list[int]:
     """``n`` row indices: the most typical row of each of ``n`` k-means clusters, largest
     cluster first."""
-    assign, _ = kmeans(emb, n, seed=seed)
-    typ = typicality(emb)
-    order = np.argsort(-np.bincount(assign, minlength=n), kind="stable")
-    picks = []
-    for j in order:
-        members = np.flatnonzero(assign == j)
-        picks.append(int(members[np.argmax(typ[members])]))
-    return picks
+    return typical_per_cluster(emb, n, seed=seed)[0]
 
 
 def embed_for_selection(base: LoadedModel, images: np.ndarray) -> np.ndarray:

@@ -260,11 +260,11 @@ def _fewshot(args: argparse.Namespace) -> int:
 
 
 def _suggest(args: argparse.Namespace) -> int:
+    import csv
+    import io
     from pathlib import Path
 
-    import numpy as np
-
-    from hemascope.adapt.suggest import suggest_cells, typicality
+    from hemascope.adapt.suggest import embed_for_selection, typical_per_cluster
     from hemascope.adapt.uda import load_unlabelled
     from hemascope.errors import DatasetError
     from hemascope.io.atomic import guard_inputs, write_text
@@ -277,26 +277,25 @@ def _suggest(args: argparse.Namespace) -> int:
         print(f"skipping unreadable image {path}: {reason}", file=sys.stderr)
     if not 1 <= args.n <= len(cells.images):
         raise DatasetError(f"--n must lie in 1..{len(cells.images)}, the readable images")
-    from hemascope.adapt.suggest import embed_for_selection, kmeans
-
-    emb = embed_for_selection(base, cells.images)
-    picks = suggest_cells(base, cells.images, args.n, seed=args.seed, embeddings=emb)
-    assign, _ = kmeans(emb, args.n, seed=args.seed)
-    sizes, typ = np.bincount(assign, minlength=args.n), typicality(emb)
+    picks, sizes, typ = typical_per_cluster(embed_for_selection(base, cells.images), args.n,
+                                            seed=args.seed)
     root = Path(args.data[0]) if len(args.data) == 1 and Path(args.data[0]).is_dir() else None
     rows = []
-    for i in picks:
+    for i, size in zip(picks, sizes):
         key = Path(cells.keys[i])
         rows.append({"path": str(key.relative_to(root)) if root else str(key),
-                     "cluster_size": int(sizes[assign[i]]), "typicality": round(float(typ[i]), 4)})
-    write_text(args.out, "path,cluster_size,typicality\n" + "".join(
-        f"{r['path']},{r['cluster_size']},{r['typicality']}\n" for r in rows))
+                     "cluster_size": size, "typicality": round(float(typ[i]), 4)})
+    buf = io.StringIO()
+    table = csv.DictWriter(buf, fieldnames=["path", "cluster_size", "typicality"],
+                           lineterminator="\n")
+    table.writeheader()
+    table.writerows(rows)
+    write_text(args.out, buf.getvalue())
     if args.json:
         emit_json({"out": args.out, "suggested": rows, "n_images": len(cells.images)}, args.json)
     else:
         print(f"{args.out}: {len(rows)} of {len(cells.images)} cells to label first "
-              f"(clusters of {min(r['cluster_size'] for r in rows)}-"
-              f"{max(r['cluster_size'] for r in rows)} cells)")
+              f"(clusters of {min(sizes)}-{max(sizes)} cells)")
     return 0
 
 
@@ -311,8 +310,10 @@ def _read_list(path: str) -> list[str]:
     except (OSError, UnicodeDecodeError) as e:
         raise DatasetError(f"cannot read the list {path}: {e}") from None
     lines = [ln for ln in lines if ln and not ln.startswith("#")]
-    if lines and lines[0].split(",")[0] == "path":  # hemascope suggest's CSV
-        lines = [ln.split(",")[0] for ln in lines[1:]]
+    if lines and lines[0].startswith("path,"):  # hemascope suggest's CSV: its first column
+        import csv
+
+        lines = [row[0] for row in csv.reader(lines[1:]) if row]
     if not lines:
         raise DatasetError(f"{path} lists no image")
     return lines

@@ -405,8 +405,7 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     ``scores_out``, if given, receives the ``(len(test_x), C)`` class scores the
     predictions are the argmax of.
     """
-    mean = torch.tensor(base.config["mean"], dtype=torch.float32)
-    std = torch.tensor(base.config["std"], dtype=torch.float32)
+    mean, std = base.normalisation
     every = np.concatenate([x, test_x])  # the target's images, for batch-norm statistics
     if cfg.mode != "scratch":  # classes the base lacks get head rows from their shots
         base = imprint_classes(base, classes, x, y, every)

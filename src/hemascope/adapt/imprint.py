@@ -62,8 +62,7 @@ def imprint_classes(base: LoadedModel, classes: list[str], x: np.ndarray, y: np.
     new = new_classes(base, classes)
     if not new:
         return base
-    mean = torch.tensor(base.config["mean"], dtype=torch.float32)
-    std = torch.tensor(base.config["std"], dtype=torch.float32)
+    mean, std = base.normalisation
     probe = copy.deepcopy(base.model)
     reestimate_batchnorm(probe, target_images, mean, std)
     h = hidden_features(probe, x, mean, std) if len(x) else None

@@ -142,8 +142,7 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
     t0 = time.time()
-    mean = torch.tensor(base.config["mean"], dtype=torch.float32)
-    std = torch.tensor(base.config["std"], dtype=torch.float32)
+    mean, std = base.normalisation
     model = restricted_model(base, classes)
     t_eval = target_eval(target, classes) if target_labelled else None
     before = score_target(model, t_eval, mean, std, classes)

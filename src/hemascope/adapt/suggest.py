@@ -14,7 +14,6 @@ from __future__ import annotations
 import copy
 
 import numpy as np
-import torch
 
 from hemascope.adapt.batchnorm import reestimate_batchnorm
 from hemascope.adapt.propagate import knn_graph
@@ -74,11 +73,12 @@ def typical_per_cluster(emb: np.ndarray, n: int, *, seed: int = 0
     assign, _ = kmeans(emb, n, seed=seed)
     typ = typicality(emb)
     sizes = np.bincount(assign, minlength=n)
+    order = np.argsort(-sizes, kind="stable")
     picks = []
-    for j in np.argsort(-sizes, kind="stable"):
+    for j in order:
         members = np.flatnonzero(assign == j)
         picks.append(int(members[np.argmax(typ[members])]))
-    return picks, [int(sizes[j]) for j in np.argsort(-sizes, kind="stable")], typ
+    return picks, [int(sizes[j]) for j in order], typ
 
 
 def select_typical(emb: np.ndarray, n: int, *, seed: int = 0) -> list[int]:
@@ -91,12 +91,10 @@ def embed_for_selection(base: LoadedModel, images: np.ndarray) -> np.ndarray:
     """The base model's 128-d embeddings of ``images`` with batch-norm statistics from them."""
     from hemascope.adapt.shot import embed_all
 
-    mean = torch.tensor(base.config["mean"], dtype=torch.float32)
-    std = torch.tensor(base.config["std"], dtype=torch.float32)
+    mean, std = base.normalisation
     model = copy.deepcopy(base.model)
     reestimate_batchnorm(model, images, mean, std)
-    with torch.no_grad():
-        emb, _ = embed_all(model, images, mean, std)
+    emb, _ = embed_all(model, images, mean, std)  # no gradients
     return emb.float().numpy()
 
 

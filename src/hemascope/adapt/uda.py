@@ -121,8 +121,7 @@ def adapt_unsupervised(source: TargetData, target: TargetData, base: LoadedModel
     xt = target.images
     if len(ys) < 2 or len(xt) < 2:
         raise DatasetError(f"need at least 2 source and 2 target images (got {len(ys)}, {len(xt)})")
-    mean = torch.tensor(base.config["mean"], dtype=torch.float32)
-    std = torch.tensor(base.config["std"], dtype=torch.float32)
+    mean, std = base.normalisation
     model = restricted_model(base, classes)
     t_eval = target_eval(target, classes) if target_labelled else None
     before = score_target(model, t_eval, mean, std, classes)
@@ -187,8 +186,7 @@ def adapt_batchnorm(target: TargetData, base: LoadedModel, *, target_labelled: b
     classes = list(base.classes)
     if target_labelled and len(target.labels):
         classes = [c for c in base.classes if c in target.classes]
-    mean = torch.tensor(base.config["mean"], dtype=torch.float32)
-    std = torch.tensor(base.config["std"], dtype=torch.float32)
+    mean, std = base.normalisation
     model = restricted_model(base, classes)
     t_eval = target_eval(target, classes) if target_labelled else None
     before = score_target(model, t_eval, mean, std, classes)

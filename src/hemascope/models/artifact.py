@@ -43,6 +43,12 @@ class LoadedModel:
     def classes(self) -> list[str]:
         return list(self.config["classes"])
 
+    @property
+    def normalisation(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The input's channel ``(mean, std)`` as float32 tensors, for ``to_batch``."""
+        return (torch.tensor(self.config["mean"], dtype=torch.float32),
+                torch.tensor(self.config["std"], dtype=torch.float32))
+
 
 def default_model_dir(task: str = "classifier") -> Path:
     """Folder of the model shipped in the package for ``task``."""

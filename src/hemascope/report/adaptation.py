@@ -32,21 +32,16 @@ def _standardised(model: LoadedModel, images: np.ndarray) -> np.ndarray:
     return images
 
 
-def _norm(model: LoadedModel) -> tuple[torch.Tensor, torch.Tensor]:
-    return (torch.tensor(model.config["mean"], dtype=torch.float32),
-            torch.tensor(model.config["std"], dtype=torch.float32))
-
-
 @torch.inference_mode()
 def _embed(model: LoadedModel, images: np.ndarray) -> np.ndarray:
-    x, (mean, std) = _standardised(model, images), _norm(model)
+    x, (mean, std) = _standardised(model, images), model.normalisation
     model.model.eval()
     return torch.cat([model.model.embed(to_batch(x[i:i + 64], mean, std))
                       for i in range(0, len(x), 64)]).numpy()
 
 
 def _probs(model: LoadedModel, images: np.ndarray) -> np.ndarray:
-    return predict_probs(model.model, _standardised(model, images), *_norm(model))
+    return predict_probs(model.model, _standardised(model, images), *model.normalisation)
 
 
 def _subsample(data: TargetData, n: int, seed: int) -> tuple[np.ndarray, list[str], list[str]]:

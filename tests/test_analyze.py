@@ -110,6 +110,44 @@ def test_resume_skips_done_images(tmp_path, detector_dir, tiny_model, truth_dete
     assert again.differential() == first.differential()
 
 
+def test_resume_never_takes_another_files_result(tmp_path, tiny_model):
+    """A result is reused only for the very file it was made from, and only with the
+    same models and options; a run without --resume replaces an earlier one."""
+    from hemascope.errors import HemascopeError
+
+    for day, cls in (("day1", "eosinophil"), ("day2", "lymphocyte")):
+        write_image(tmp_path / day / "IMG_1.png", make_cell(cls, seed=3, size=64).image)
+    out = tmp_path / "out"
+    first = analyze(tmp_path / "day1", out_dir=out, classifier=tiny_model, mode="cells")
+    again = analyze(tmp_path / "day2", out_dir=out, classifier=tiny_model, mode="cells", resume=True)
+    assert again.resumed == 0  # same key, other file: analysed, not reused
+    assert again.images[0].source.endswith("day2/IMG_1.png")
+    assert first.images[0].source.endswith("day1/IMG_1.png")
+    with pytest.raises(HemascopeError, match="other settings.*review_below"):
+        analyze(tmp_path / "day2", out_dir=out, classifier=tiny_model, mode="cells",
+                review_below=0.9, resume=True)
+    same = analyze(tmp_path / "day2", out_dir=out, classifier=tiny_model, mode="cells", resume=True)
+    assert same.resumed == 1
+    assert [c.box for c in same.images[0].cells] == [c.box for c in again.images[0].cells]
+    # a fresh run on other inputs leaves no result of the earlier one behind
+    write_image(tmp_path / "day3" / "other.png", make_cell("monocyte", seed=4, size=64).image)
+    analyze(tmp_path / "day3", out_dir=out, classifier=tiny_model, mode="cells")
+    assert sorted(p.name for p in (out / "images").glob("*.json")) == ["other.json"]
+    assert sorted(p.name for p in (out / "overlays").glob("*.png")) == ["other.png"]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["complete"] is True and manifest["fingerprint"]["options"]["mode"] == "cells"
+
+
+def test_earlier_runs_inside_an_input_folder_are_left_out(tmp_path, tiny_model):
+    src = tmp_path / "in"
+    write_image(src / "c.png", make_cell("monocyte", seed=1, size=64).image)
+    analyze(src, out_dir=src / "run1", classifier=tiny_model)
+    second = analyze(src, out_dir=src / "run2", classifier=tiny_model)
+    assert [r.key for r in second.images] == ["c"]  # not run1's overlays and crops
+    # named directly, a run folder's images are analysed
+    assert len(analyze(src / "run1" / "overlays", out_dir=tmp_path / "o", classifier=tiny_model).images) == 1
+
+
 def test_detector_tta_reaches_the_detector(tmp_path, detector_dir, tiny_model, truth_detector):
     _smears(tmp_path / "in", truth_detector, n=1)
     code = main(["analyze", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--detector",
@@ -156,6 +194,12 @@ def test_clear_errors(tmp_path, tiny_model):
     assert main(["analyze", str(tmp_path / "empty"), "--out", str(tmp_path / "o"),
                  "--classifier", str(tiny_model)]) == 1
     write_image(tmp_path / "c.png", make_cell("monocyte", seed=1, size=64).image)
+    assert main(["analyze", str(tmp_path / "no_such_folder"), "--out", str(tmp_path / "o2"),
+                 "--classifier", str(tiny_model)]) == 1
+    assert not (tmp_path / "o2").exists()
+    assert main(["analyze", str(tmp_path / "c.png"), "--out", str(tmp_path / "o3"),
+                 "--classifier", str(tmp_path / "no_model")]) == 1
+    assert not (tmp_path / "o3").exists()  # models load before any output is made
     blocker = tmp_path / "file_not_folder"
     blocker.write_text("x")
     assert main(["analyze", str(tmp_path / "c.png"), "--out", str(blocker / "sub"),

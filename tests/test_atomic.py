@@ -40,8 +40,12 @@ def test_inputs_are_never_overwritten(tmp_path):
 def test_unwritable_folder_is_a_clear_error(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(HemascopeError, match="cannot write"):
+    with pytest.raises(HemascopeError, match="is a file, not a folder"):
         write_json(blocker / "sub" / "a.json", {})
+    (tmp_path / "taken.json").mkdir()  # a folder where the file should go
+    with pytest.raises(HemascopeError, match="folder of that name is in the way"):
+        write_json(tmp_path / "taken.json", {})
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
 def test_nan_is_refused(tmp_path):

@@ -17,6 +17,18 @@ def test_extracts_the_centred_cell():
     assert len(out.polygon) >= 4
 
 
+def test_large_images_are_outlined_on_a_shrunk_copy():
+    import cv2
+
+    cell = make_cell("lymphocyte", seed=4, size=96)
+    big = cv2.resize(cell.image, (96 * 30, 96 * 30), interpolation=cv2.INTER_NEAREST)
+    small = extract_cell(cell.image)
+    out = extract_cell(big)  # 2880 px: shrunk to 1024 px for the outline, mask full size
+    assert out is not None and out.mask.shape == big.shape[:2]
+    np.testing.assert_allclose(np.array(out.box) / 30, small.box, atol=1.5)
+    assert abs(out.area / 900 - small.area) < 0.1 * small.area
+
+
 def test_blank_image_gives_none():
     assert extract_cell(np.full((64, 64, 3), 230, np.uint8)) is None
 

@@ -283,6 +283,39 @@ def test_detect_field_tiles_large_fields(monkeypatch, voc_smears, tmp_path):
     assert len(seen) == 1
 
 
+def test_auto_scale_finds_cells_that_a_large_field_shrinks_away(monkeypatch, tmp_path):
+    """A big field at the training magnification: the first pass (field fitted to the
+    training size) sees no red cell; the probes zoom in until red cells have their
+    training size, and the whole field runs at that scale."""
+    from hemascope.detect import predict
+
+    true_size, scales = 100.0, []  # red cells span 100 field pixels
+
+    def fake_run(model, image, s):  # a detector that finds red cells of >= 20 working px
+        scales.append((round(s, 4), image.shape[:2]))
+        h, w = image.shape[:2]
+        n = int(h // true_size) * int(w // true_size) if true_size * s >= 20 else 0
+        boxes = np.array([[0, 0, true_size, true_size]] * n, float).reshape(-1, 4)
+        return Detections(boxes, np.full(n, 0.9), np.full(n, 2))
+
+    monkeypatch.setattr(predict, "_run", fake_run)
+    config = {"classes": CLASSES, "test_size": 350, "max_size": 560,
+              "size_reference": {"class": "RBC", "size": 75.0}}
+    det = predict.LoadedDetector(None, config, tmp_path)
+    big = np.zeros((9000, 12000, 3), np.uint8)
+    predict.detect_field(det, big)
+    final = scales[-1][0]
+    assert 0.75 / 1.3 <= final <= 0.75 * 1.3 and scales[-1][1] == (9000, 12000)
+    assert all(max(shape) * s <= predict.MAX_SINGLE_PASS + 1 for s, shape in scales[1:-1])  # probes: windows
+    scales.clear()
+    predict.detect_field(det, np.zeros((480, 640, 3), np.uint8))  # sizes agree: one pass
+    assert len(scales) == 1
+    true_size = 1e9  # no red cell at any scale: the first pass stands, after a few probes
+    scales.clear()
+    predict.detect_field(det, np.zeros((480, 640, 3), np.uint8))
+    assert len(scales) <= 1 + predict.MAX_PROBES
+
+
 def test_load_detector_errors(tmp_path, tiny_model):
     from hemascope.detect.predict import load_detector
 

@@ -47,9 +47,15 @@ class ClassifyResult:
 
 
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
-    """Files as given, folders expanded recursively to their images (sorted)."""
+    """Files as given, folders expanded recursively to their images (sorted).
+
+    Raises:
+        DatasetError: a path that does not exist, or no image at all.
+    """
     out: list[Path] = []
     for p in map(Path, paths):
+        if not p.exists():
+            raise DatasetError(f"no such file or folder: {p}")
         if p.is_dir():
             out += sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
         else:

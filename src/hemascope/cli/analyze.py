@@ -86,12 +86,17 @@ def _analyze(args: argparse.Namespace) -> int:
         emit_json(summary, args.json)
     if args.json != "-":
         n = len(result.images)
-        per = result.seconds.get("total", 0) / max(n - result.resumed, 1)
+        done = n - result.resumed
+        speed = f"{result.seconds.get('total', 0) / done:.2f} s per image" if done else "nothing new"
         print(f"{n} images ({result.resumed} resumed), {len(result.errors)} unreadable, "
-              f"{per:.2f} s per image; outputs in {result.out_dir}")
+              f"{speed}; outputs in {result.out_dir}")
         for label, count in result.differential().items():
             print(f"  {label:<16}{count:>7}")
         print(f"report: {result.out_dir / 'report.html'}")
     for path, reason in result.errors.items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
-    return 0 if result.images else 1
+    if not result.images:
+        print(f"error: none of the {len(result.errors)} input files could be read "
+              f"(see {result.out_dir / 'errors.csv'})", file=sys.stderr)
+        return 1
+    return 0

@@ -30,7 +30,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     det.add_argument("--out", required=True, help="COCO results JSON to write")
     _model_options(det)
     det.add_argument("--score-thresh", type=float, default=0.3,
-                     help="keep boxes from this score (evaluation uses all boxes)")
+                     help="keep boxes from this score in --out (evaluation uses all boxes); the "
+                          "counts printed use the model's counting thresholds (tuned on val) "
+                          "where they are higher, as `analyze` does")
     det.set_defaults(handler=_detect)
 
 
@@ -92,8 +94,11 @@ def _detect(args: argparse.Namespace) -> int:
                               score=float(s)) for b, s, lab in zip(d.boxes, d.scores, d.labels))
         images.append(ImageAnnotation(str(path), img.shape[1], img.shape[0], inst))
     emit_json(to_coco_results(images, classes), args.out)
+    count_from = {c: max(args.score_thresh, (det.config.get("count_thresholds") or {}).get(c, 0.0))
+                  for c in classes}
     for im in images:
-        counts = {c: sum(1 for i in im.instances if i.label == c) for c in classes}
+        counts = {c: sum(1 for i in im.instances if i.label == c and i.score >= count_from[c])
+                  for c in classes}
         print(f"{im.file_name}\t" + "\t".join(f"{c} {n}" for c, n in counts.items()))
     print_skipped(errors)
     return 0 if images else 1

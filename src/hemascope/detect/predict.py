@@ -7,7 +7,9 @@ and the boxes are mapped back to the field's own pixels.
 ``scale="auto"`` (the default) makes the detector robust to scanners and magnifications
 it has not seen: after a first pass, the median size of the most frequent training class
 (red cells on smears) is compared with its size in training; when it is off by more than
-30 % the field is run again at the corrected scale. :func:`predict_ensemble` runs several
+30 %, or too few of them are found (a large field shrunk until its cells vanish), the
+scale is corrected step by step on a window of the field, and the field is run again at
+the first scale where the sizes agree. If none is found the first pass stands. :func:`predict_ensemble` runs several
 detectors and/or mirror views of the field and fuses their boxes.
 """
 
@@ -28,6 +30,11 @@ from hemascope.train.device import module_device
 #: Largest working-scale side run in one pass; larger fields are tiled.
 MAX_SINGLE_PASS = 1024
 TILE, OVERLAP = 640, 192
+#: ``scale="auto"``: sizes within this factor of training agree; at most this many probes
+#: search for such a scale, each step at most x4 (x3 when too few cells are seen), within
+#: these absolute bounds.
+SIZE_TOLERANCE, MAX_PROBES, MAX_STEP, ZOOM_STEP = 1.3, 5, 4.0, 3.0
+SCALE_RANGE = (0.01, 4.0)
 
 
 #: A detector ready for inference: ``model``, ``config``, ``path``, ``classes``.
@@ -79,11 +86,7 @@ def detect_field(det: LoadedDetector, image: np.ndarray, *, scale: float | str =
     s = base if scale in (None, "auto") else float(scale)
     if s <= 0:
         raise ValueError("scale must be positive")
-    out = _run(det.model, image, s)
-    if scale == "auto":
-        s2 = _corrected_scale(out, s, det.config)
-        if s2 is not None:
-            out = _run(det.model, image, s2)
+    out = _auto_scale(det.model, image, s, det.config) if scale == "auto" else _run(det.model, image, s)
     if score_thresh is not None:
         keep = out.scores >= score_thresh
         out = Detections(out.boxes[keep], out.scores[keep], out.labels[keep])
@@ -114,7 +117,9 @@ def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
     return FUSIONS[fusion](preds, iou=iou)
 
 
-def _corrected_scale(d: Detections, s: float, config: dict[str, Any]) -> float | None:
+def _size_ratio(d: Detections, s: float, config: dict[str, Any]) -> float | None:
+    """Training size / seen size of the reference class (working pixels), or ``None``
+    when the config has no reference or fewer than 5 confident ones were found."""
     ref = config.get("size_reference")
     if not ref or ref.get("class") not in config["classes"]:
         return None
@@ -124,10 +129,42 @@ def _corrected_scale(d: Detections, s: float, config: dict[str, Any]) -> float |
         return None
     b = d.boxes[sel]
     seen = float(np.median(np.sqrt((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])))) * s
-    ratio = ref["size"] / seen
-    if 1 / 1.3 <= ratio <= 1.3:
-        return None
-    return s * float(np.clip(ratio, 0.25, 4.0))
+    return ref["size"] / seen
+
+
+def _agrees(ratio: float | None) -> bool:
+    return ratio is not None and 1 / SIZE_TOLERANCE <= ratio <= SIZE_TOLERANCE
+
+
+def _auto_scale(model: torch.nn.Module, image: np.ndarray, s: float,
+                config: dict[str, Any]) -> Detections:
+    """Detections at the first scale, from ``s`` on, where the reference class has its
+    training size (see the module doc)."""
+    first = _run(model, image, s)
+    if not config.get("size_reference"):
+        return first
+    ratio = _size_ratio(first, s, config)
+    if _agrees(ratio):
+        return first
+    for _ in range(MAX_PROBES):
+        step = ZOOM_STEP if ratio is None else float(np.clip(ratio, 1 / MAX_STEP, MAX_STEP))
+        s *= step
+        if not SCALE_RANGE[0] <= s <= SCALE_RANGE[1]:
+            break
+        window = _centre_window(image, s)
+        probe = _run(model, window, s)
+        ratio = _size_ratio(probe, s, config)
+        if _agrees(ratio):
+            return probe if window.shape == image.shape else _run(model, image, s)
+    return first
+
+
+def _centre_window(image: np.ndarray, s: float) -> np.ndarray:
+    """The centre of ``image`` that is one pass (``MAX_SINGLE_PASS``) at scale ``s``."""
+    h, w = image.shape[:2]
+    side = int(np.ceil(MAX_SINGLE_PASS / s))
+    t, l = max(0, (h - side) // 2), max(0, (w - side) // 2)
+    return image[t:t + side, l:l + side]
 
 
 def _run(model: torch.nn.Module, image: np.ndarray, s: float) -> Detections:

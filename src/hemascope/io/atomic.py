@@ -35,19 +35,38 @@ def atomic_write(path: str | Path, mode: str = "w", *, encoding: str = "utf-8",
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     except OSError as e:
-        raise HemascopeError(f"cannot write {target}: {e.strerror or e}") from None
+        raise _write_error(target, e) from None
     try:
         with os.fdopen(fd, mode, **({"encoding": encoding, "newline": ""} if mode == "w" else {})) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
+            _finish(target, fh.flush, lambda: os.fsync(fh.fileno()))
         # mkstemp makes 0600 files; give the output the permissions a plain open() would
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, target)
+        _finish(target, lambda: os.chmod(tmp, 0o666 & ~_umask()), lambda: os.replace(tmp, target))
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _finish(target: Path, *steps) -> None:
+    """Run the closing steps of a write; an OS failure (disk full, a folder in the way)
+    becomes a :class:`HemascopeError` that names the file."""
+    try:
+        for step in steps:
+            step()
+    except OSError as e:
+        raise _write_error(target, e) from None
+
+
+def _write_error(target: Path, e: OSError) -> HemascopeError:
+    if target.is_dir():
+        return HemascopeError(f"cannot write {target}: a folder of that name is in the way")
+    for parent in target.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                return HemascopeError(f"cannot write {target}: {parent} is a file, not a folder")
+            break
+    return HemascopeError(f"cannot write {target}: {e.strerror or e}")
 
 
 def _umask() -> int:

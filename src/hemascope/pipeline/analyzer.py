@@ -307,24 +307,34 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
             progress: Callable[[int, int, str], None] | None = None) -> AnalysisResult:
     """Analyse images and folders (recursive) into ``out_dir``; see the module doc.
 
+    Folders are searched recursively, leaving out the output folder and the output folders
+    of earlier runs found inside them. Without ``resume`` an earlier run's results in
+    ``out_dir`` are replaced; with it, an image is skipped only when ``out_dir`` holds its
+    result (same file) from a run with the same models and options.
+
     Returns:
         :class:`AnalysisResult`; the files in ``out_dir`` are described in the README.
 
     Raises:
-        HemascopeError: no images found, or the output folder cannot be written.
+        HemascopeError: a missing input path, no images found, models that do not load,
+            the output folder cannot be written, or ``resume`` into a run made with other
+            models or options.
     """
-    from hemascope.classify import expand_paths
     from hemascope.pipeline import outputs
 
     out = Path(out_dir).resolve()
     options = options or AnalysisOptions()
-    files = [f for f in expand_paths(paths) if not _inside(f, out)]
-    if not files:
-        raise HemascopeError(f"no input images outside the output folder {out}")
+    files = input_files(paths, out)
+    analyzer = Analyzer(options)  # models load before anything is written
     outputs.prepare_out_dir(out)
+    fingerprint = outputs.run_fingerprint(analyzer)
+    if resume:
+        outputs.check_resumable(out, fingerprint)
+    else:
+        outputs.clear_earlier_run(out)
+    outputs.write_json(out / "manifest.json", outputs.start_manifest(analyzer, fingerprint))
     root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
     t_start = time.perf_counter()
-    analyzer = Analyzer(options)
     results, errors, resumed = [], {}, 0
     totals = {"read": 0.0, "detect": 0.0, "classify": 0.0, "outline": 0.0, "write": 0.0}
     keys_seen: dict[str, int] = {}
@@ -334,11 +344,12 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
             keys_seen[key] += 1
             key = f"{key}_{keys_seen[key]}"
         keys_seen.setdefault(key, 0)
+        source = str(f.resolve())
         if progress:
             progress(n, len(files), str(f))
         if resume:
             done = outputs.load_done(out, key)
-            if done is not None:
+            if done is not None and done.source == source:
                 results.append(done)
                 resumed += 1
                 continue
@@ -352,19 +363,64 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
             continue
         totals["read"] += time.perf_counter() - t
         r = analyzer.analyze_image(image, file=str(f), key=key)
+        r.source = source
         for k, v in r.seconds.items():
             totals[k] = totals.get(k, 0.0) + v
         t = time.perf_counter()
         outputs.write_image_outputs(out, r, image, overlay=options.overlays)
         totals["write"] += time.perf_counter() - t
-        results.append(r)
+        results.append(ImageResult.from_dict(r.to_dict()))  # as a resumed run reads it back
     if progress:
         progress(len(files), len(files), "")
     result = AnalysisResult(out, results, errors, resumed,
                             {k: round(v, 3) for k, v in totals.items()})
     result.seconds["total"] = round(time.perf_counter() - t_start, 3)
-    outputs.write_run_outputs(out, result, analyzer, files=files)
+    outputs.write_run_outputs(out, result, analyzer, files=files, fingerprint=fingerprint)
     return result
+
+
+def input_files(paths: Iterable[str | Path], out: Path) -> list[Path]:
+    """The images to analyse: files as given, folders searched recursively.
+
+    Left out: anything inside ``out``, and inside the output folder of an earlier run
+    (a folder with a hemascope run ``manifest.json``) found below a folder given here.
+
+    Raises:
+        HemascopeError: a path that does not exist, or no image at all.
+    """
+    from hemascope.io.image import is_image_file
+
+    files: list[Path] = []
+    paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+    for p in paths:
+        if not p.exists():
+            raise HemascopeError(f"no such file or folder: {p}")
+        if not p.is_dir():
+            files.append(p)
+            continue
+        runs: dict[Path, bool] = {}
+        for f in sorted(p.rglob("*")):
+            if f.is_file() and is_image_file(f) and not _in_run_below(f, p, runs):
+                files.append(f)
+    files = [f for f in files if not _inside(f, out)]
+    if not files:
+        raise HemascopeError("no images found in " + ", ".join(map(str, paths))
+                             + f" (outside the output folder {out})")
+    return files
+
+
+def _in_run_below(f: Path, top: Path, cache: dict[Path, bool]) -> bool:
+    """Whether a folder strictly between ``top`` and ``f`` holds an earlier run's outputs."""
+    from hemascope.pipeline.outputs import is_run_folder
+
+    for d in f.parents:
+        if d == top:
+            return False
+        if d not in cache:
+            cache[d] = is_run_folder(d)
+        if cache[d]:
+            return True
+    return False
 
 
 def _inside(path: Path, folder: Path) -> bool:

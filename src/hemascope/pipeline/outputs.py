@@ -26,7 +26,8 @@ import numpy as np
 
 from hemascope.errors import HemascopeError
 from hemascope.io.atomic import atomic_write, write_json, write_text
-from hemascope.pipeline.records import CELL_COLUMNS, ImageResult, cell_rows, differential
+from hemascope.pipeline.records import (CELL_COLUMNS, RESULT_FORMAT, ImageResult, cell_rows,
+                                        differential)
 
 MAX_REVIEW_CROPS = 200
 
@@ -41,6 +42,86 @@ def prepare_out_dir(out: Path) -> None:
         probe.unlink()
     except OSError as e:
         raise HemascopeError(f"cannot write to the output folder {out}: {e.strerror or e}") from None
+
+
+RUN_FORMAT = "hemascope-run/1"
+
+
+def is_run_folder(folder: Path) -> bool:
+    """Whether ``folder`` holds the outputs of an `analyze` run (its ``manifest.json``)."""
+    p = folder / "manifest.json"
+    if not p.is_file():
+        return False
+    try:
+        return json.loads(p.read_text(encoding="utf-8")).get("format") == RUN_FORMAT
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
+def run_fingerprint(analyzer) -> dict[str, Any]:
+    """What makes two runs' per-image results comparable: the options that change them
+    and the weights (hashes) of every model used."""
+    from hemascope.models.artifact import read_config, resolve_model_dir
+
+    opts = analyzer.options.to_dict()
+    opts.pop("overlays", None)
+    models = {}
+    for role, m in (("classifier", analyzer.classifier), ("refiner", analyzer.refiner),
+                    ("attributes", analyzer.attribute_model)):
+        models[role] = None if m is None else m.config.get("weights_sha256") or str(m.path)
+        opts.pop(role, None)
+    try:  # the detector loads lazily (not at all on single cells): its config tells its hash
+        path = resolve_model_dir(opts["detector"], "detector")
+        models["detector"] = read_config(path).get("weights_sha256") or str(path)
+    except HemascopeError:
+        models["detector"] = str(opts["detector"])
+    opts.pop("detector")
+    return {"options": opts, "models": models}
+
+
+def check_resumable(out: Path, fingerprint: dict[str, Any]) -> None:
+    """Raise unless the run in ``out`` (if any) used the same models and options."""
+    p = out / "manifest.json"
+    if not p.is_file():
+        return
+    try:
+        old = json.loads(p.read_text(encoding="utf-8")).get("fingerprint")
+    except (OSError, ValueError, AttributeError):
+        old = None
+    if old is None or old == fingerprint:
+        return
+    diff = [f"{k} {old[part].get(k)!r} -> {fingerprint[part].get(k)!r}" if part == "options"
+            else f"{k} model"
+            for part in ("options", "models")
+            for k in sorted(set(old.get(part, {})) | set(fingerprint[part]))
+            if old.get(part, {}).get(k) != fingerprint[part].get(k)]
+    raise HemascopeError(f"cannot resume in {out}: its results were made with other settings "
+                         f"({'; '.join(diff)}); analyse into a new folder, or run without --resume "
+                         "to replace them")
+
+
+def clear_earlier_run(out: Path) -> None:
+    """Remove the per-image outputs of an earlier run in ``out`` (files of other programs
+    are left alone), so that a new run's folder holds its own results only."""
+    for p in (out / "images").glob("*.json"):
+        try:
+            if json.loads(p.read_text(encoding="utf-8")).get("format") != RESULT_FORMAT:
+                continue
+        except (OSError, ValueError, AttributeError):
+            continue
+        key = p.stem
+        for q in [p, out / "overlays" / f"{key}.png", out / "geojson" / f"{key}.geojson",
+                  *(out / "review").glob(f"{key}_*.png")]:
+            try:
+                q.unlink(missing_ok=True)
+            except OSError as e:
+                raise HemascopeError(f"cannot replace the earlier result {q}: {e.strerror or e}") from None
+
+
+def start_manifest(analyzer, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    """Written when a run starts, so that an interrupted run can be resumed safely."""
+    return {"format": RUN_FORMAT, "complete": False, "options": analyzer.options.to_dict(),
+            "fingerprint": fingerprint}
 
 
 def load_done(out: Path, key: str) -> ImageResult | None:
@@ -125,7 +206,8 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue()
 
 
-def write_run_outputs(out: Path, result, analyzer, *, files: Sequence[Path]) -> None:
+def write_run_outputs(out: Path, result, analyzer, *, files: Sequence[Path],
+                      fingerprint: dict[str, Any] | None = None) -> None:
     from hemascope.io.coco import to_coco_dict
     from hemascope.io.cvat import cvat_xml
 
@@ -140,6 +222,8 @@ def write_run_outputs(out: Path, result, analyzer, *, files: Sequence[Path]) -> 
     with atomic_write(out / "cvat.xml") as fh:
         fh.write(cvat_xml(anns, classes))
     manifest = run_manifest(result, analyzer, files)
+    if fingerprint is not None:
+        manifest["fingerprint"] = fingerprint
     write_json(out / "manifest.json", manifest)
     from hemascope.pipeline.html import render_report
 
@@ -164,7 +248,7 @@ def run_manifest(result, analyzer, files: Sequence[Path]) -> dict[str, Any]:
         models["detector"] = model_entry(analyzer._detector)
     n_done = len(result.images) - result.resumed
     return {
-        "format": "hemascope-run/1",
+        "format": RUN_FORMAT, "complete": True,
         "versions": {"hemascope": __version__, "python": platform.python_version(),
                      "torch": torch.__version__, "numpy": np.__version__},
         "machine": {"cpu": platform.processor() or platform.machine(),

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
+#: The ``format`` of a per-image result file.
+RESULT_FORMAT = "hemascope-analysis/1"
 #: Detector classes that are not typed further.
 OTHER_KINDS = ("RBC", "Platelets")
 
@@ -81,20 +83,25 @@ class ImageResult:
     mode: str
     cells: list[CellRecord] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
+    #: the input's absolute path when it was analysed (``--resume`` checks it)
+    source: str = ""
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "hemascope-analysis/1", "file": self.file, "key": self.key,
-                "width": self.width, "height": self.height, "mode": self.mode,
-                "counts": counts(self.cells), "seconds": self.seconds,
-                "cells": [c.to_dict() for c in self.cells]}
+        d = {"format": RESULT_FORMAT, "file": self.file, "key": self.key,
+             "width": self.width, "height": self.height, "mode": self.mode,
+             "counts": counts(self.cells), "seconds": self.seconds,
+             "cells": [c.to_dict() for c in self.cells]}
+        if self.source:
+            d["source"] = self.source
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ImageResult":
-        if d.get("format") != "hemascope-analysis/1":
+        if d.get("format") != RESULT_FORMAT:
             raise ValueError("not a hemascope analysis file")
         return cls(file=d["file"], key=d["key"], width=int(d["width"]), height=int(d["height"]),
                    mode=d["mode"], cells=[CellRecord.from_dict(c) for c in d["cells"]],
-                   seconds=dict(d.get("seconds", {})))
+                   seconds=dict(d.get("seconds", {})), source=str(d.get("source", "")))
 
 
 def counts(cells: Sequence[CellRecord]) -> dict[str, int]:

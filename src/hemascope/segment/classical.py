@@ -58,8 +58,13 @@ def stained_mask(image: np.ndarray, *, threshold: float | None = None,
     return m > 0
 
 
+#: Larger images are outlined on a copy shrunk to this longer side (bounded time and memory).
+MAX_SIDE = 1024
+
+
 def extract_cell(image: np.ndarray, *, threshold: float | None = None, dilate: int | None = None,
-                 peak_fraction: float = 0.5, min_area_fraction: float = 0.005) -> CellMask | None:
+                 peak_fraction: float = 0.5, min_area_fraction: float = 0.005,
+                 max_side: int | None = MAX_SIDE) -> CellMask | None:
     """The stained cell nearest the image centre, or ``None`` if nothing is stained.
 
     Args:
@@ -70,11 +75,16 @@ def extract_cell(image: np.ndarray, *, threshold: float | None = None, dilate: i
         peak_fraction: distance-transform peaks above this fraction of the maximum seed
             the watershed (one seed per touching cell).
         min_area_fraction: regions smaller than this share of the image are ignored.
+        max_side: an image whose longer side exceeds this is outlined on a shrunk copy and
+            the result scaled back (``None``: always at full size).
     """
     cv2 = _cv2()
     img = np.ascontiguousarray(image, np.uint8)
     if img.ndim != 3 or img.shape[2] != 3:
         raise ValueError(f"expected an (H, W, 3) RGB image, got {img.shape}")
+    if max_side is not None and max(img.shape[:2]) > max_side:
+        return _extract_shrunk(img, max_side, threshold=threshold, dilate=dilate,
+                               peak_fraction=peak_fraction, min_area_fraction=min_area_fraction)
     fg = stained_mask(img, threshold=threshold, dilate=dilate)
     h, w = fg.shape
     if fg.sum() < max(4, min_area_fraction * h * w) or fg.all():
@@ -108,6 +118,22 @@ def extract_cell(image: np.ndarray, *, threshold: float | None = None, dilate: i
     polygon = tuple((float(x) + 0.5, float(y) + 0.5) for x, y in outline)
     return CellMask(best, (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1)),
                     polygon, int(best.sum()))
+
+
+def _extract_shrunk(img: np.ndarray, max_side: int, *, dilate: int | None, **kw) -> CellMask | None:
+    cv2 = _cv2()
+    h, w = img.shape[:2]
+    f = max_side / max(h, w)
+    small = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
+    cell = extract_cell(small, dilate=None if dilate is None else max(1, round(dilate * f)),
+                        max_side=None, **kw)
+    if cell is None:
+        return None
+    sx, sy = w / small.shape[1], h / small.shape[0]
+    mask = cv2.resize(cell.mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    x0, y0, x1, y1 = cell.box
+    return CellMask(mask, (x0 * sx, y0 * sy, x1 * sx, y1 * sy),
+                    tuple((x * sx, y * sy) for x, y in cell.polygon), int(mask.sum()))
 
 
 def mask_in_box(image: np.ndarray, box, *, margin: float = 0.1, **kw) -> CellMask | None:

@@ -1,3 +1,4 @@
+import json
 import os
 
 import pytest
@@ -48,7 +49,40 @@ def test_unwritable_folder_is_a_clear_error(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")] == []
 
 
-def test_nan_is_refused(tmp_path):
-    with pytest.raises(ValueError):
-        write_json(tmp_path / "n.json", {"x": float("nan")})
-    assert not (tmp_path / "n.json").exists()
+def test_undefined_numbers_are_written_as_null(tmp_path):
+    write_json(tmp_path / "n.json", {"ap": {"WBC": float("nan"), "RBC": 0.5}, "x": [float("inf")]})
+    assert json.loads((tmp_path / "n.json").read_text()) == {"ap": {"WBC": None, "RBC": 0.5},
+                                                             "x": [None]}
+
+
+def test_no_command_writes_over_a_file_it_read(tmp_path, tiny_model):
+    """Outputs named like an input (an image, a table, a model's weights) are refused and
+    the input is left as it was."""
+    from hemascope.cli import main
+    from hemascope.io.image import write_image
+    from hemascope.synthetic import make_cell
+
+    img = tmp_path / "cell.png"
+    write_image(img, make_cell("monocyte", seed=1, size=64).image)
+    before = img.read_bytes()
+    assert main(["classify", str(img), "--model", str(tiny_model), "--json", str(img)]) == 1
+    assert main(["stain", "fit", str(img), "--out", str(img)]) == 1
+    assert img.read_bytes() == before
+    table = tmp_path / "t.csv"
+    table.write_text("path,label\ncell.png,monocyte\n")
+    assert main(["evaluate", "classifier", "--data", str(table), "--model", str(tiny_model),
+                 "--json", str(table)]) == 1
+    assert table.read_text() == "path,label\ncell.png,monocyte\n"
+
+
+def test_diverged_weights_are_not_saved(tmp_path):
+    import torch
+
+    from hemascope.models.artifact import save_artifact
+
+    model = torch.nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight[0, 0] = float("nan")
+    with pytest.raises(HemascopeError, match="diverged"):
+        save_artifact(tmp_path / "m", model, {"task": "classification"})
+    assert not (tmp_path / "m" / "model.safetensors").exists()

@@ -44,13 +44,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit code (``console_scripts`` passes it to ``sys.exit``)."""
     from hemascope.errors import HemascopeError
+    from hemascope.io.atomic import guarding_inputs
 
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.handler(args) or EXIT_OK)
+        with guarding_inputs():  # no output may overwrite a file the command read
+            return int(args.handler(args) or EXIT_OK)
     except HemascopeError as e:
         print(f"error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:  # a place that cannot be written, a file that vanished...
+        where = f" {e.filename}" if e.filename else ""
+        print(f"error: cannot use{where}: {e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
+    except MemoryError:
+        print("error: out of memory (an image or batch too large for this machine?)",
+              file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

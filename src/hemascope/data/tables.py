@@ -20,6 +20,7 @@ from typing import Sequence
 from hemascope import taxonomy
 from hemascope.data.labels import LabelMapper
 from hemascope.data.samples import ClassificationSet, Sample
+from hemascope.io.atomic import note_input
 from hemascope.errors import AnnotationError, DatasetError, UnknownLabelError
 from hemascope.problems import Problem
 
@@ -41,6 +42,7 @@ def read_table(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
     p = Path(path)
     if not p.is_file():
         raise AnnotationError(p, "CSV file does not exist")
+    note_input(p)
     if p.stat().st_size > _MAX_CSV_BYTES:
         raise AnnotationError(p, f"CSV is larger than {_MAX_CSV_BYTES // 2**20} MiB")
     try:

@@ -15,6 +15,30 @@ from typing import IO, Any, Iterable, Iterator
 
 from hemascope.errors import HemascopeError
 
+#: Files read as inputs during the current command (see :func:`guarding_inputs`).
+_inputs: set[str] | None = None
+
+
+@contextlib.contextmanager
+def guarding_inputs() -> Iterator[None]:
+    """Within this block every file read as an input (images, masks, tables, model weights,
+    stain references) is remembered, and no output may be written over one of them. The CLI
+    runs each command inside it; the Python API leaves it to the caller."""
+    global _inputs
+    previous, _inputs = _inputs, set()
+    try:
+        yield
+    finally:
+        _inputs = previous
+
+
+def note_input(path: str | Path) -> None:
+    """Remember ``path`` as an input of the current command (no-op outside the guard)."""
+    if _inputs is not None:
+        with contextlib.suppress(OSError):
+            _inputs.add(str(Path(path).resolve()))
+
+
 
 @contextlib.contextmanager
 def atomic_write(path: str | Path, mode: str = "w", *, encoding: str = "utf-8",
@@ -31,6 +55,8 @@ def atomic_write(path: str | Path, mode: str = "w", *, encoding: str = "utf-8",
         raise ValueError("atomic_write mode must be 'w' or 'wb'")
     target = Path(path)
     guard_inputs(target, protect)
+    if _inputs and str(target.resolve()) in _inputs:
+        raise HemascopeError(f"refusing to overwrite input file {target}")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
@@ -81,10 +107,25 @@ def write_text(path: str | Path, text: str, **kw: Any) -> Path:
     return Path(path)
 
 
+def json_text(obj: Any, *, indent: int | None = 2) -> str:
+    """``obj`` as standard JSON text: NaN and infinities (an undefined metric, e.g. the AP of
+    a class a split lacks) become ``null``, which every JSON reader accepts."""
+    return json.dumps(_finite(obj), indent=indent, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _finite(obj: Any) -> Any:
+    if isinstance(obj, float):
+        return obj if obj == obj and obj not in (float("inf"), float("-inf")) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: str | Path, obj: Any, *, indent: int | None = 2, **kw: Any) -> Path:
     """Serialise ``obj`` as UTF-8 JSON atomically (keys kept in insertion order)."""
-    text = json.dumps(obj, indent=indent, ensure_ascii=False, allow_nan=False)
-    return write_text(path, text + "\n", **kw)
+    return write_text(path, json_text(obj, indent=indent), **kw)
 
 
 def guard_inputs(target: str | Path, inputs: Iterable[str | Path]) -> None:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from hemascope.errors import ImageReadError
+from hemascope.io.atomic import note_input
 
 #: File suffixes treated as images when scanning folders.
 IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif"})
@@ -270,6 +271,7 @@ def _existing(path: str | Path) -> Path:
         raise ImageReadError(p, e.strerror or str(e)) from None
     if size == 0:
         raise ImageReadError(p, "file is empty (0 bytes)")
+    note_input(p)
     return p
 
 

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 
 from hemascope.errors import HemascopeError
-from hemascope.io.atomic import atomic_write, write_json
+from hemascope.io.atomic import atomic_write, json_text, note_input, write_text
 
 ARTIFACT_FORMAT = "hemascope-model/1"
 CONFIG, WEIGHTS, SPLIT = "config.json", "model.safetensors", "split.json"
@@ -88,12 +88,17 @@ def save_artifact(out_dir: str | Path, model: torch.nn.Module, config: dict[str,
     out = Path(out_dir)
     tensors = {k: (v.detach().to(torch.float16) if dtype == "float16" and v.is_floating_point()
                    else v.detach()).contiguous().cpu() for k, v in model.state_dict().items()}
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise HemascopeError(f"not saving {out}: training diverged, {len(bad)} weight tensor(s) "
+                             f"hold NaN or infinite values (e.g. {bad[0]}); try a lower learning rate")
     blob = st_save(tensors, metadata={"format": ARTIFACT_FORMAT})
-    with atomic_write(out / WEIGHTS, "wb") as fh:
-        fh.write(blob)
     cfg = {"format": ARTIFACT_FORMAT, **config, "weights_dtype": dtype,
            "weights_sha256": hashlib.sha256(blob).hexdigest()}
-    write_json(out / CONFIG, cfg)
+    text = json_text(cfg)  # a config that cannot be written fails before any file changes
+    with atomic_write(out / WEIGHTS, "wb") as fh:
+        fh.write(blob)
+    write_text(out / CONFIG, text)
     return out
 
 
@@ -144,6 +149,7 @@ def load_weights(model: torch.nn.Module, path: Path, cfg: dict[str, Any]) -> Non
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    note_input(path / WEIGHTS)
     try:
         state = load_file(str(path / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:

@@ -145,7 +145,10 @@ def save_reference(path: str | Path, reference: StainReference) -> Path:
 
 
 def load_reference(path: str | Path) -> StainReference:
+    from hemascope.io.atomic import note_input
+
     p = Path(path)
+    note_input(p)
     try:
         d = json.loads(p.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:

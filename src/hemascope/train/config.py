@@ -7,6 +7,59 @@ from typing import Any
 
 from hemascope.augment import AugmentConfig
 from hemascope.detect.data import FieldAugment
+from hemascope.errors import HemascopeError
+
+#: Bounds every training option of that name must meet: ``(low, high, low_open, high_open)``.
+_RANGES = {
+    "epochs": (1, None, False, False), "batch_size": (1, None, False, False),
+    "image_size": (16, 4096, False, False), "test_size": (16, 8192, False, False),
+    "max_size": (16, 8192, False, False), "max_side": (16, None, False, False),
+    "fpn_channels": (8, None, False, False), "embed_dim": (1, None, False, False),
+    "hidden_dim": (1, None, False, False), "width": (1, None, False, False),
+    "depth": (1, 6, False, False), "val_every": (1, None, False, False),
+    "plateau_patience": (1, None, False, False), "lr": (0, None, True, False),
+    "weight_decay": (0, None, False, False), "momentum": (0, 1, False, True),
+    "warmup_epochs": (0, None, False, False), "label_smoothing": (0, 1, False, True),
+    "ema_decay": (0, 1, False, True), "dropout": (0, 1, False, True),
+    "early_stopping": (0, None, False, False), "val_fraction": (0, 1, False, True),
+    "test_fraction": (0, 1, False, True), "threads": (0, None, False, False),
+    "workers": (0, None, False, False), "max_minutes": (0, None, False, False),
+    "clip_grad": (0, None, False, False), "dice_weight": (0, None, False, False),
+    "colour": (0, None, False, False), "zoom": (0, 1, False, True),
+    "pseudo_limit": (1, None, False, False), "min_confidence": (0, 1, False, False),
+    "student_epochs": (0, None, False, False),
+}
+_CHOICES = {
+    "optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "plateau", "constant"),
+    "weights_dtype": ("float32", "float16"),
+    "monitor": ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall"),
+    "aggregate": ("concat", "max", "mean", "weighted", "attention"),
+}
+
+
+def check_options(cfg: Any) -> None:
+    """Raise a :class:`HemascopeError` naming the first option outside its bounds, so that
+    a bad value stops a run before any work (not after training, not as a traceback)."""
+    import math
+
+    for f in fields(cfg):
+        value, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
+        if f.name in _CHOICES and value not in _CHOICES[f.name]:
+            raise HemascopeError(f"{flag} must be one of {', '.join(_CHOICES[f.name])} (got {value!r})")
+        if f.name not in _RANGES or isinstance(value, bool) or not isinstance(value, (int, float)):
+            continue
+        low, high, low_open, high_open = _RANGES[f.name]
+        bad = (math.isnan(value) or (low is not None and (value <= low if low_open else value < low))
+               or (high is not None and (value >= high if high_open else value > high)))
+        if bad:
+            lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
+            hi = "inf)" if high is None else f"{high}" + (")" if high_open else "]")
+            raise HemascopeError(f"{flag} must be in {lo}, {hi} (got {value})")
+    if "min_sizes" in {f.name for f in fields(cfg)} and (
+            not cfg.min_sizes or min(cfg.min_sizes) < 16):
+        raise HemascopeError("--min-sizes needs one or more sizes of at least 16 px")
+    if hasattr(cfg, "test_fraction") and cfg.val_fraction + cfg.test_fraction >= 1:
+        raise HemascopeError("--val-fraction plus --test-fraction must be below 1")
 
 
 @dataclass
@@ -47,6 +100,9 @@ class ClassifierTrainConfig:
     max_minutes: float = 0.0  # stop after the epoch that passes this wall time (0: no limit)
     fit_to_time: bool = False  # shorten --epochs to what --max-minutes holds (timed on 3)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +148,9 @@ class DetectorTrainConfig:
     max_minutes: float = 0.0  # stop after the epoch that passes this wall time (0: no limit)
     fit_to_time: bool = False  # shorten --epochs to what --max-minutes holds (timed on 3)
     augment: FieldAugment = field(default_factory=FieldAugment)
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,6 +199,9 @@ class AttributeTrainConfig:
         scale=(0.85, 1.0), ratio=(0.9, 1.11), zoom=(0.95, 1.05), brightness=0.1, contrast=0.1,
         saturation=0.1, hue=0.0, degrade_p=0.2))
 
+    def __post_init__(self) -> None:
+        check_options(self)
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -175,6 +237,9 @@ class SegmentationTrainConfig:
     pseudo_limit: int = 400  # unlabelled images used (a seeded random choice)
     min_confidence: float = 0.9  # teacher probability below which a pixel is left unlabelled
     student_epochs: int = 0  # 0: as many optimiser steps as the teacher took
+
+    def __post_init__(self) -> None:
+        check_options(self)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -132,8 +132,9 @@ def test_shot_start_sees_only_images_and_shots(tiny_model, new_lab, tmp_path, ca
     assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "t"),
                  "--shot-epochs", "0", *common]) == 0
     assert len(seen) == 2  # off
-    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "x"),
-                 "--base", str(tiny_model), "--shot-epochs", "-1"]) != 0
+    with pytest.raises(SystemExit, match="2"):  # a usage error
+        main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "x"),
+              "--base", str(tiny_model), "--shot-epochs", "-1"])
     assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "x"),
                  "--base", str(tiny_model), "--shot-epochs", "0", "--shot-labels"]) != 0
     assert "--shot-epochs" in capsys.readouterr().err

@@ -121,7 +121,8 @@ def test_cli_records_self_training(tiny_model, lab, tmp_path, capsys):
     assert set(counts) == {"lymphocyte", "neutrophil"} and 1 <= sum(counts.values()) <= 8
     assert "self-training round 1:" in capsys.readouterr().err
     assert cfg["training"]["fewshot"]["pseudo_fraction"] == 0.25
-    assert main(["fewshot", "--data", str(lab), "--shots", "4", "--out", str(tmp_path / "s"),
-                 "--base", str(tiny_model), "--pseudo-fraction", "0"]) != 0
+    with pytest.raises(SystemExit, match="2"):  # a usage error
+        main(["fewshot", "--data", str(lab), "--shots", "4", "--out", str(tmp_path / "s"),
+              "--base", str(tiny_model), "--pseudo-fraction", "0"])
     assert "pseudo-fraction" in capsys.readouterr().err
     assert not (tmp_path / "s").exists()

@@ -135,6 +135,11 @@ class FewShotConfig:
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def __post_init__(self) -> None:
+        from hemascope.train.config import check_options
+
+        check_options(self)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

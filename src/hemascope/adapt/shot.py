@@ -69,6 +69,11 @@ class ShotConfig:
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def __post_init__(self) -> None:
+        from hemascope.train.config import check_options
+
+        check_options(self)
+
     @property
     def method(self) -> str:
         return "shot"

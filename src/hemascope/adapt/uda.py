@@ -50,6 +50,11 @@ class UdaConfig:
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
+    def __post_init__(self) -> None:
+        from hemascope.train.config import check_options
+
+        check_options(self)
+
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -14,6 +14,27 @@ class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionH
     """Show defaults and keep the description's line breaks."""
 
 
+def number(kind: type = int, low: float | None = None, high: float | None = None, *,
+           low_open: bool = False, high_open: bool = False):
+    """An argparse ``type`` for a number within bounds: a bad value is a usage error (exit 2)
+    that states the bounds, instead of a failure deep in the run."""
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
+        if (v != v or (low is not None and (v <= low if low_open else v < low))
+                or (high is not None and (v >= high if high_open else v > high))):
+            lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low}"
+            hi = "inf)" if high is None else f"{high}" + (")" if high_open else "]")
+            raise argparse.ArgumentTypeError(f"must be in {lo}, {hi}, got {text}")
+        return v
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def add_json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", nargs="?", const="-", default=None, metavar="OUT",
                         help="machine-readable JSON: to stdout, or to the file OUT")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json
+from hemascope.cli._common import Formatter, add_json_option, emit_json, number
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -25,7 +25,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "then the shots. With --ablation, run the six conditions of the "
                     "cross-lab study over --seeds.")
     fs.add_argument("--data", required=True, help="labelled target set (class folders or table)")
-    fs.add_argument("--shots", type=int, default=None,
+    fs.add_argument("--shots", type=number(int, 1), default=None,
                     help=f"labelled images of DATA to use (K; default {d.shots}, or all of "
                          "DATA with --unlabelled)")
     fs.add_argument("--shots-from", default=None, metavar="FILE",
@@ -46,24 +46,24 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--batchnorm", default=d.batchnorm, choices=BATCHNORMS,
                     help="target: re-estimate batch-norm statistics on all DATA images (labels "
                          "unused) and keep them fixed while fine-tuning; source: keep the base's")
-    fs.add_argument("--epochs", type=int, default=d.epochs, help="passes over the shots")
-    fs.add_argument("--batch-size", type=int, default=d.batch_size, help="batch size")
-    fs.add_argument("--lr", type=float, default=d.lr, help="encoder learning rate (head: x10)")
-    fs.add_argument("--pseudo-rounds", type=int, default=d.pseudo_rounds, metavar="N",
+    fs.add_argument("--epochs", type=number(int, 1), default=d.epochs, help="passes over the shots")
+    fs.add_argument("--batch-size", type=number(int, 1), default=d.batch_size, help="batch size")
+    fs.add_argument("--lr", type=number(float, 0, low_open=True), default=d.lr, help="encoder learning rate (head: x10)")
+    fs.add_argument("--pseudo-rounds", type=number(int, 0), default=d.pseudo_rounds, metavar="N",
                     help="self-training rounds: the adapted model labels the unlabelled DATA "
                          "images (never their true labels), the most confident share of each "
                          "predicted class joins the shots and fine-tuning starts again from the "
                          "base (modes full and head); 0: shots only")
-    fs.add_argument("--pseudo-fraction", type=float, default=d.pseudo_fraction, metavar="Q",
+    fs.add_argument("--pseudo-fraction", type=number(float, 0, 1, low_open=True), default=d.pseudo_fraction, metavar="Q",
                     help="share of each predicted class taken as pseudo-labels per round (0-1]")
-    fs.add_argument("--pseudo-per-shot", type=float, default=d.pseudo_per_shot, metavar="M",
+    fs.add_argument("--pseudo-per-shot", type=number(float, 0, low_open=True), default=d.pseudo_per_shot, metavar="M",
                     help="at most M pseudo-labels per shot (the share is lowered to fit), so "
                          "that large folders stay fast")
     fs.add_argument("--pseudo-from", choices=PSEUDO_FROM, default=d.pseudo_from,
                     help="rank each round's pseudo-labels by the adapted model's head (softmax "
                          "over 4 flips/rotations) or by the transductive scores of --predict "
                          f"propagate (default: {d.pseudo_from})")
-    fs.add_argument("--shot-epochs", type=int, default=d.shot_epochs, metavar="N",
+    fs.add_argument("--shot-epochs", type=number(int, 0), default=d.shot_epochs, metavar="N",
                     help="first adapt the base to all target images by N epochs of SHOT (no "
                          "source data); 0 = off")
     fs.add_argument("--shot-labels", action=argparse.BooleanOptionalAction, default=None,
@@ -80,8 +80,8 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="classes of DATA that the base model has no output for (e.g. blasts "
                          "for a peripheral-blood model) get one, imprinted from their shots; "
                          "each needs a shot (default: on; --no-new-classes makes them an error)")
-    fs.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
-    fs.add_argument("--tune", type=int, nargs="?", const=12, default=0, metavar="TRIALS",
+    fs.add_argument("--threads", type=number(int, 0), default=0, help="CPU threads (0: all)")
+    fs.add_argument("--tune", type=number(int, 0), nargs="?", const=12, default=0, metavar="TRIALS",
                     help="choose lr, batch size, epochs and trained layers with Optuna (3-fold CV "
                          "inside the shots; needs the 'tune' extra)")
     fs.add_argument("--ablation", action="store_true", help="run the six-condition ablation")
@@ -102,7 +102,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "give them to hemascope fewshot --data, with the rest as --unlabelled.")
     sg.add_argument("--data", required=True, nargs="+", metavar="PATH",
                     help="the lab's single-cell images (folders searched recursively, or files)")
-    sg.add_argument("--n", type=int, default=25, help="cells to suggest")
+    sg.add_argument("--n", type=number(int, 1), default=25, help="cells to suggest")
     sg.add_argument("--out", required=True, help="CSV to write")
     sg.add_argument("--base", default="default", help="model: folder or 'default'")
     sg.add_argument("--seed", type=int, default=0, help="seed of the k-means start")
@@ -180,10 +180,6 @@ def _fewshot(args: argparse.Namespace) -> int:
     from hemascope.io.atomic import write_json, write_text
     from hemascope.models.artifact import load_classifier
 
-    if (args.shot_epochs < 0 or args.pseudo_rounds < 0 or not 0 < args.pseudo_fraction <= 1
-            or args.pseudo_per_shot <= 0):
-        raise HemascopeError("--shot-epochs and --pseudo-rounds must be >= 0, --pseudo-fraction "
-                             "in (0, 1] and --pseudo-per-shot > 0")
     if args.shot_labels and args.shot_epochs < 1:  # asked for explicitly
         raise HemascopeError("--shot-labels needs --shot-epochs N (N >= 1)")
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731

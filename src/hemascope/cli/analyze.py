@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json
+from hemascope.cli._common import Formatter, add_json_option, emit_json, number
 from hemascope.cli.detect import _scale
 
 
@@ -36,7 +36,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                         "400 px are cells")
     p.add_argument("--scale", type=_scale, default="auto",
                    help="detector scale: 'auto', 'none' or a factor field px -> working px")
-    p.add_argument("--review-below", type=float, default=0.6,
+    p.add_argument("--review-below", type=number(float, 0, 1), default=0.6,
                    help="flag white cells typed with less confidence than this")
     p.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
                    help="classifier test-time augmentation views")

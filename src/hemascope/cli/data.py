@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json, progress
+from hemascope.cli._common import Formatter, add_json_option, emit_json, number, progress
 
 FORMAT_HELP = "layout of PATH (auto detects it; see the README's format table)"
 
@@ -33,7 +33,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     info.add_argument("--vocabulary", default=None, choices=taxonomy.vocabularies(),
                       help="map single-cell labels into this vocabulary (None keeps every known label)")
     info.add_argument("--images", default=None, help="image folder, when annotations do not say")
-    info.add_argument("--max-problems", type=int, default=20, help="problems listed in text output")
+    info.add_argument("--max-problems", type=number(int, 0), default=20, help="problems listed in text output")
     info.add_argument("--strict", action="store_true", help="exit with 3 if problems were found")
     add_json_option(info)
     info.set_defaults(handler=_info)
@@ -46,9 +46,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     split.add_argument("path", help="single-cell data set (class folders or label table)")
     split.add_argument("--out", required=True, help="split file to write (JSON)")
     split.add_argument("--format", default="auto", choices=FORMATS, help=FORMAT_HELP)
-    split.add_argument("--val", type=float, default=0.1, help="validation fraction per class")
-    split.add_argument("--test", type=float, default=0.2, help="test fraction per class")
-    split.add_argument("--kfold", type=int, default=None, metavar="K",
+    split.add_argument("--val", type=number(float, 0, 1, high_open=True), default=0.1, help="validation fraction per class")
+    split.add_argument("--test", type=number(float, 0, 1, high_open=True), default=0.2, help="test fraction per class")
+    split.add_argument("--kfold", type=number(int, 2), default=None, metavar="K",
                        help="write K stratified folds (fold0..foldK-1) instead")
     split.add_argument("--seed", type=int, default=0, help="random seed")
     split.add_argument("--vocabulary", default=None, choices=taxonomy.vocabularies(),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images,
+from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images, number,
                                    print_skipped)
 
 
@@ -29,7 +29,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     det.add_argument("paths", nargs="+", help="image files and/or folders")
     det.add_argument("--out", required=True, help="COCO results JSON to write")
     _model_options(det)
-    det.add_argument("--score-thresh", type=float, default=0.3,
+    det.add_argument("--score-thresh", type=number(float, 0, 1), default=0.3,
                      help="keep boxes from this score in --out (evaluation uses all boxes); the "
                           "counts printed use the model's counting thresholds (tuned on val) "
                           "where they are higher, as `analyze` does")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json, iter_images, print_skipped
+from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images, number,
+                                   print_skipped)
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -23,7 +24,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     gc.add_argument("--attribute", default=None, metavar="NAME",
                     help="explain this attribute head of an attribute model (--model from "
                          "`hemascope train attributes`), e.g. nucleus_shape")
-    gc.add_argument("--alpha", type=float, default=0.45, help="heat-map opacity")
+    gc.add_argument("--alpha", type=number(float, 0, 1), default=0.45, help="heat-map opacity")
     add_json_option(gc)
     gc.set_defaults(handler=_gradcam)
 
@@ -38,7 +39,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="folder of `hemascope train concepts`, or 'default' (the shipped one)")
     cc.add_argument("--set", action="append", default=[], metavar="ATTRIBUTE=VALUE",
                     help="intervene: set this attribute to this value (repeatable)")
-    cc.add_argument("--top", type=int, default=5, help="contributing concepts to show")
+    cc.add_argument("--top", type=number(int, 1), default=5, help="contributing concepts to show")
     add_json_option(cc)
     cc.set_defaults(handler=_concepts)
 
@@ -58,8 +59,8 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="WBCAtt table (or folder of tables) to search; default: the official "
                          "train table under the shared data folder")
     cf.add_argument("--images", default=None, help="folder the table's paths are relative to")
-    cf.add_argument("-k", type=int, default=5, help="cells to return")
-    cf.add_argument("--max-gallery", type=int, default=None, metavar="N",
+    cf.add_argument("-k", type=number(int, 1), default=5, help="cells to return")
+    cf.add_argument("--max-gallery", type=number(int, 1), default=None, metavar="N",
                     help="search a seeded random subset of N gallery cells (faster)")
     cf.add_argument("--out", default=None, metavar="PNG", help="write a montage: query + results")
     add_json_option(cf)
@@ -75,8 +76,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     bi.add_argument("--model", default="default", help="classifier folder or 'default'")
     bi.add_argument("--attributes", default=None, metavar="DIR",
                     help="read attributes with this model instead of taking the table's")
-    bi.add_argument("--min-support", type=int, default=20, help="ignore rarer attribute values")
-    bi.add_argument("--flag-gap", type=float, default=0.05, help="report gaps at least this large")
+    bi.add_argument("--min-support", type=number(int, 1), default=20, help="ignore rarer attribute values")
+    bi.add_argument("--flag-gap", type=number(float, 0, 1), default=0.05, help="report gaps at least this large")
     add_json_option(bi)
     bi.set_defaults(handler=_bias)
 

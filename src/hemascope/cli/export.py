@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json, print_skipped
+from hemascope.cli._common import Formatter, add_json_option, emit_json, number, print_skipped
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     clf.add_argument("--int8", action="store_true", help="quantise to int8 (needs --calibration)")
     clf.add_argument("--calibration", nargs="+", default=None, metavar="PATH",
                      help="images and/or folders to calibrate int8 activations on")
-    clf.add_argument("--calibration-images", type=int, default=200,
+    clf.add_argument("--calibration-images", type=number(int, 1), default=200,
                      help="use at most this many, evenly spread over the files found")
     add_json_option(clf)
     clf.set_defaults(handler=_classifier)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json, progress
+from hemascope.cli._common import Formatter, add_json_option, emit_json, number, progress
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -18,7 +18,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     cls.add_argument("paths", nargs="+", help="image files and/or folders")
     cls.add_argument("--model", default="default",
                      help="model folder, or 'default' for the shipped PBC classifier")
-    cls.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    cls.add_argument("--batch-size", type=number(int, 1), default=64, help="images per forward pass")
     cls.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
                      help="average over this many flips/rotations (slower, a little more accurate)")
     cls.add_argument("--attributes", default=None, metavar="DIR",
@@ -40,7 +40,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     ec.add_argument("--format", default="auto", choices=FORMATS, help="layout of --data")
     ec.add_argument("--split", default=None, choices=("train", "val", "test"),
                     help="only the images of this part of the model's recorded split")
-    ec.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples for CIs")
+    ec.add_argument("--bootstrap", type=number(int, 0), default=1000, help="bootstrap resamples for CIs")
     ec.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
                     help="average over this many flips/rotations")
     ec.add_argument("--predictions", default=None, metavar="CSV",
@@ -63,7 +63,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="WBCAtt table, or a folder of tables (default: pbc_attr_v1_test.csv)")
     ea.add_argument("--images", default=None,
                     help="folder the table's path column is relative to (default: PBC beside it)")
-    ea.add_argument("--batch-size", type=int, default=64, help="images per forward pass")
+    ea.add_argument("--batch-size", type=number(int, 1), default=64, help="images per forward pass")
     ea.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
                     help="average over this many flips/rotations")
     add_json_option(ea)

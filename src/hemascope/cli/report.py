@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json
+from hemascope.cli._common import Formatter, add_json_option, emit_json, number
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -22,7 +22,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     ad.add_argument("--base", default="default", help="base model folder or 'default'")
     ad.add_argument("--adapted", default=None, help="adapted model (e.g. RUN/model of fewshot)")
     ad.add_argument("--source", default=None, help="labelled source set, drawn alongside")
-    ad.add_argument("--max-per-set", type=int, default=300, help="images per data set in t-SNE")
+    ad.add_argument("--max-per-set", type=number(int, 10), default=300, help="images per data set in t-SNE")
     ad.add_argument("--seed", type=int, default=0, help="seed of subsampling and t-SNE")
     add_json_option(ad)
     ad.set_defaults(handler=_adaptation)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json, iter_images, print_skipped
+from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images, number,
+                                   print_skipped)
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -19,9 +20,9 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "write OUT/<name>_crop.png and OUT/<name>_mask.png (255 = cell).")
     ex.add_argument("paths", nargs="+", help="images and/or folders")
     ex.add_argument("--out", required=True, help="output folder")
-    ex.add_argument("--threshold", type=float, default=None,
+    ex.add_argument("--threshold", type=number(float, 0, 255), default=None,
                     help="saturation threshold 0-255 (default: Otsu per image)")
-    ex.add_argument("--margin", type=float, default=0.1, help="crop margin around the cell box")
+    ex.add_argument("--margin", type=number(float, 0, 5), default=0.1, help="crop margin around the cell box")
     add_json_option(ex)
     ex.set_defaults(handler=_extract)
 
@@ -46,7 +47,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "skipped and listed.")
     ps.add_argument("paths", nargs="+", help="images and/or folders")
     ps.add_argument("--out", required=True, help="output folder (images/ and masks/)")
-    ps.add_argument("--limit", type=int, default=0, help="label at most this many images (0: all)")
+    ps.add_argument("--limit", type=number(int, 0), default=0, help="label at most this many images (0: all)")
     add_json_option(ps)
     ps.set_defaults(handler=_pseudo)
 

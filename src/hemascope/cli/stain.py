@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json, iter_images, print_skipped
+from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images, number,
+                                   print_skipped)
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -21,7 +22,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     fit.add_argument("--method", default="reinhard", choices=METHODS, help="standardisation method")
     fit.add_argument("--mask", default="auto", choices=MASKS,
                      help="auto: statistics over stained pixels only (L* < 88)")
-    fit.add_argument("--max-images", type=int, default=200, help="use at most this many images")
+    fit.add_argument("--max-images", type=number(int, 1), default=200, help="use at most this many images")
     add_json_option(fit)
     fit.set_defaults(handler=_fit)
     app = verbs.add_parser("apply", formatter_class=Formatter, help="standardise images",

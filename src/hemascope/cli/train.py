@@ -7,9 +7,17 @@ import dataclasses
 import shlex
 import sys
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json
+from hemascope.cli._common import Formatter, add_json_option, emit_json, number
 
 AUGMENT_PRESETS = ("default", "bone-marrow", "cross-lab", "none")
+
+
+def _folds(text: str) -> int:
+    """``--cv K``: 0 (off) or at least 2 folds."""
+    k = number(int, 0)(text)
+    if k == 1:
+        raise argparse.ArgumentTypeError("must be 0 (off) or at least 2 folds")
+    return k
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -35,7 +43,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     clf.add_argument("--augment", default="default", choices=AUGMENT_PRESETS,
                      help="augmentation preset")
     clf.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
-    clf.add_argument("--cv", type=int, default=0, metavar="K",
+    clf.add_argument("--cv", type=_folds, default=0, metavar="K",
                      help="stratified K-fold cross-validation instead of one split: trains K "
                           "models in OUT/foldN and writes OUT/cv_metrics.json (mean +- std)")
     defaults = ClassifierTrainConfig()
@@ -65,13 +73,13 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="map labels into this vocabulary")
     lr.add_argument("--arch", default=defaults.arch, choices=list_encoders(), metavar="ARCH",
                     help="encoder")
-    lr.add_argument("--image-size", type=int, default=defaults.image_size, help="input size")
-    lr.add_argument("--batch-size", type=int, default=defaults.batch_size, help="batch size")
+    lr.add_argument("--image-size", type=number(int, 16), default=defaults.image_size, help="input size")
+    lr.add_argument("--batch-size", type=number(int, 1), default=defaults.batch_size, help="batch size")
     lr.add_argument("--optimizer", default=defaults.optimizer, help="adamw, adam or sgd")
-    lr.add_argument("--start-lr", type=float, default=1e-6, help="first learning rate")
-    lr.add_argument("--end-lr", type=float, default=1.0, help="last learning rate")
-    lr.add_argument("--steps", type=int, default=100, help="batches to run")
-    lr.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
+    lr.add_argument("--start-lr", type=number(float, 0, low_open=True), default=1e-6, help="first learning rate")
+    lr.add_argument("--end-lr", type=number(float, 0, low_open=True), default=1.0, help="last learning rate")
+    lr.add_argument("--steps", type=number(int, 2), default=100, help="batches to run")
+    lr.add_argument("--threads", type=number(int, 0), default=0, help="CPU threads (0: all)")
     add_json_option(lr)
     lr.set_defaults(handler=_lr_find)
 
@@ -88,7 +96,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     cb.add_argument("--data", required=True, help="folder of the WBCAtt tables")
     cb.add_argument("--images", default=None, help="folder the tables' paths are relative to")
     cb.add_argument("--out", required=True, help="folder to write concepts.json to")
-    cb.add_argument("--l1", type=float, default=1e-3, help="L1 penalty (larger: sparser)")
+    cb.add_argument("--l1", type=number(float, 0), default=1e-3, help="L1 penalty (larger: sparser)")
     add_json_option(cb)
     cb.set_defaults(handler=_concepts)
 
@@ -144,7 +152,7 @@ def _register_segmentation(verbs) -> None:
                     "written to --out is trained on every pair.")
     seg.add_argument("--data", required=True, help="folder of images and masks")
     seg.add_argument("--out", required=True, help="model folder to write")
-    seg.add_argument("--cv", type=int, default=0, metavar="K", help="K-fold cross-validation first")
+    seg.add_argument("--cv", type=_folds, default=0, metavar="K", help="K-fold cross-validation first")
     defaults = SegmentationTrainConfig()
     for f in dataclasses.fields(SegmentationTrainConfig):
         seg.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),

@@ -27,13 +27,19 @@ _RANGES = {
     "clip_grad": (0, None, False, False), "dice_weight": (0, None, False, False),
     "colour": (0, None, False, False), "zoom": (0, 1, False, True),
     "pseudo_limit": (1, None, False, False), "min_confidence": (0, 1, False, False),
-    "student_epochs": (0, None, False, False),
+    "student_epochs": (0, None, False, False), "shots": (1, None, False, False),
+    "head_lr_mult": (0, None, True, False), "source_mix": (0, None, False, False),
+    "pseudo_rounds": (0, None, False, False), "pseudo_fraction": (0, 1, True, False),
+    "pseudo_per_shot": (0, None, True, False), "shot_epochs": (0, None, False, False),
+    "shot_max_images": (1, None, False, False), "steps_per_epoch": (1, None, False, False),
+    "domain_weight": (0, None, False, False), "diversity": (0, None, False, False),
+    "pseudo_weight": (0, None, False, False), "max_images": (1, None, False, False),
 }
 _CHOICES = {
     "optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "plateau", "constant"),
     "weights_dtype": ("float32", "float16"),
     "monitor": ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall"),
-    "aggregate": ("concat", "max", "mean", "weighted", "attention"),
+    "aggregate": ("concat", "max", "mean", "weighted", "attention")
 }
 
 

@@ -53,13 +53,15 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
         DatasetError: a path that does not exist, or no image at all.
     """
     out: list[Path] = []
+    seen: set[Path] = set()
     for p in map(Path, paths):
         if not p.exists():
             raise DatasetError(f"no such file or folder: {p}")
-        if p.is_dir():
-            out += sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
-        else:
-            out.append(p)
+        found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f)) if p.is_dir() else [p]
+        for f in found:  # a file named twice (or also inside a folder given) counts once
+            if f.resolve() not in seen:
+                seen.add(f.resolve())
+                out.append(f)
     if not out:
         raise DatasetError("no images found in " + ", ".join(str(p) for p in paths))
     return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any, Iterable
+from pathlib import Path
+from typing import Any, Iterable, Sequence
 
 from hemascope.io.atomic import write_json
 
@@ -50,6 +51,34 @@ def emit_json(obj: Any, dest: str) -> None:
         print(f"wrote {dest}", file=sys.stderr)
 
 
+def output_stems(files: Sequence[Path]) -> dict[Path, str]:
+    """A distinct output name stem for every input file: its own stem, or, where stems
+    repeat (``a/x.jpg``, ``b/x.jpg``, ``a/x.png``), its path below the inputs' common folder
+    with the suffix kept (``a__x_jpg``), so that no output overwrites another."""
+    import os
+    import re
+    from collections import Counter
+
+    counts = Counter(f.stem for f in files)
+    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files])) if files else Path()
+    out, used = {}, set()
+    for f in files:
+        stem = f.stem
+        if counts[stem] > 1:
+            try:
+                rel = f.resolve().relative_to(root)
+            except ValueError:
+                rel = Path(f.name)
+            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(rel.parts).replace(".", "_"))
+        base, n = stem, 1
+        while stem in used:
+            n += 1
+            stem = f"{base}_{n}"
+        used.add(stem)
+        out[f] = stem
+    return out
+
+
 def progress(items: Iterable, *, desc: str, total: int | None = None) -> Iterable:
     """A tqdm bar on an interactive terminal, the bare iterable otherwise."""
     if not sys.stderr.isatty():
@@ -81,3 +110,14 @@ def iter_images(paths, *, desc: str, limit: int | None = None):
 def print_skipped(errors: dict[str, str]) -> None:
     for path, reason in errors.items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
+
+
+def finish_batch(errors: dict[str, str], n_done: int) -> int:
+    """List the skipped files; the exit code: 0, or 1 with an ``error:`` line when no input
+    could be used at all."""
+    print_skipped(errors)
+    if n_done:
+        return 0
+    print(f"error: none of the {len(errors)} input file(s) could be used (reasons above)",
+          file=sys.stderr)
+    return 1

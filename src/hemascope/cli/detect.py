@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images, number,
-                                   print_skipped)
+                                   finish_batch, print_skipped)
 
 
 def _scale(text: str):
@@ -100,8 +100,7 @@ def _detect(args: argparse.Namespace) -> int:
         counts = {c: sum(1 for i in im.instances if i.label == c and i.score >= count_from[c])
                   for c in classes}
         print(f"{im.file_name}\t" + "\t".join(f"{c} {n}" for c, n in counts.items()))
-    print_skipped(errors)
-    return 0 if images else 1
+    return finish_batch(errors, len(images))
 
 
 def _evaluate(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images, number,
-                                   print_skipped)
+                                   finish_batch, output_stems, print_skipped)
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -197,8 +197,7 @@ def _concepts(args: argparse.Namespace) -> int:
             if "after_intervention" in r:
                 a = r["after_intervention"]
                 print(f"  with {a['set']}: {a['class']} {a['probability']:.3f}")
-    print_skipped(errors)
-    return 0 if rows else 1
+    return finish_batch(errors, len(rows))
 
 
 def _gradcam(args: argparse.Namespace) -> int:
@@ -235,6 +234,7 @@ def _gradcam(args: argparse.Namespace) -> int:
                                      f"({', '.join(names)})")
             target = names.index(concept)
     files = expand_paths(args.paths)
+    stems = output_stems(files)
     out_dir = Path(args.out)
     rows, errors = [], {}
     for f, img, err in iter_images(files, desc="grad-cam"):
@@ -242,8 +242,8 @@ def _gradcam(args: argparse.Namespace) -> int:
             errors[str(f)] = err
             continue
         [cam] = gradcam(loaded.model, preprocess([img], loaded.config), target=target, block=block)
-        dest = out_dir / (f"{f.stem}_{args.attribute}_gradcam.png" if args.attribute
-                          else f"{f.stem}_gradcam.png")
+        dest = out_dir / (f"{stems[f]}_{args.attribute}_gradcam.png" if args.attribute
+                          else f"{stems[f]}_gradcam.png")
         guard_inputs(dest, files)
         write_image(dest, overlay(img, cam.heatmap, alpha=args.alpha))
         rows.append({"path": str(f), "overlay": str(dest), "class": names[cam.target],
@@ -253,5 +253,4 @@ def _gradcam(args: argparse.Namespace) -> int:
     if args.json != "-":
         for r in rows:
             print(f"{r['path']}\t{r['class']}\t{r['probability']:.3f}\t{r['overlay']}")
-    print_skipped(errors)
-    return 0 if rows else 1
+    return finish_batch(errors, len(rows))

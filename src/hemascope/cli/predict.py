@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from hemascope.cli._common import Formatter, add_json_option, emit_json, number, progress
+from hemascope.cli._common import (Formatter, add_json_option, emit_json, finish_batch, number,
+                                   progress)
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -129,9 +130,7 @@ def _classify(args: argparse.Namespace) -> int:
         for p in result.predictions:
             print(f"{p.path}\t{p.label}\t{p.probability:.3f}\t(2nd {p.second_label} "
                   f"{p.second_probability:.3f})")
-    for path, reason in result.errors.items():
-        print(f"skipped {path}: {reason}", file=sys.stderr)
-    return 0 if result.predictions else 1
+    return finish_batch(result.errors, len(result.predictions))
 
 
 def _evaluate_classifier(args: argparse.Namespace) -> int:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images, number,
-                                   print_skipped)
+                                   finish_batch, output_stems)
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -92,8 +92,7 @@ def _pseudo(args: argparse.Namespace) -> int:
         emit_json({"labelled": len(done), "errors": errors, "out": str(out)}, args.json)
     else:
         print(f"pseudo-labelled {len(done)} image(s) into {out}")
-    print_skipped(errors)
-    return 0 if done else 1
+    return finish_batch(errors, len(done))
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -108,6 +107,7 @@ def _predict(args: argparse.Namespace) -> int:
     loaded = load_segmenter(args.model)
     classes = loaded.config["classes"]
     files = expand_paths(args.paths)
+    stems = output_stems(files)
     out = Path(args.out)
     rows, errors = [], {}
     for f, img, err in iter_images(files, desc="segmenting"):
@@ -115,7 +115,7 @@ def _predict(args: argparse.Namespace) -> int:
             errors[str(f)] = err
             continue
         mask = segment_arrays(loaded, [img])[0]
-        parts, over = out / f"{f.stem}_parts.png", out / f"{f.stem}_overlay.png"
+        parts, over = out / f"{stems[f]}_parts.png", out / f"{stems[f]}_overlay.png"
         guard_inputs(parts, files)
         guard_inputs(over, files)
         write_part_mask(parts, mask)
@@ -127,8 +127,7 @@ def _predict(args: argparse.Namespace) -> int:
         emit_json({"images": rows, "errors": errors}, args.json)
     else:
         print(f"segmented {len(rows)} image(s) into {out}")
-    print_skipped(errors)
-    return 0 if rows else 1
+    return finish_batch(errors, len(rows))
 
 
 def _extract(args: argparse.Namespace) -> int:
@@ -140,6 +139,7 @@ def _extract(args: argparse.Namespace) -> int:
     from hemascope.segment.classical import extract_cell
 
     files = expand_paths(args.paths)
+    stems = output_stems(files)
     out = Path(args.out)
     rows, errors = [], {}
     for f, img, err in iter_images(files, desc="extracting"):
@@ -155,7 +155,7 @@ def _extract(args: argparse.Namespace) -> int:
         mx, my = args.margin * (x1 - x0), args.margin * (y1 - y0)
         c0, r0 = int(max(0, x0 - mx)), int(max(0, y0 - my))
         c1, r1 = int(min(w, np.ceil(x1 + mx))), int(min(h, np.ceil(y1 + my)))
-        crop, mask = out / f"{f.stem}_crop.png", out / f"{f.stem}_mask.png"
+        crop, mask = out / f"{stems[f]}_crop.png", out / f"{stems[f]}_mask.png"
         guard_inputs(crop, files)
         guard_inputs(mask, files)
         write_image(crop, img[r0:r1, c0:c1])
@@ -166,5 +166,4 @@ def _extract(args: argparse.Namespace) -> int:
         emit_json({"cells": rows, "errors": errors}, args.json)
     else:
         print(f"extracted {len(rows)} cell(s) to {out}")
-    print_skipped(errors)
-    return 0 if rows else 1
+    return finish_batch(errors, len(rows))

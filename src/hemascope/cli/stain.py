@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images, number,
-                                   print_skipped)
+                                   finish_batch, output_stems, print_skipped)
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -68,12 +68,15 @@ def _apply(args: argparse.Namespace) -> int:
     ref = load_reference(args.reference)
     out = Path(args.out)
     files = expand_paths(args.paths)
+    stems = output_stems(files)
+    for f in files:  # before anything is written
+        guard_inputs(out / f"{stems[f]}.png", files)
     done, errors = [], {}
     for f, img, err in iter_images(files, desc="standardising"):
         if img is None:
             errors[str(f)] = err
             continue
-        dest = out / f"{f.stem}.png"
+        dest = out / f"{stems[f]}.png"
         guard_inputs(dest, files)  # an output must never land on any input
         write_image(dest, standardize(img, reference=ref))
         done.append(str(dest))
@@ -81,5 +84,4 @@ def _apply(args: argparse.Namespace) -> int:
         emit_json({"written": done, "errors": errors}, args.json)
     else:
         print(f"wrote {len(done)} image(s) to {out}")
-    print_skipped(errors)
-    return 0 if done else 1
+    return finish_batch(errors, len(done))

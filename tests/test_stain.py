@@ -79,6 +79,34 @@ def test_reference_json_round_trip(tmp_path, cells):
     with pytest.raises(HemascopeError, match="unknown stain method"):
         fit_reference([cells[0]], method="vahadane")
     assert StainReference.from_dict(ref.to_dict()) == ref
+    good = fit_reference([cells[0]], method="reinhard").to_dict()
+    for broken in ({"mean": None}, {"mean": [1, 2]}, {"mean": ["a", "b", "c"]},
+                   {"std": [1, -1, 1]}, {"mean": [float("nan"), 0, 0]}, {"mask": "weird"}):
+        with pytest.raises(HemascopeError, match="malformed stain reference"):
+            StainReference.from_dict({**good, **broken})
+    with pytest.raises(HemascopeError, match="malformed stain reference"):
+        StainReference.from_dict({**ref.to_dict(), "vectors": [[1, 2], [3]]})
+
+
+def test_flat_images_are_left_alone_and_make_no_reference(cells):
+    ref = fit_reference([cells[0]], method="reinhard")
+    for colour in ((255, 255, 255), (0, 0, 0), (120, 60, 150)):
+        flat = np.full((32, 32, 3), colour, np.uint8)
+        assert np.array_equal(standardize(flat, reference=ref), flat)
+        with pytest.raises(HemascopeError, match="flat"):
+            fit_reference([flat])
+
+
+def test_large_images_are_standardised_in_blocks(cells, monkeypatch):
+    import hemascope.stain as stain
+
+    ref = fit_reference([cells[0]], method="reinhard")
+    big = np.tile(cells[1], (4, 4, 1))
+    whole = standardize(big, reference=ref)
+    monkeypatch.setattr(stain, "BLOCK_PIXELS", big.shape[0] * big.shape[1] // 7)
+    blocks = standardize(big, reference=ref)  # statistics from a strided sample, 7+ blocks
+    assert blocks.shape == big.shape and blocks.dtype == big.dtype
+    assert np.abs(blocks.astype(int) - whole.astype(int)).mean() < 2.0
 
 
 def test_stain_cli(tmp_path, capsys):

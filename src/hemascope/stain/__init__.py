@@ -26,6 +26,11 @@ from hemascope.stain.lab import rgb_to_lab
 
 METHODS = ("reinhard", "macenko")
 MASKS = ("auto", "none")
+#: An image whose Lab channels all vary less than this is flat: left as it is.
+FLAT_LAB_STD = 1.0
+#: Larger images are standardised in blocks of rows (bounded memory), statistics from a
+#: strided sample of their pixels.
+BLOCK_PIXELS = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -55,18 +60,38 @@ class StainReference:
 
     @classmethod
     def from_dict(cls, d: dict) -> "StainReference":
+        """Raises :class:`HemascopeError` on anything a transform could not use safely."""
         if not isinstance(d, dict) or d.get("method") not in METHODS:
             raise HemascopeError(f"not a stain reference (method must be one of {METHODS}): {d!r:.80}")
         try:
-            return cls(method=d["method"],
-                       mean=tuple(d["mean"]) if d.get("mean") is not None else None,
-                       std=tuple(d["std"]) if d.get("std") is not None else None,
-                       vectors=tuple(tuple(r) for r in d["vectors"]) if d.get("vectors") else None,
-                       max_concentration=tuple(d["max_concentration"])
-                       if d.get("max_concentration") else None,
-                       mask=d.get("mask", "auto"), n_images=int(d.get("n_images", 0)))
+            ref = cls(method=d["method"],
+                      mean=_numbers(d, "mean", 3) if d["method"] == "reinhard" else None,
+                      std=_numbers(d, "std", 3, positive=True) if d["method"] == "reinhard" else None,
+                      vectors=tuple(tuple(r) for r in np.reshape(_numbers(d, "vectors", 6, shape=(3, 2)), (3, 2)).tolist())
+                      if d["method"] == "macenko" else None,
+                      max_concentration=_numbers(d, "max_concentration", 2, positive=True)
+                      if d["method"] == "macenko" else None,
+                      mask=d.get("mask", "auto"), n_images=int(d.get("n_images", 0)))
         except (TypeError, ValueError, KeyError) as e:
             raise HemascopeError(f"malformed stain reference: {e}") from None
+        if ref.mask not in MASKS:
+            raise HemascopeError(f"malformed stain reference: mask must be one of {MASKS}, not {ref.mask!r}")
+        return ref
+
+
+def _numbers(d: dict, key: str, n: int, *, positive: bool = False,
+             shape: tuple[int, ...] | None = None) -> tuple:
+    """``d[key]`` as ``n`` finite floats (nested to ``shape``), else ``ValueError``."""
+    if d.get(key) is None:
+        raise ValueError(f"{key!r} is missing")
+    try:
+        a = np.asarray(d[key], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key!r} must hold numbers, not {d[key]!r:.60}") from None
+    if a.shape != (shape or (n,)) or not np.isfinite(a).all() or (positive and (a <= 0).any()):
+        raise ValueError(f"{key!r} must be {n} finite{' positive' if positive else ''} numbers"
+                         f"{f' shaped {shape}' if shape else ''}, not {d[key]!r:.60}")
+    return tuple(map(float, a.reshape(-1)))
 
 
 def _as_float01(img: np.ndarray) -> np.ndarray:
@@ -101,6 +126,9 @@ def fit_reference(images: Iterable[np.ndarray], *, method: str = "reinhard",
         px = np.concatenate([lab[_rh.foreground_mask(lab)] if mask == "auto" and
                              _rh.foreground_mask(lab).sum() >= 16 else lab.reshape(-1, 3)
                              for lab in labs])
+        if px.std(0).max() < FLAT_LAB_STD:
+            raise HemascopeError("the reference images are flat (one colour, no stained cell): "
+                                 "fit the reference on images of stained cells")
         return StainReference("reinhard", tuple(map(float, px.mean(0))), tuple(map(float, px.std(0))),
                               mask=mask, n_images=len(imgs))
     stacked = np.concatenate([i.reshape(-1, 3) for i in imgs])[None] * 255
@@ -125,17 +153,40 @@ def standardize(image: np.ndarray, *, reference: StainReference,
         return np.stack([standardize(a, reference=reference,
                                      mask=None if mask is None else mask[i])
                          for i, a in enumerate(arr)])
-    x = _as_float01(arr)
     if reference.method == "reinhard":
-        lab = rgb_to_lab(x)
-        m = mask if mask is not None else (_rh.foreground_mask(lab) if reference.mask == "auto" else None)
-        mean, std = _rh.lab_stats(lab, m)
-        out = _rh.reinhard_transfer(x, src_mean=mean, src_std=std,
-                                    ref_mean=np.array(reference.mean), ref_std=np.array(reference.std))
-    else:
-        out = _mac.macenko_transfer(x * 255, ref_vectors=np.array(reference.vectors),
-                                    ref_max=np.array(reference.max_concentration)) / 255
+        return _reinhard(arr, reference, mask)
+    h, w = arr.shape[:2]
+    if h * w > 4 * BLOCK_PIXELS:
+        raise HemascopeError(f"image of {h}x{w} px is too large for Macenko standardisation "
+                             "(its stain vectors need every pixel at once): downscale or crop it, "
+                             "or use the Reinhard method")
+    x = _as_float01(arr)
+    if rgb_to_lab(x[::4, ::4]).reshape(-1, 3).std(0).max() < FLAT_LAB_STD:
+        return arr.copy()  # flat: nothing to standardise
+    out = _mac.macenko_transfer(x * 255, ref_vectors=np.array(reference.vectors),
+                                ref_max=np.array(reference.max_concentration)) / 255
     return _restore(out, arr)
+
+
+def _reinhard(arr: np.ndarray, reference: StainReference, mask: np.ndarray | None) -> np.ndarray:
+    h, w = arr.shape[:2]
+    step = max(1, int(np.ceil(np.sqrt(h * w / BLOCK_PIXELS))))  # statistics on <= BLOCK_PIXELS
+    lab = rgb_to_lab(_as_float01(arr[::step, ::step]))
+    if mask is not None:
+        m = np.asarray(mask, bool)[::step, ::step]
+    else:
+        m = _rh.foreground_mask(lab) if reference.mask == "auto" else None
+    if lab.reshape(-1, 3).std(0).max() < FLAT_LAB_STD:
+        return arr.copy()  # a flat image (blank field): nothing to standardise
+    mean, std = _rh.lab_stats(lab, m)
+    out = np.empty_like(arr)
+    rows = max(1, BLOCK_PIXELS // max(w, 1))
+    for t in range(0, h, rows):
+        block = arr[t:t + rows]
+        moved = _rh.reinhard_transfer(_as_float01(block), src_mean=mean, src_std=std,
+                                      ref_mean=np.array(reference.mean), ref_std=np.array(reference.std))
+        out[t:t + rows] = _restore(moved, block)
+    return out
 
 
 def save_reference(path: str | Path, reference: StainReference) -> Path:

@@ -7,7 +7,7 @@ import pytest
 
 from hemascope.cli import main
 from hemascope.data.folder import read_class_folders
-from hemascope.errors import DatasetError
+from hemascope.errors import DatasetError, HemascopeError
 from hemascope.evaluate.classifier import evaluate_classifier
 from hemascope.io.image import write_image
 from hemascope.models.artifact import ModelError, load_classifier
@@ -44,6 +44,12 @@ def test_resume_continues_from_checkpoint(synthetic_cells, tmp_path):
     train_classifier(ds, cfg, tmp_path, resume=True, log=lines.append)
     assert lines[0] == "resuming at epoch 3"
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 3
+    other = ClassifierTrainConfig(arch="resnet10t", image_size=24, epochs=4, batch_size=32, threads=1)
+    with pytest.raises(HemascopeError, match="written for another model"):
+        train_classifier(ds, other, tmp_path, resume=True, log=lambda s: None)
+    (tmp_path / "checkpoint.pt").write_bytes(b"garbage")
+    with pytest.raises(HemascopeError, match="not a readable checkpoint"):
+        train_classifier(ds, cfg, tmp_path, resume=True, log=lambda s: None)
 
 
 def test_fresh_run_in_used_folder_starts_a_fresh_history(synthetic_cells, tmp_path):

@@ -27,13 +27,30 @@ def save_checkpoint(path: str | Path, *, model: torch.nn.Module, opt, sched,
 
 def load_checkpoint(path: str | Path, *, model: torch.nn.Module, opt, sched,
                     ema: torch.nn.Module | None = None) -> dict[str, Any]:
-    """Restore the modules in place; returns the remaining saved entries."""
-    state = torch.load(path, map_location="cpu", weights_only=True)  # any device resumes
-    model.load_state_dict(state.pop("model"))
-    if ema is not None:
-        ema.load_state_dict(state.pop("ema"))
-    opt.load_state_dict(state.pop("opt"))
-    sched.load_state_dict(state.pop("sched"))
+    """Restore the modules in place; returns the remaining saved entries.
+
+    Raises:
+        HemascopeError: a checkpoint that is unreadable (truncated, not a checkpoint) or
+            that belongs to another model or optimiser than the one being resumed.
+    """
+    from hemascope.errors import HemascopeError
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)  # any device resumes
+    except Exception as e:  # torch raises many kinds (unpickling, zip, EOF) for one problem
+        raise HemascopeError(f"cannot resume from {path}: not a readable checkpoint "
+                             f"({type(e).__name__}); start again without --resume") from None
+    try:
+        model.load_state_dict(state.pop("model"))
+        if ema is not None:
+            ema.load_state_dict(state.pop("ema"))
+        opt.load_state_dict(state.pop("opt"))
+        sched.load_state_dict(state.pop("sched"))
+    except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
+        raise HemascopeError(f"cannot resume from {path}: it was written for another model or "
+                             f"options ({first}); resume with the options of that run, or start "
+                             "again without --resume") from None
     return state
 
 

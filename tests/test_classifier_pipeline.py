@@ -68,6 +68,17 @@ def test_fresh_run_in_used_folder_starts_a_fresh_history(synthetic_cells, tmp_pa
     assert [r["epoch"] for r in rows] == [1, 2, 3] and "train_loss" in rows[2]
 
 
+def test_a_class_folder_the_taxonomy_does_not_know_is_an_error(synthetic_cells, tmp_path, capsys):
+    data = tmp_path / "data"
+    shutil.copytree(synthetic_cells, data)
+    shutil.copytree(synthetic_cells / "monocyte", data / "foobar")
+    assert main(["train", "classifier", "--data", str(data), "--out", str(tmp_path / "m"),
+                 "--arch", "tinycnn", "--image-size", "24", "--epochs", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "unknown to the taxonomy" in err and "foobar" in err
+    assert not (tmp_path / "m").exists()
+
+
 def test_cli_classify_json_and_bad_files(tiny_model, synthetic_cells, tmp_path, capsys):
     bad = tmp_path / "broken.png"
     bad.write_bytes(b"\x89PNG broken")

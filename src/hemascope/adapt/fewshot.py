@@ -35,6 +35,7 @@ from hemascope.adapt.imprint import imprint_classes, new_classes
 from hemascope.adapt.pseudolabel import select_pseudo_labels
 from hemascope.augment import AugmentConfig
 from hemascope.data import ClassificationSet, load_dataset
+from hemascope.data.labels import refuse_unknown_labels
 from hemascope.data.cache import load_cached
 from hemascope.data.splits import few_shot
 from hemascope.errors import DatasetError, HemascopeError
@@ -182,9 +183,7 @@ def load_target(data: str | Path | ClassificationSet, base: LoadedModel, *,
     empty = [p.message for p in ds.problems if p.kind == "empty_class"]
     if empty:
         raise DatasetError(f"{ds.root}: {'; '.join(empty)} (remove it or add images)")
-    unknown = [p.path for p in ds.problems if p.kind == "unknown_label"]
-    if unknown:
-        raise DatasetError(f"labels of {ds.root} are unknown to the taxonomy: {unknown[:5]}")
+    refuse_unknown_labels(ds)
     mapped = {s.label: map_to_classes(s.label, base.classes) for s in ds.samples}
     bad = sorted(k for k, v in mapped.items() if v is None)
     if bad and not new_classes:

@@ -324,6 +324,7 @@ def _summarise(args: argparse.Namespace, result, describe) -> int:
 def _classifier(args: argparse.Namespace) -> int:
     from hemascope.augment import AugmentConfig
     from hemascope.data import ClassificationSet, load_dataset
+    from hemascope.data.labels import refuse_unknown_labels
     from hemascope.data.splits import load_split
     from hemascope.errors import DatasetError
     from hemascope.train.classifier import train_classifier
@@ -332,6 +333,7 @@ def _classifier(args: argparse.Namespace) -> int:
     ds = load_dataset(args.data, format=args.format, vocabulary=args.vocabulary)
     if not isinstance(ds, ClassificationSet):
         raise DatasetError("train classifier needs a single-cell set (class folders or label table)")
+    refuse_unknown_labels(ds)
     if ds.problems:
         print(f"note: {len(ds.problems)} file(s) left out because of problems "
               f"(see `hemascope data info {args.data}`)", file=sys.stderr)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from hemascope import taxonomy
-from hemascope.errors import UnknownLabelError, UnmappableLabelError
+from hemascope.errors import DatasetError, UnknownLabelError, UnmappableLabelError
 from hemascope.problems import Problem
 
 
@@ -45,3 +45,14 @@ class LabelMapper:
         if self.vocabulary is not None:
             return list(taxonomy.vocabulary(self.vocabulary).classes)
         return sorted(seen)
+
+
+def refuse_unknown_labels(ds) -> None:
+    """Raise a :class:`DatasetError` naming the labels of ``ds`` the taxonomy does not know
+    (a typo or a lab's own name must not silently drop a class)."""
+    unknown = [p for p in ds.problems if p.kind == "unknown_label"]
+    if unknown:
+        where = "; ".join(f"{p.path}: {p.message}" for p in unknown[:5])
+        more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
+        raise DatasetError(f"labels of {ds.root} unknown to the taxonomy: {where}{more} "
+                           "(rename them to a known class name; `hemascope data info` lists all)")

@@ -16,6 +16,7 @@ import numpy as np
 from hemascope import taxonomy
 from hemascope.classify import predict_arrays, to_predictions
 from hemascope.data import ClassificationSet, load_dataset
+from hemascope.data.labels import refuse_unknown_labels
 from hemascope.data.splits import load_split
 from hemascope.errors import DatasetError, ImageReadError, UnknownLabelError
 from hemascope.evaluate.classification import ClassificationReport, classification_report
@@ -54,10 +55,7 @@ def evaluate_classifier(data: str | Path | ClassificationSet, *,
     loaded = model if isinstance(model, LoadedModel) else load_classifier(model)
     classes = loaded.classes
     ds = data if isinstance(data, ClassificationSet) else load_dataset(data, format=format)
-    if ds.problems:
-        unknown = sorted({p.path for p in ds.problems if p.kind == "unknown_label"})
-        if unknown:
-            raise DatasetError(f"labels of the data are unknown to the taxonomy: {unknown[:5]}")
+    refuse_unknown_labels(ds)
     mapped = {s.label: map_to_classes(s.label, classes) for s in ds.samples}
     unmappable = sorted(c for c, m in mapped.items() if m is None)
     if unmappable:

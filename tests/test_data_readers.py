@@ -118,6 +118,18 @@ def test_generic_csv_with_unknown_label(tmp_path):
     assert prob.kind == "unknown_label" and "unicorn" in prob.message
 
 
+def test_a_missing_image_in_the_first_rows_is_one_problem(tmp_path):
+    img = make_cell("monocyte", size=16).image
+    for n in ("a", "b", "c"):
+        write_image(tmp_path / "imgs" / f"{n}.png", img)
+    (tmp_path / "t.csv").write_text("path,label\nimgs/a.png,monocyte\nimgs/gone.png,monocyte\n"
+                                    "imgs/b.png,monocyte\nimgs/c.png,monocyte\n")
+    ds = read_label_csv(tmp_path / "t.csv")
+    assert len(ds.samples) == 3
+    [prob] = ds.problems
+    assert "gone.png" in prob.path
+
+
 @pytest.mark.parametrize("text, match", [
     ("", "empty"), ("a,b\n1,2,3\n", "line 2 has 3 fields"), ("a,a\n1,2\n", "duplicate"),
     ('a,b\n"1,2\n', "malformed CSV"),

@@ -231,12 +231,15 @@ def _pick(header: Sequence[str], names: Sequence[str]) -> str | None:
 def _find_root(csv_path: Path, rels: list[str]) -> Path:
     here = csv_path.parent
     candidates = [here, here.parent / "pbc", here.parent, here.parent.parent]
-    for cand in candidates:
-        if rels and all((cand / r).is_file() for r in rels[:5]):
-            return cand
+    # the folder where most of the first rows' images are: one missing image (reported as
+    # a problem later) must not hide the right root
+    found = [sum((cand / r).is_file() for r in rels[:20]) for cand in candidates]
+    if rels and max(found) > 0:
+        return candidates[found.index(max(found))]
     if rels:
         raise DatasetError(f"cannot find the images named in {csv_path} (e.g. {rels[0]!r}) "
-                           f"under {', '.join(str(c) for c in candidates)}; pass image_root / --images")
+                           f"under {', '.join(str(c) for c in candidates)}; give the folder they "
+                           "are relative to (--images, or image_root= in Python)")
     return here
 
 

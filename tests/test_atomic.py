@@ -86,3 +86,21 @@ def test_diverged_weights_are_not_saved(tmp_path):
     with pytest.raises(HemascopeError, match="diverged"):
         save_artifact(tmp_path / "m", model, {"task": "classification"})
     assert not (tmp_path / "m" / "model.safetensors").exists()
+
+
+def test_output_folders_are_checked_before_any_work(tmp_path):
+    from hemascope.io.atomic import check_output_folder
+
+    data = tmp_path / "data"
+    (data / "neutrophil").mkdir(parents=True)
+    with pytest.raises(HemascopeError, match="inside the input folder"):
+        check_output_folder(data / "run", not_inside=[data])
+    with pytest.raises(HemascopeError, match="inside the input folder"):
+        check_output_folder(data, not_inside=[data])
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(HemascopeError, match="is a file, not a folder"):
+        check_output_folder(tmp_path / "file" / "run")
+    with pytest.raises(HemascopeError, match="is a file"):
+        check_output_folder(tmp_path / "file")
+    assert check_output_folder(tmp_path / "new" / "run", not_inside=[data]) == (tmp_path / "new" / "run")
+    assert not (tmp_path / "new").exists()  # nothing made

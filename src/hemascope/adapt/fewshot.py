@@ -163,6 +163,7 @@ class FewShotResult:
     run_dir: Path | None
     seconds: float
     head_only: ClassificationReport | None = None  # the saved model alone, with predict=propagate
+    n_unlabelled: int = 0  # unlabelled images used (copies of labelled ones left out)
 
 
 def load_target(data: str | Path | ClassificationSet, base: LoadedModel, *,
@@ -297,6 +298,8 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
         write_text(out / "shots.txt", "\n".join(shots) + "\n")
         if report is not None:
             write_json(out / "metrics.json", report.to_dict())
+        else:  # an earlier run's score must not pass for this one's
+            (out / "metrics.json").unlink(missing_ok=True)
         write_text(out / "predictions.csv",
                    predictions_csv(keys, labels, target.classes, is_shot, scores[0]))
         if trials:
@@ -319,7 +322,7 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     log(f"{cfg.mode}/{cfg.stain} K={len(shots)} seed={cfg.seed}: " + (
         f"accuracy {report.accuracy:.4f} macro-F1 {report.macro_f1:.4f}" if report is not None
         else f"{int((~is_shot).sum())} unlabelled images labelled, no labelled image left to score"))
-    return FewShotResult(report, shots, out, time.time() - t0, head_only)
+    return FewShotResult(report, shots, out, time.time() - t0, head_only, pool)
 
 
 def _pick_shots(target: TargetData, cfg: FewShotConfig, shot_keys: list[str] | None, *,

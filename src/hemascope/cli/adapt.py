@@ -177,7 +177,7 @@ def _target_options(p: argparse.ArgumentParser) -> None:
 def _fewshot(args: argparse.Namespace) -> int:
     from hemascope.adapt.fewshot import FewShotConfig, load_target, run_fewshot
     from hemascope.errors import DatasetError, HemascopeError
-    from hemascope.io.atomic import write_json, write_text
+    from hemascope.io.atomic import check_output_folder, write_json, write_text
     from hemascope.models.artifact import load_classifier
 
     if args.shot_labels and args.shot_epochs < 1:  # asked for explicitly
@@ -186,6 +186,7 @@ def _fewshot(args: argparse.Namespace) -> int:
     if args.ablation and (args.unlabelled or args.shots_from):
         raise HemascopeError("--ablation samples the shots of every seed from DATA and scores "
                              "on DATA's other images; it takes no --unlabelled or --shots-from")
+    check_output_folder(args.out, not_inside=[args.data, *(args.unlabelled or [])])
     base = load_classifier(args.base)
     target = load_target(args.data, base, format=args.format, new_classes=args.new_classes)
     unlabelled = None
@@ -229,7 +230,7 @@ def _fewshot(args: argparse.Namespace) -> int:
                                  f"images listed in {args.shots_from}")
     res = run_fewshot(target, base, cfg, run_dir=args.out, unlabelled=unlabelled,
                       shot_keys=shot_keys, tune_trials=args.tune, log=log)
-    n_pool = len(unlabelled.images) if unlabelled is not None else 0
+    n_pool = res.n_unlabelled
     if res.report is None:  # every labelled image was a shot
         summary = {"out": args.out, "shots": len(res.shots), "unlabelled": n_pool,
                    "predictions": f"{args.out}/predictions.csv", "model": f"{args.out}/model"}
@@ -323,16 +324,21 @@ def _uda(args: argparse.Namespace) -> int:
                                      load_unlabelled, save_adapted)
     from hemascope.data import detect_format
     from hemascope.errors import DatasetError
+    from hemascope.io.atomic import check_output_folder
+    from hemascope.io.image import is_image_file
     from hemascope.models.artifact import load_classifier
 
     log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
-    base = load_classifier(args.base)
     tgt = Path(args.target)
     if not tgt.exists():
         raise DatasetError(f"target {tgt} does not exist")
-    # labelled = a label table or class folders; a flat folder of images is unlabelled
-    labelled = not args.unlabelled and (tgt.is_file() or detect_format(tgt) != "folder" or any(
-        d.is_dir() for d in tgt.iterdir()))
+    check_output_folder(args.out, not_inside=[tgt, *([args.source] if getattr(args, "source", None) else [])])
+    base = load_classifier(args.base)
+    # labelled = a label table or class folders; a flat folder of images (or one image) is
+    # unlabelled
+    labelled = not args.unlabelled and (
+        (tgt.is_file() and not is_image_file(tgt))
+        or (tgt.is_dir() and (detect_format(tgt) != "folder" or any(d.is_dir() for d in tgt.iterdir()))))
     # labels only score the adaptation, so every class must be one the model has
     target = (load_target(args.target, base, new_classes=False) if labelled
               else load_unlabelled(args.target, base))

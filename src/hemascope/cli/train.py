@@ -8,6 +8,7 @@ import shlex
 import sys
 
 from hemascope.cli._common import Formatter, add_json_option, emit_json, number
+from hemascope.io.atomic import check_output_folder
 
 AUGMENT_PRESETS = ("default", "bone-marrow", "cross-lab", "none")
 
@@ -166,6 +167,8 @@ def _segmentation(args: argparse.Namespace) -> int:
     from hemascope.train.config import SegmentationTrainConfig
     from hemascope.train.segmentation import cross_validate_segmenter, train_segmenter
 
+    check_output_folder(args.out, not_inside=[args.data])
+
     pairs, problems = find_mask_pairs(args.data)
     for p in problems[:10]:
         print(f"note: {p.path}: {p.message}", file=sys.stderr)
@@ -226,6 +229,8 @@ def _attributes(args: argparse.Namespace) -> int:
     from hemascope.data.tables import read_wbcatt_folder
     from hemascope.train.attributes import train_attributes
     from hemascope.train.config import AttributeTrainConfig
+
+    check_output_folder(args.out, not_inside=[args.data])
 
     ds = read_wbcatt_folder(args.data, image_root=args.images)
     if ds.problems:
@@ -290,6 +295,8 @@ def _detector(args: argparse.Namespace) -> int:
     from hemascope.train.config import DetectorTrainConfig
     from hemascope.train.detector import train_detector
 
+    check_output_folder(args.out, not_inside=[args.data])
+
     ds = load_dataset(args.data, format=args.format)
     if not isinstance(ds, DetectionSet):
         raise DatasetError(f"{args.data} is not an annotated detection set (VOC, COCO, YOLO, CVAT)")
@@ -329,6 +336,8 @@ def _classifier(args: argparse.Namespace) -> int:
     from hemascope.errors import DatasetError
     from hemascope.train.classifier import train_classifier
     from hemascope.train.config import ClassifierTrainConfig
+
+    check_output_folder(args.out, not_inside=[args.data])
 
     ds = load_dataset(args.data, format=args.format, vocabulary=args.vocabulary)
     if not isinstance(ds, ClassificationSet):

@@ -136,6 +136,30 @@ def guard_inputs(target: str | Path, inputs: Iterable[str | Path]) -> None:
             raise HemascopeError(f"refusing to overwrite input file {p}")
 
 
+def check_output_folder(out: str | Path, *, not_inside: Iterable[str | Path] = ()) -> Path:
+    """Check, before any work and without creating anything, that a run's output folder can
+    be made: not inside an input data folder (whose reader would take the outputs for
+    data), not a file, under a folder that can be written. Returns it resolved.
+
+    Raises:
+        HemascopeError: naming the problem.
+    """
+    target = Path(out).resolve()
+    for d in not_inside:
+        d = Path(d).resolve()
+        if d.is_dir() and (target == d or d in target.parents):
+            raise HemascopeError(f"the output folder {out} lies inside the input folder {d}: "
+                                 "choose a place outside it")
+    if target.exists() and not target.is_dir():
+        raise HemascopeError(f"the output folder {out} is a file")
+    existing = next(p for p in (target, *target.parents) if p.exists())
+    if not existing.is_dir():
+        raise HemascopeError(f"cannot make the output folder {out}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise HemascopeError(f"cannot make the output folder {out}: {existing} is not writable")
+    return target
+
+
 def refuse_existing(paths: Iterable[str | Path], *, overwrite: bool) -> None:
     """Raise if any of ``paths`` exists and ``overwrite`` is false (writers' default)."""
     if overwrite:

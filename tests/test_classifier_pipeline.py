@@ -138,6 +138,12 @@ def test_broken_model_folders(tiny_model, tmp_path):
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     with pytest.raises(ModelError, match="cannot read"):
         load_classifier(broken)
+    good = json.loads((tiny_model / "config.json").read_text())
+    for key, value in (("mean", [0.5]), ("std", [0, 0, 0]), ("image_size", -5), ("image_size", "big"),
+                       ("classes", "basophil"), ("classes", ["a", "a"]), ("task", "segmentation")):
+        (broken / "config.json").write_text(json.dumps({**good, key: value}))
+        with pytest.raises(ModelError, match=f"{key}|classifier"):
+            load_classifier(broken)
     (broken / "config.json").write_text("{")
     with pytest.raises(ModelError, match="cannot read"):
         load_classifier(broken)

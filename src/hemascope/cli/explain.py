@@ -226,6 +226,9 @@ def _gradcam(args: argparse.Namespace) -> int:
             target = names.index(args.target)
     else:
         loaded = load_classifier(args.model)
+        if loaded.config.get("runtime") == "onnx":
+            raise HemascopeError(f"{args.model} is an ONNX export: Grad-CAM needs the PyTorch "
+                                 "model it was exported from")
         names = loaded.classes
         if args.target is not None:
             concept = resolve(args.target)

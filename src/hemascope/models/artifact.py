@@ -124,11 +124,17 @@ def load_classifier(spec: str | Path | None = "default") -> LoadedModel:
 
     path = resolve_model_dir(spec)
     cfg = read_config(path)
+    task = cfg.get("task", "classification")
+    if task != "classification":
+        raise ModelError(f"{path} holds a {task} model, not a classifier")
     need = ("arch", "classes", "image_size", "mean", "std")
     missing = [k for k in need if k not in cfg]
     if missing:
         raise ModelError(f"{path / CONFIG} lacks {', '.join(missing)}")
-    if cfg.get("runtime") == "onnx":  # exported by hemascope.models.onnx (fast CPU inference)
+    check_classifier_config(cfg, path / CONFIG)
+    if cfg.get("runtime") == "onnx":
+        if not (path / ONNX_WEIGHTS).is_file():
+            raise ModelError(f"model folder {path} lacks {ONNX_WEIGHTS}")  # exported by hemascope.models.onnx (fast CPU inference)
         from hemascope.models.onnx import OnnxClassifier
 
         return LoadedModel(OnnxClassifier(path / ONNX_WEIGHTS), cfg, path)
@@ -138,6 +144,28 @@ def load_classifier(spec: str | Path | None = "default") -> LoadedModel:
     load_weights(model, path, cfg)
     model.eval()
     return LoadedModel(model.to(memory_format=torch.channels_last), cfg, path)
+
+
+def check_classifier_config(cfg: dict[str, Any], where: Path) -> None:
+    """Raise a :class:`ModelError` naming the first value a classifier config cannot use."""
+    import math
+
+    def bad(key: str, want: str) -> ModelError:
+        return ModelError(f"{where}: {key!r} must be {want}, not {cfg.get(key)!r:.60}")
+
+    classes = cfg["classes"]
+    if (not isinstance(classes, list) or not classes
+            or not all(isinstance(c, str) and c for c in classes) or len(set(classes)) != len(classes)):
+        raise bad("classes", "a list of distinct class names")
+    size = cfg["image_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or not 16 <= size <= 4096:
+        raise bad("image_size", "a whole number of pixels from 16 to 4096")
+    for key, low in (("mean", None), ("std", 0.0)):
+        v = cfg[key]
+        if (not isinstance(v, list) or len(v) != 3
+                or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+                           and (low is None or x > low) for x in v)):
+            raise bad(key, "3 finite numbers" + (" above 0" if low is not None else ""))
 
 
 def load_weights(model: torch.nn.Module, path: Path, cfg: dict[str, Any]) -> None:

@@ -137,7 +137,7 @@ def register(groups: argparse._SubParsersAction) -> None:
         for name in ("epochs", "steps_per_epoch", "batch_size", "lr", "domain_weight", "seed",
                      "threads"):
             v.add_argument("--" + name.replace("_", "-"), type=type(getattr(u, name)),
-                           default=getattr(u, name))
+                           default=getattr(u, name), help=name.replace("_", " "))
         v.set_defaults(handler=_uda, method=method)
     from hemascope.adapt.shot import ShotConfig
 

@@ -34,7 +34,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     ec = verbs.add_parser(
         "classifier", formatter_class=Formatter, help="accuracy, macro-F1, per-class scores",
         description="Accuracy, balanced accuracy, macro precision/recall/F1, per-class scores, "
-                    "row-normalised confusion matrix and bootstrap 95%% CIs. Labels of --data "
+                    "row-normalised confusion matrix and bootstrap 95 % CIs. Labels of --data "
                     "are mapped onto the model's classes through the taxonomy.")
     ec.add_argument("--model", default="default", help="model folder or 'default'")
     ec.add_argument("--data", required=True, help="labelled single-cell data set")

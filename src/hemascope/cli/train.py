@@ -54,12 +54,13 @@ def register(groups: argparse._SubParsersAction) -> None:
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
         if isinstance(value, bool):
-            clf.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+            clf.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                            help=f.name.replace("_", " "))
         elif f.name == "arch":
             clf.add_argument(flag, default=value, choices=list_encoders(), metavar="ARCH",
                              help="encoder: " + ", ".join(list_encoders()))
         else:
-            clf.add_argument(flag, type=type(value), default=value)
+            clf.add_argument(flag, type=type(value), default=value, help=f.name.replace("_", " "))
     add_json_option(clf)
     clf.set_defaults(handler=_classifier)
 
@@ -157,7 +158,7 @@ def _register_segmentation(verbs) -> None:
     defaults = SegmentationTrainConfig()
     for f in dataclasses.fields(SegmentationTrainConfig):
         seg.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),
-                         default=getattr(defaults, f.name))
+                         default=getattr(defaults, f.name), help=f.name.replace("_", " "))
     add_json_option(seg)
     seg.set_defaults(handler=_segmentation)
 
@@ -215,12 +216,13 @@ def _register_attributes(verbs) -> None:
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
         if isinstance(value, bool):
-            att.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+            att.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                            help=f.name.replace("_", " "))
         elif f.name == "arch":
             att.add_argument(flag, default=value, choices=list_encoders(), metavar="ARCH",
                              help="encoder: " + ", ".join(list_encoders()))
         else:
-            att.add_argument(flag, type=type(value), default=value)
+            att.add_argument(flag, type=type(value), default=value, help=f.name.replace("_", " "))
     add_json_option(att)
     att.set_defaults(handler=_attributes)
 
@@ -269,13 +271,14 @@ def _register_detector(verbs) -> None:
         flag = "--" + f.name.replace("_", "-")
         value = getattr(defaults, f.name)
         if isinstance(value, bool):
-            det.add_argument(flag, action=argparse.BooleanOptionalAction, default=value)
+            det.add_argument(flag, action=argparse.BooleanOptionalAction, default=value,
+                            help=f.name.replace("_", " "))
         elif f.name == "arch":
             det.add_argument(flag, default=value, choices=detector_names(), help="detector")
         elif isinstance(value, tuple):
-            det.add_argument(flag, type=int, nargs="+", default=value)
+            det.add_argument(flag, type=int, nargs="+", default=value, help=f.name.replace("_", " "))
         else:
-            det.add_argument(flag, type=type(value), default=value)
+            det.add_argument(flag, type=type(value), default=value, help=f.name.replace("_", " "))
     from hemascope.detect.data import FieldAugment
 
     for f in dataclasses.fields(FieldAugment):

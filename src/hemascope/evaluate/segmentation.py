@@ -33,8 +33,8 @@ def evaluate_segmentation(data: str | Path, *, model: str | Path | LoadedModel =
     for pair in wrap(pairs):
         try:
             image, mask = load_pair(pair)
-        except ImageReadError as e:
-            errors[str(pair.image)] = e.reason
+        except ImageReadError as e:  # the image or its mask: the error names which
+            errors[str(e.path)] = e.reason
             continue
         truths.append(mask)
         preds += segment_arrays(loaded, [image])

@@ -43,6 +43,7 @@ def test_resume_continues_from_checkpoint(synthetic_cells, tmp_path):
     cfg.epochs = 3
     train_classifier(ds, cfg, tmp_path, resume=True, log=lines.append)
     assert lines[0] == "resuming at epoch 3"
+    assert "schedule has already ended" in lines[1]  # the cosine of 2 epochs had reached 0
     assert len((tmp_path / "history.jsonl").read_text().splitlines()) == 3
     other = ClassifierTrainConfig(arch="resnet10t", image_size=24, epochs=4, batch_size=32, threads=1)
     with pytest.raises(HemascopeError, match="written for another model"):

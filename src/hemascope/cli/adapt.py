@@ -272,6 +272,8 @@ def _suggest(args: argparse.Namespace) -> int:
     cells = load_unlabelled(args.data, base)
     for path, reason in cells.errors.items():
         print(f"skipping unreadable image {path}: {reason}", file=sys.stderr)
+    if not len(cells.images):
+        raise DatasetError(f"no readable image in {' '.join(args.data)}")
     if not 1 <= args.n <= len(cells.images):
         raise DatasetError(f"--n must lie in 1..{len(cells.images)}, the readable images")
     picks, sizes, typ = typical_per_cluster(embed_for_selection(base, cells.images), args.n,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from hemascope.cli._common import (Formatter, add_json_option, emit_json, iter_images, number,
                                    finish_batch, print_skipped)
@@ -113,6 +114,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     ds = load_dataset(args.data, format=args.format)
     if not isinstance(ds, DetectionSet):
         raise DatasetError(f"{args.data} is not an annotated detection set (VOC, COCO, YOLO, CVAT)")
+    annotation_problems = [p for p in ds.problems if p.kind != "unreadable_image"]
+    if annotation_problems:
+        print(f"note: {len(annotation_problems)} problem(s) in the annotations, e.g. "
+              f"{annotation_problems[0].path}: {annotation_problems[0].message}; objects they "
+              f"drop count as absent (see `hemascope data info {args.data}`)", file=sys.stderr)
     models = [load_detector(m) for m in (args.model or ["default"])]
     ev = evaluate_detector(models, ds, split=args.split, fusion=args.fusion, scale=args.scale,
                            views=args.tta)

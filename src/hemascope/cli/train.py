@@ -126,6 +126,9 @@ def _concepts(args: argparse.Namespace) -> int:
     from hemascope.explain.concept_model import fit_concept_model
 
     ds = read_wbcatt_folder(args.data, image_root=args.images)
+    if ds.problems:
+        print(f"note: {len(ds.problems)} row(s) left out because of problems "
+              f"(e.g. {ds.problems[0].path}: {ds.problems[0].message})", file=sys.stderr)
     cfg = fit_concept_model(args.attributes, ds, args.out, l1=args.l1,
                             progress=lambda it: progress(it, desc="attributes"))
     test, boosted = cfg["metrics"]["test"], cfg["metrics"]["test_gradient_boosting"]

@@ -44,7 +44,8 @@ def bias_study(csv: str | Path, *, model="default", images=None, attributes=None
     if not samples:
         raise DatasetError(f"no label of {path} maps to a class of the classifier "
                            f"({', '.join(clf.classes)})")
-    correct, values, errors = [], {}, {}
+    correct, values = [], {}
+    errors = {p.path: p.message for p in ds.problems}  # rows left out, and why
     wrap = progress or (lambda it: it)
     for start in wrap(range(0, len(samples), batch_size)):
         batch, imgs = [], []

@@ -70,6 +70,7 @@ def counterfactual_search(image: np.ndarray, *, attributes_model, gallery, attri
                                               progress=progress, features=embed_images)
     if not kept:
         raise DatasetError(f"no readable gallery image in {path}")
+    errors = {**{p.path: p.message for p in ds.problems}, **errors}  # rows left out, too
     [pred] = predict_attributes(loaded, [image])
     query = embed_images(loaded, [image])
     emb = np.concatenate([feats, query])

@@ -32,7 +32,8 @@ from hemascope.evaluate.attributes import AttributeReport, attribute_report
 from hemascope.io.atomic import write_json
 from hemascope.models.artifact import SPLIT, save_artifact
 from hemascope.train.classifier import (_ema_update, _scheduler, fit_to_time, fitted_epochs,
-                                        make_optimizer, out_of_time, to_batch, training_style)
+                                        make_optimizer, out_of_time, to_batch, training_style,
+                                        warn_if_schedule_ended)
 from hemascope.train.checkpoint import (load_checkpoint, round_to_float16, save_checkpoint,
                                         trim_history)
 from hemascope.train.config import AttributeTrainConfig
@@ -172,6 +173,7 @@ def train_attributes(ds: ClassificationSet, cfg: AttributeTrainConfig, out_dir: 
         earlier = float(state.get("elapsed", 0.0))
         log(f"resuming at epoch {start + 1}")
         fitted_epochs(cfg, sched, steps)
+        warn_if_schedule_ended(opt, log)
     trim_history(out / "history.jsonl", start)  # a fresh run starts a fresh history
     eval_model = ema if ema is not None else model
     epoch_seconds: list[float] = []

@@ -181,6 +181,7 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
         earlier = float(state.get("elapsed", 0.0))  # wall time of the interrupted sessions
         log(f"resuming at epoch {start + 1}")
         fitted_epochs(cfg, sched, steps_per_epoch)
+        warn_if_schedule_ended(opt, log)
     trim_history(out / "history.jsonl", start)  # a fresh run starts a fresh history
     weights = _sample_weights(y_train, len(classes)) if cfg.balanced_sampler else None
     hist = out / "history.jsonl"
@@ -367,6 +368,14 @@ def fit_to_time(cfg, sched, steps_per_epoch: int, t0: float, epoch_seconds: list
     cfg.epochs = n
     if isinstance(sched, torch.optim.lr_scheduler.LambdaLR):
         sched.lr_lambdas[0].total = n * steps_per_epoch
+
+
+def warn_if_schedule_ended(opt, log: Callable[[str], None]) -> None:
+    """On resume: a schedule that has already decayed to zero trains no further."""
+    if all(g["lr"] <= 1e-12 for g in opt.param_groups):
+        log("note: the resumed run's learning-rate schedule has already ended (lr 0): more "
+            "--epochs will not change the weights; to train longer, start a new run with "
+            "--init set to this run's folder")
 
 
 def fitted_epochs(cfg, sched, steps_per_epoch: int) -> None:

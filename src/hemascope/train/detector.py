@@ -35,7 +35,7 @@ from hemascope.io.annotations import DetectionSet
 from hemascope.io.atomic import write_json
 from hemascope.models.artifact import save_artifact
 from hemascope.train.classifier import (_ema_update, _Warmup, fit_to_time, fitted_epochs,
-                                         out_of_time)
+                                         out_of_time, warn_if_schedule_ended)
 from hemascope.train.device import describe, resolve_device
 from hemascope.train.checkpoint import (load_checkpoint, round_to_float16, save_checkpoint,
                                         trim_history)
@@ -133,6 +133,7 @@ def train_detector(ds: DetectionSet, cfg: DetectorTrainConfig, out_dir: str | Pa
         earlier = float(state.get("elapsed", 0.0))
         fitted_epochs(cfg, sched, steps)
         log(f"resuming at epoch {start + 1}")
+        warn_if_schedule_ended(opt, log)
     trim_history(out / "history.jsonl", start)  # a fresh run starts a fresh history
     log(f"training on {describe(dev, mixed=False)}"
         + (f", {cfg.workers} augmentation workers" if cfg.workers else ""))

@@ -131,6 +131,10 @@ def write_yolo(images: Sequence[ImageAnnotation], classes: Sequence[str], out_di
     rectangles, because Ultralytics reads every line as a polygon once one is.
     ``data.yaml`` has no ``path`` key, so Ultralytics resolves the folders next to it.
 
+    Images that do not exist under ``image_root`` are left out (with ``link`` ``copy`` or
+    ``symlink``): YOLO pairs every label file with its image. Nothing is written until
+    every target has been checked.
+
     Args:
         images: annotations; ``file_name`` is relative to ``image_root``.
         classes: class names; the index is the YOLO class id.
@@ -152,14 +156,18 @@ def write_yolo(images: Sequence[ImageAnnotation], classes: Sequence[str], out_di
     out, src_root = Path(out_dir), Path(image_root)
     class_id = {name: i for i, name in enumerate(classes)}
     plan = []  # (source image, target image, label path, label text)
+    used: set[str] = set()
     for im, name in zip(images, _target_names(images)):
         split = im.split or "train"
         src = src_root / im.file_name
+        if link != "none" and not src.is_file():
+            continue  # a missing image (the reader reported it): no label without its image
+        used.add(split)
         width, height = (im.width, im.height) if im.width and im.height else _size(src)
         text = "".join(f"{line}\n" for line in _label_lines(im, class_id, width, height))
         target = out / "images" / split / name
         plan.append((src, target, label_path(target), text))
-    used = {im.split or "train" for im in images}
+    used = used or {"train"}
     splits = [s for s in _SPLITS if s in used] + sorted(used - set(_SPLITS))
     yaml_path = out / "data.yaml"
     _check_targets([yaml_path, *(p[2] for p in plan),

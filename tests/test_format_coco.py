@@ -199,3 +199,17 @@ def test_bccd_survives_a_coco_round_trip(shared_data: Path, tmp_path: Path) -> N
     assert [(im.file_name, im.split, [i.box for i in im.instances]) for im in coco.images] == \
         [(im.file_name, im.split, [i.box for i in im.instances]) for im in voc.images]
     assert [p.kind for p in coco.problems] == ["degenerate_box", "degenerate_box"]
+
+
+def test_an_image_without_size_gets_it_from_its_file(tmp_path: Path) -> None:
+    from hemascope.io.coco import read_coco
+    from hemascope.io.image import write_image
+
+    write_image(tmp_path / "a.png", np.zeros((30, 40, 3), np.uint8))
+    obj = {"images": [{"id": 1, "file_name": "a.png"}, {"id": 2, "file_name": "gone.png"}],
+           "categories": [{"id": 1, "name": "WBC"}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [1, 1, 5, 5]}]}
+    (tmp_path / "ann.json").write_text(json.dumps(obj))
+    ds = read_coco(tmp_path / "ann.json", image_root=tmp_path)
+    assert (ds.images[0].width, ds.images[0].height) == (40, 30)
+    assert [p.kind for p in ds.problems] == ["malformed_annotation"] and "gone.png" in ds.problems[0].message

@@ -84,6 +84,9 @@ def coco_to_detection_set(obj: Any, *, source: str | Path | None = None,
     entries = _images(obj["images"], source)
     found: dict[Any, list[Instance]] = {image_id: [] for image_id in entries}
     problems: list[Problem] = []
+    for image_id, im in list(entries.items()):  # no size given: the image's header has it
+        if not (im.width and im.height):
+            entries[image_id] = _sized(im, Path(image_root), problems, where, strict=strict)
     for index, ann in enumerate(obj["annotations"]):
         try:
             image_id, inst = _annotation(ann, index, entries, categories)
@@ -211,6 +214,22 @@ def _images(entries: list[Any], source: str | Path | None) -> dict[Any, ImageAnn
         split = im.get("split") if isinstance(im.get("split"), str) else None
         out[im["id"]] = ImageAnnotation(im["file_name"], size[0], size[1], split=split)
     return out
+
+
+def _sized(im: ImageAnnotation, root: Path, problems: list[Problem], where: str, *,
+           strict: bool) -> ImageAnnotation:
+    """``im`` with the width and height read from its image file's header, if it has one."""
+    from hemascope.errors import ImageReadError
+    from hemascope.io.image import read_header
+
+    try:
+        h = read_header(root / im.file_name)
+    except ImageReadError:
+        record(problems, Problem(where, "malformed_annotation",
+                                 f"image {im.file_name} has no width/height and its file cannot "
+                                 "be read to find them"), strict=strict)
+        return im
+    return ImageAnnotation(im.file_name, h.width, h.height, im.instances, im.split)
 
 
 def _annotation(ann: Any, index: int, images: Mapping[Any, ImageAnnotation],

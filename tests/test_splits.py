@@ -79,7 +79,15 @@ def test_split_file_round_trip(tmp_path):
         check_covers(back, keys + ["new.png"])
 
 
-@pytest.mark.parametrize("text, match", [("{", "not valid JSON"), ('{"a": 1}', "not a hemascope")])
+_OK = '"format": "hemascope-split/1", "assignments": {"a.png": "train"}'
+
+
+@pytest.mark.parametrize("text, match", [
+    ("{", "not valid JSON"), ('{"a": 1}', "not a hemascope"),
+    ('{"format": "hemascope-split/1", "assignments": {"a.png": "bogus"}}', "unknown part"),
+    ("{" + _OK + ', "seed": "abc"}', "seed"), ("{" + _OK + ', "seed": null}', "seed"),
+    ("{" + _OK + ', "params": [1]}', "params"),
+])
 def test_bad_split_files(tmp_path, text, match):
     p = tmp_path / "s.json"
     p.write_text(text)

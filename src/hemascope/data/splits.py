@@ -194,6 +194,8 @@ def load_split(path: str | Path) -> SplitFile:
         obj = json.loads(p.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise SplitError(f"split file {p} does not exist") from None
+    except OSError as e:
+        raise SplitError(f"cannot read split file {p}: {e.strerror or e}") from None
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise SplitError(f"split file {p} is not valid JSON: {e}") from None
     if not isinstance(obj, dict) or obj.get("format") != SPLIT_FORMAT:
@@ -201,8 +203,17 @@ def load_split(path: str | Path) -> SplitFile:
     a = obj.get("assignments")
     if not isinstance(a, dict) or not all(isinstance(v, str) for v in a.values()):
         raise SplitError(f"{p}: 'assignments' must map image keys to part names")
-    return SplitFile(assignments=a, method=str(obj.get("method", "")), seed=int(obj.get("seed", 0)),
-                     params=obj.get("params") or {}, dataset=str(obj.get("dataset", "")))
+    odd = sorted({v for v in a.values() if v not in ("train", "val", "test")
+                  and not (v.startswith("fold") and v[4:].isdigit())})
+    if odd:
+        raise SplitError(f"{p}: unknown part name(s) {odd[:5]} (train, val, test or fold<N>)")
+    seed, params = obj.get("seed", 0), obj.get("params") or {}
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise SplitError(f"{p}: 'seed' must be a whole number, not {seed!r}")
+    if not isinstance(params, dict):
+        raise SplitError(f"{p}: 'params' must be an object, not {params!r:.40}")
+    return SplitFile(assignments=a, method=str(obj.get("method", "")), seed=seed,
+                     params=params, dataset=str(obj.get("dataset", "")))
 
 
 def check_covers(split: SplitFile, keys: Sequence[str], *, source: str = "split") -> None:

@@ -80,8 +80,10 @@ def prepare_data(ds: ClassificationSet, cfg: ClassifierTrainConfig, split: Split
     parts = {p: [s for s in ds.samples if split.assignments[s.path] == p]
              for p in ("train", "val", "test")}
     if not parts["train"] or not parts["val"]:
+        hint = (" (it is a k-fold split: use it with --cv)"
+                if any(v.startswith("fold") for v in split.assignments.values()) else "")
         raise DatasetError(f"the split has {len(parts['train'])} train and {len(parts['val'])} "
-                           "val images; both must be non-empty")
+                           f"val images; both must be non-empty{hint}")
     data = {}
     for p, samples in parts.items():
         cached = load_cached([ds.root / s.path for s in samples], cfg.image_size)

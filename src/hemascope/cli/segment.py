@@ -57,7 +57,7 @@ def _pseudo(args: argparse.Namespace) -> int:
     import shutil
 
     from hemascope.classify import expand_paths
-    from hemascope.io.atomic import guard_inputs
+    from hemascope.io.atomic import check_output_folder, guard_inputs
     from hemascope.io.masks import write_part_mask
     from hemascope.segment.parts import classical_parts
 
@@ -65,6 +65,7 @@ def _pseudo(args: argparse.Namespace) -> int:
     if args.limit:
         files = files[:args.limit]
     out = Path(args.out)
+    check_output_folder(out, not_inside=[p for p in args.paths if Path(p).is_dir()])
     (out / "images").mkdir(parents=True, exist_ok=True)
     done, errors, seen = [], {}, set()
     for f, img, err in iter_images(files, desc="pseudo-labels"):
@@ -75,8 +76,12 @@ def _pseudo(args: argparse.Namespace) -> int:
             errors[str(f)] = "another input has the same file name"
             continue
         parts = classical_parts(img)
-        if not (parts == 1).any():
+        nucleus = float((parts == 1).mean())
+        if not nucleus:
             errors[str(f)] = "no nucleus found"
+            continue
+        if nucleus > 0.8:  # a flat or overexposed image, not a cell with its surroundings
+            errors[str(f)] = f"the 'nucleus' covers {nucleus:.0%} of the image: no plausible cell"
             continue
         seen.add(f.stem)
         dest = out / "images" / f.name

@@ -71,15 +71,16 @@ class TrainingData:
 
 
 def prepare_data(ds: ClassificationSet, cfg: ClassifierTrainConfig, split: SplitFile, *,
-                 log: Callable[[str], None]) -> TrainingData:
-    """Cache images of each part at ``cfg.image_size``; channel mean/std of the train part."""
+                 log: Callable[[str], None], need_val: bool = True) -> TrainingData:
+    """Cache images of each part at ``cfg.image_size``; channel mean/std of the train part
+    (``need_val``: a val part is required, as training picks its best epoch on it)."""
     classes = list(ds.classes)
     if len(classes) < 2:
         raise DatasetError(f"need at least two classes to train, found {classes}")
     cls_index = {c: i for i, c in enumerate(classes)}
     parts = {p: [s for s in ds.samples if split.assignments[s.path] == p]
              for p in ("train", "val", "test")}
-    if not parts["train"] or not parts["val"]:
+    if not parts["train"] or (need_val and not parts["val"]):
         hint = (" (it is a k-fold split: use it with --cv)"
                 if any(v.startswith("fold") for v in split.assignments.values()) else "")
         raise DatasetError(f"the split has {len(parts['train'])} train and {len(parts['val'])} "

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 
 from hemascope.data.samples import ClassificationSet
-from hemascope.train.classifier import build_model, make_optimizer, prepare_data, prepare_split, to_batch
+from hemascope.data.splits import SplitFile
+from hemascope.train.classifier import build_model, make_optimizer, prepare_data, to_batch
 from hemascope.train.config import ClassifierTrainConfig
 
 
@@ -43,7 +44,8 @@ def lr_range_test(ds: ClassificationSet, cfg: ClassifierTrainConfig, *, start_lr
     """Train ``steps`` batches with an exponentially growing rate from a fresh model."""
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
-    td = prepare_data(ds, cfg, prepare_split(ds, cfg, None), log=log)
+    every = SplitFile({s.path: "train" for s in ds.samples}, "all-train", cfg.seed, {}, str(ds.root))
+    td = prepare_data(ds, cfg, every, log=log, need_val=False)  # the test trains on every image
     x, y = td.data["train"]
     model = build_model(cfg, len(td.classes)).train()
     opt = make_optimizer(model, cfg)

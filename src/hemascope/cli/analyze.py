@@ -26,9 +26,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--refiner", default=None, metavar="DIR",
                    help="second-stage classifier (e.g. RUN/model of `hemascope fewshot`): types "
                         "again the cells whose first class it also knows")
-    p.add_argument("--attributes", default=None, metavar="DIR",
-                   help="attribute model (`hemascope train attributes`): 11 morphology "
-                        "attributes per white cell in the per-image JSON")
+    p.add_argument("--attributes", default=None, metavar="default|DIR",
+                   help="attribute model ('default' or `hemascope train attributes` output): 11 "
+                        "morphology attributes per white cell in the per-image JSON")
     p.add_argument("--stain", default=None, metavar="REF",
                    help="colour reference (`hemascope stain fit`) applied to cells before typing")
     p.add_argument("--mode", default="auto", choices=("auto", "cells", "fields"),
@@ -44,7 +44,10 @@ def register(groups: argparse._SubParsersAction) -> None:
                    help="detector test-time augmentation: mirror views of each field, fused "
                         "by weighted boxes fusion (N times the detection time)")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
-    p.add_argument("--resume", action="store_true", help="skip images already in --out")
+    p.add_argument("--resume", action="store_true",
+                   help="skip images whose result --out already holds (same file, same models "
+                        "and options; other settings are refused). Without it an earlier run "
+                        "in --out is replaced")
     add_json_option(p)
     p.set_defaults(handler=_analyze)
 

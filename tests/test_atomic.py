@@ -33,7 +33,7 @@ def test_inputs_are_never_overwritten(tmp_path):
     with pytest.raises(HemascopeError, match="refusing to overwrite input"):
         with atomic_write(src, protect=[src]):
             pass
-    with pytest.raises(HemascopeError, match="pass overwrite=True"):
+    with pytest.raises(HemascopeError, match="overwrite=True in Python"):
         refuse_existing([src], overwrite=False)
     refuse_existing([src], overwrite=True)
 

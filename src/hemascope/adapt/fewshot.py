@@ -238,6 +238,10 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
     n = len(target.labels)
     if unlabelled is not None:
         unlabelled = _without_copies(unlabelled, target, log)
+        if not len(unlabelled.images) and shot_keys is None and cfg.shots >= n:
+            raise DatasetError("every unlabelled image is a copy of a labelled one, so no image "
+                               "is left to adapt to or label: give other unlabelled images, or "
+                               f"fewer --shots than the {n} labelled ones (the rest are then scored)")
     pool = 0 if unlabelled is None else len(unlabelled.images)
     shots = _pick_shots(target, cfg, shot_keys, has_pool=pool > 0)
     cfg, chosen = replace(cfg, shots=len(shots)), set(shots)
@@ -246,10 +250,11 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
         have = {target.classes[target.labels[i]] for i, k in enumerate(target.keys) if k in chosen}
         missing = [c for c in added if c not in have]
         if missing:
+            advice = ("name at least one shot of each in the list" if shot_keys is not None
+                      else f"use --shots >= {len(target.classes)}")
             raise DatasetError(f"class(es) {missing} are new to the base model and need at "
                                f"least one shot each, but {cfg.shots} shots over "
-                               f"{len(target.classes)} classes leave them none: use --shots "
-                               f">= {len(target.classes)}")
+                               f"{len(target.classes)} classes leave them none: {advice}")
         log(f"new classes, imprinted from their shots: {', '.join(added)}")
     keys = list(target.keys) + (list(unlabelled.keys) if pool else [])
     labels = np.concatenate([target.labels, np.full(pool, -1, np.int64)])  # -1: no label

@@ -166,4 +166,4 @@ def refuse_existing(paths: Iterable[str | Path], *, overwrite: bool) -> None:
         return
     for p in paths:
         if Path(p).exists():
-            raise HemascopeError(f"refusing to overwrite existing {p} (pass overwrite=True)")
+            raise HemascopeError(f"refusing to overwrite existing {p} (--overwrite, or overwrite=True in Python, replaces it)")

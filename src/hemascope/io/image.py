@@ -281,7 +281,8 @@ def _check_size(p: Path, width: int, height: int, max_pixels: int) -> None:
     if width * height > max_pixels:
         raise ImageReadError(
             p, f"image is {width}x{height} = {width * height:,} pixels, above the limit of "
-               f"{max_pixels:,} (pass max_pixels=... to allow it, or tile it first)")
+               f"{max_pixels:,} (crop or tile it first; in Python, read_image(..., "
+               "max_pixels=N) allows more)")
 
 
 def _reason(e: BaseException) -> str:

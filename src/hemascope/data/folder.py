@@ -41,7 +41,9 @@ def read_class_folders(root: str | Path, *, vocabulary: str | None = None) -> Cl
         raise DatasetError(f"data folder {root} does not exist or is not a folder")
     top = sorted(d for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
     if not top:
-        raise DatasetError(f"{root} holds no class folders (expected {root}/<class>/<images>)")
+        raise DatasetError(f"{root} holds no class folders (expected {root}/<class>/<images>) "
+                           "and no annotations of a known layout (VOC Annotations/, COCO JSON, "
+                           "YOLO data.yaml, CVAT annotations.xml, a label CSV)")
     split_layout = all(taxonomy.normalize(d.name) in SPLIT_NAMES for d in top) and not any(
         taxonomy.is_known(d.name) for d in top)
     mapper = LabelMapper(vocabulary)

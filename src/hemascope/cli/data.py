@@ -46,8 +46,10 @@ def register(groups: argparse._SubParsersAction) -> None:
     split.add_argument("path", help="single-cell data set (class folders or label table)")
     split.add_argument("--out", required=True, help="split file to write (JSON)")
     split.add_argument("--format", default="auto", choices=FORMATS, help=FORMAT_HELP)
-    split.add_argument("--val", type=number(float, 0, 1, high_open=True), default=0.1, help="validation fraction per class")
-    split.add_argument("--test", type=number(float, 0, 1, high_open=True), default=0.2, help="test fraction per class")
+    split.add_argument("--val", type=number(float, 0, 1, high_open=True), default=None,
+                       help="validation fraction per class (default 0.1; not with --kfold)")
+    split.add_argument("--test", type=number(float, 0, 1, high_open=True), default=None,
+                       help="test fraction per class (default 0.2; not with --kfold)")
     split.add_argument("--kfold", type=number(int, 2), default=None, metavar="K",
                        help="write K stratified folds (fold0..foldK-1) instead")
     split.add_argument("--seed", type=int, default=0, help="random seed")
@@ -89,7 +91,7 @@ def _info(args: argparse.Namespace) -> int:
 def _split(args: argparse.Namespace) -> int:
     from hemascope.data import ClassificationSet, load_dataset
     from hemascope.data.splits import SplitFile, save_split, stratified_kfold, stratified_split
-    from hemascope.errors import DatasetError
+    from hemascope.errors import DatasetError, HemascopeError
 
     ds = load_dataset(args.path, format=args.format, vocabulary=args.vocabulary)
     if not isinstance(ds, ClassificationSet):
@@ -97,6 +99,13 @@ def _split(args: argparse.Namespace) -> int:
     if not ds.samples:
         raise DatasetError(f"{args.path} holds no usable labelled images")
     keys, labels = [s.path for s in ds.samples], ds.labels()
+    if args.kfold and (args.val is not None or args.test is not None):
+        raise HemascopeError("--kfold writes folds only (each is the test set once; `train "
+                             "classifier --cv` carves val from the rest): drop --val/--test")
+    args.val = 0.1 if args.val is None else args.val
+    args.test = 0.2 if args.test is None else args.test
+    if not args.kfold and args.val + args.test >= 1:
+        raise HemascopeError("--val plus --test must be below 1")
     if args.kfold:
         assignments = stratified_kfold(keys, labels, k=args.kfold, seed=args.seed)
         method, params = "kfold", {"k": args.kfold}

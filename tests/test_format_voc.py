@@ -97,6 +97,7 @@ def _messy_folder(root: Path) -> None:
     write_voc(_images()[:2], root)
     _write_pixels(root / "JPEGImages", ["a.jpg", "lonely.jpg"])  # b.jpg is missing
     (root / "Annotations" / "broken.xml").write_text(_xml(OBJ)[:50])
+    _write_pixels(root / "JPEGImages", ["broken.jpg"])  # annotated, by a broken XML: one problem
     (root / "Annotations" / "tiny.xml").write_text(
         _xml(OBJ.replace("<xmax>10</xmax>", "<xmax>1</xmax>")).replace("a.jpg", "tiny.jpg"))
     _write_pixels(root / "JPEGImages", ["tiny.jpg"])

@@ -256,6 +256,8 @@ def _read_part(root: Path, ann_dir: Path, img_dir: Path | None, split: str | Non
             ann = parse_voc_xml(xml, path_hint=where)
         except AnnotationError as e:
             record(problems, Problem(where, "malformed_annotation", e.reason), strict=strict)
+            if xml.stem in by_stem:  # its image has an XML, only a broken one: said above
+                used.add(by_stem[xml.stem])
             continue
         named = PurePosixPath(ann.file_name.replace("\\", "/")).name
         image = by_name.get(named) or by_stem.get(xml.stem) or by_stem.get(Path(named).stem)

@@ -73,6 +73,15 @@ def test_no_command_writes_over_a_file_it_read(tmp_path, tiny_model):
     assert main(["evaluate", "classifier", "--data", str(table), "--model", str(tiny_model),
                  "--json", str(table)]) == 1
     assert table.read_text() == "path,label\ncell.png,monocyte\n"
+    for n in range(3):  # images that adapt reads through the decoded-image cache
+        write_image(tmp_path / "lab" / f"c{n}.png", make_cell("monocyte", seed=n, size=64).image)
+    target = tmp_path / "lab" / "c0.png"
+    kept = target.read_bytes()
+    assert main(["adapt", "bn", "--target", str(tmp_path / "lab"), "--base", str(tiny_model),
+                 "--out", str(tmp_path / "bn0")]) == 0  # fills the cache: the next run decodes nothing
+    assert main(["adapt", "bn", "--target", str(tmp_path / "lab"), "--base", str(tiny_model),
+                 "--out", str(tmp_path / "bn"), "--json", str(target)]) == 1
+    assert target.read_bytes() == kept
 
 
 def test_diverged_weights_are_not_saved(tmp_path):

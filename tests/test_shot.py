@@ -55,6 +55,8 @@ def test_shots_make_source_free_adaptation_semi_supervised(tiny_model, shifted):
     empty = adapt_source_free(target, base, ShotConfig(**FAST),
                               shots=(target.images[:0], np.zeros(0, np.int64)))
     assert torch.equal(plain.model.embedding[0].weight, empty.model.embedding[0].weight)
+    one = adapt_source_free(target, base, ShotConfig(**FAST), shots=(target.images[:1], np.array([0])))
+    assert not torch.equal(plain.model.embedding[0].weight, one.model.embedding[0].weight)  # one shot trains
 
 
 def test_source_free_adaptation_keeps_head_and_is_seeded(tiny_model, shifted):

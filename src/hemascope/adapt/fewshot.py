@@ -300,15 +300,6 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                 f"macro-F1 {head_only.macro_f1:.4f}")
     out = Path(run_dir) if run_dir else None
     if out is not None:
-        write_text(out / "shots.txt", "\n".join(shots) + "\n")
-        if report is not None:
-            write_json(out / "metrics.json", report.to_dict())
-        else:  # an earlier run's score must not pass for this one's
-            (out / "metrics.json").unlink(missing_ok=True)
-        write_text(out / "predictions.csv",
-                   predictions_csv(keys, labels, target.classes, is_shot, scores[0]))
-        if trials:
-            write_json(out / "tuning.json", {"best": cfg.to_dict(), "trials": trials})
         metrics = {}
         if report is not None:
             metrics["test"] = report.to_dict()
@@ -323,7 +314,16 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                   "metrics": metrics}
         if cfg.mode == "scratch":
             config["training"]["base"] = None
-        save_artifact(out / "model", model, config)
+        save_artifact(out / "model", model, config)  # first: a diverged run writes nothing
+        write_text(out / "shots.txt", "\n".join(shots) + "\n")
+        if report is not None:
+            write_json(out / "metrics.json", report.to_dict())
+        else:  # an earlier run's score must not pass for this one's
+            (out / "metrics.json").unlink(missing_ok=True)
+        write_text(out / "predictions.csv",
+                   predictions_csv(keys, labels, target.classes, is_shot, scores[0]))
+        if trials:
+            write_json(out / "tuning.json", {"best": cfg.to_dict(), "trials": trials})
     log(f"{cfg.mode}/{cfg.stain} K={len(shots)} seed={cfg.seed}: " + (
         f"accuracy {report.accuracy:.4f} macro-F1 {report.macro_f1:.4f}" if report is not None
         else f"{int((~is_shot).sum())} unlabelled images labelled, no labelled image left to score"))

@@ -190,7 +190,8 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
             ce = F.cross_entropy(out, labels[idx])
             loss = im + cfg.pseudo_weight * ce
             if shots is not None:
-                si = torch.randint(0, len(shots[1]), (min(bs, len(shots[1])),), generator=gen).numpy()
+                # at least two (drawn with replacement): batch norm cannot train on one
+                si = torch.randint(0, len(shots[1]), (max(2, min(bs, len(shots[1]))),), generator=gen).numpy()
                 sx = to_batch(shots[0][si], mean, std, aug=cfg.augment, generator=gen)
                 loss = loss + F.cross_entropy(model(sx), torch.from_numpy(shots[1][si]),
                                               label_smoothing=0.1)

@@ -25,7 +25,7 @@ def number(kind: type = int, low: float | None = None, high: float | None = None
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"expected {'an integer' if kind is int else 'a number'}, got {text!r}") from None
-        if (v != v or (low is not None and (v <= low if low_open else v < low))
+        if (v != v or v in (float("inf"), float("-inf")) or (low is not None and (v <= low if low_open else v < low))
                 or (high is not None and (v >= high if high_open else v > high))):
             lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low}"
             hi = "inf)" if high is None else f"{high}" + (")" if high_open else "]")

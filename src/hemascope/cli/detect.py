@@ -94,6 +94,8 @@ def _detect(args: argparse.Namespace) -> int:
         inst = tuple(Instance(label=classes[int(lab) - 1], box=tuple(float(v) for v in b),
                               score=float(s)) for b, s, lab in zip(d.boxes, d.scores, d.labels))
         images.append(ImageAnnotation(str(path), img.shape[1], img.shape[0], inst))
+    if not images:  # nothing to write: no empty results file
+        return finish_batch(errors, 0)
     emit_json(to_coco_results(images, classes), args.out)
     count_from = {c: max(args.score_thresh, (det.config.get("count_thresholds") or {}).get(c, 0.0))
                   for c in classes}

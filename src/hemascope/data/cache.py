@@ -62,9 +62,17 @@ def _decode(args: tuple[str, int]) -> tuple[np.ndarray | None, str | None]:
         return None, e.reason
 
 
+def _note_inputs(paths: Sequence[str | Path]) -> None:
+    from hemascope.io.atomic import note_input
+
+    for p in paths:
+        note_input(p)
+
+
 def decode_images(paths: Sequence[str | Path], size: int, *, workers: int = 2,
                   progress=None) -> CachedImages:
     """Decode and resize ``paths`` (no disk cache); unreadable files are reported."""
+    _note_inputs(paths)
     out = np.zeros((len(paths), size, size, 3), np.uint8)
     ok = np.zeros(len(paths), bool)
     errors: dict[str, str] = {}
@@ -94,6 +102,7 @@ def load_cached(paths: Sequence[str | Path], size: int, *, workers: int = 2,
                 use_disk: bool = True, progress=None) -> CachedImages:
     """Like :func:`decode_images` but reuses (or writes) the on-disk cache."""
     paths = [Path(p) for p in paths]
+    _note_inputs(paths)  # read from the cache or by worker processes: still this command's inputs
     if not use_disk:
         return decode_images(paths, size, workers=workers, progress=progress)
     folder = cache_dir() / "images"

@@ -55,7 +55,7 @@ def check_options(cfg: Any) -> None:
         if f.name not in _RANGES or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         low, high, low_open, high_open = _RANGES[f.name]
-        bad = (math.isnan(value) or (low is not None and (value <= low if low_open else value < low))
+        bad = (not math.isfinite(value) or (low is not None and (value <= low if low_open else value < low))
                or (high is not None and (value >= high if high_open else value > high)))
         if bad:
             lo = "" if low is None else ("(" if low_open else "[") + f"{low}"

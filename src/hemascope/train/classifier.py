@@ -149,15 +149,15 @@ def train_classifier(ds: ClassificationSet, cfg: ClassifierTrainConfig, out_dir:
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     cfg = dataclasses.replace(cfg)  # --fit-to-time may shorten its epochs
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     torch.manual_seed(cfg.seed)
     dev = resolve_device(cfg.device)
     t0 = time.time()
     split = prepare_split(ds, cfg, split)
+    td = prepare_data(ds, cfg, split, log=log)  # before anything is written: it checks the split
+    out.mkdir(parents=True, exist_ok=True)
     save_split(out / SPLIT, split)
-    td = prepare_data(ds, cfg, split, log=log)
     classes, data, mean, std = td.classes, td.data, td.mean, td.std
     x_train, y_train = data["train"]
     style = training_style(x_train, seed=cfg.seed)

@@ -69,6 +69,16 @@ def test_fresh_run_in_used_folder_starts_a_fresh_history(synthetic_cells, tmp_pa
     assert [r["epoch"] for r in rows] == [1, 2, 3] and "train_loss" in rows[2]
 
 
+def test_a_label_table_with_images_elsewhere(tiny_model, synthetic_cells, tmp_path):
+    rows = [f"{p.relative_to(synthetic_cells)},{p.parent.name}"
+            for p in sorted(synthetic_cells.rglob("*.png"))[:6]]
+    (tmp_path / "t.csv").write_text("path,label\n" + "\n".join(rows) + "\n")
+    out = tmp_path / "m.json"
+    assert main(["evaluate", "classifier", "--data", str(tmp_path / "t.csv"), "--images",
+                 str(synthetic_cells), "--model", str(tiny_model), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["n_images"] == 6
+
+
 def test_a_class_folder_the_taxonomy_does_not_know_is_an_error(synthetic_cells, tmp_path, capsys):
     data = tmp_path / "data"
     shutil.copytree(synthetic_cells, data)

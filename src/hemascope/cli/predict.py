@@ -39,6 +39,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     ec.add_argument("--model", default="default", help="model folder or 'default'")
     ec.add_argument("--data", required=True, help="labelled single-cell data set")
     ec.add_argument("--format", default="auto", choices=FORMATS, help="layout of --data")
+    ec.add_argument("--images", default=None, metavar="DIR",
+                    help="folder the image paths of a label table are relative to (default: "
+                         "found beside the table)")
     ec.add_argument("--split", default=None, choices=("train", "val", "test"),
                     help="only the images of this part of the model's recorded split")
     ec.add_argument("--bootstrap", type=number(int, 0), default=1000, help="bootstrap resamples for CIs")
@@ -137,7 +140,12 @@ def _evaluate_classifier(args: argparse.Namespace) -> int:
     from hemascope.evaluate.classifier import evaluate_classifier
     from hemascope.io.atomic import atomic_write
 
-    ev = evaluate_classifier(args.data, model=args.model, split=args.split, format=args.format,
+    data = args.data
+    if args.images:
+        from hemascope.data import load_dataset
+
+        data = load_dataset(args.data, format=args.format, image_root=args.images)
+    ev = evaluate_classifier(data, model=args.model, split=args.split, format=args.format,
                              n_bootstrap=args.bootstrap, tta=args.tta,
                              progress=lambda it: progress(it, desc="evaluating"))
     rep = ev.report

@@ -37,6 +37,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     clf.add_argument("--data", required=True, help="labelled single-cell data set")
     clf.add_argument("--out", required=True, help="run / model folder to write")
     clf.add_argument("--format", default="auto", choices=FORMATS, help="layout of --data")
+    clf.add_argument("--images", default=None, metavar="DIR",
+                     help="folder the image paths of a label table are relative to (default: "
+                          "found beside the table)")
     clf.add_argument("--vocabulary", default=None, choices=taxonomy.vocabularies(),
                      help="map labels into this vocabulary (None keeps the data's classes)")
     clf.add_argument("--split", default=None,
@@ -345,7 +348,8 @@ def _classifier(args: argparse.Namespace) -> int:
 
     check_output_folder(args.out, not_inside=[args.data])
 
-    ds = load_dataset(args.data, format=args.format, vocabulary=args.vocabulary)
+    ds = load_dataset(args.data, format=args.format, vocabulary=args.vocabulary,
+                      image_root=args.images)
     if not isinstance(ds, ClassificationSet):
         raise DatasetError("train classifier needs a single-cell set (class folders or label table)")
     refuse_unknown_labels(ds)

@@ -380,7 +380,8 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
 
 
 def input_files(paths: Iterable[str | Path], out: Path) -> list[Path]:
-    """The images to analyse: files as given, folders searched recursively.
+    """The images to analyse: files as given, folders searched recursively
+    (:func:`hemascope.classify.expand_paths`).
 
     Left out: anything inside ``out``, and inside the output folder of an earlier run
     (a folder with a hemascope run ``manifest.json``) found below a folder given here.
@@ -388,21 +389,14 @@ def input_files(paths: Iterable[str | Path], out: Path) -> list[Path]:
     Raises:
         HemascopeError: a path that does not exist, or no image at all.
     """
-    from hemascope.io.image import is_image_file
+    from hemascope.classify import expand_paths
 
-    files: list[Path] = []
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
-    for p in paths:
-        if not p.exists():
-            raise HemascopeError(f"no such file or folder: {p}")
-        if not p.is_dir():
-            files.append(p)
-            continue
-        runs: dict[Path, bool] = {}
-        for f in sorted(p.rglob("*")):
-            if f.is_file() and is_image_file(f) and not _in_run_below(f, p, runs):
-                files.append(f)
-    files = [f for f in files if not _inside(f, out)]
+    tops = [p.resolve() for p in paths if p.is_dir()]
+    runs: dict[Path, bool] = {}
+    files = [f for f in expand_paths(paths) if not _inside(f, out)
+             and not any(_in_run_below(f.resolve(), top, runs) for top in tops
+                         if top in f.resolve().parents)]
     if not files:
         raise HemascopeError("no images found in " + ", ".join(map(str, paths))
                              + f" (outside the output folder {out})")

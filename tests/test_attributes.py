@@ -203,7 +203,7 @@ def test_gradcam_on_an_attribute_head(att_model, tmp_path):
                  "--attribute", "hair_colour", "--out", str(tmp_path / "cam")]) == 1
 
 
-def test_concept_bottleneck_fit_save_explain_intervene(wbcatt, att_model, tmp_path):
+def test_concept_bottleneck_fit_save_explain_intervene(wbcatt, att_model, tmp_path, capsys):
     out = tmp_path / "cbm"
     assert main(["train", "concepts", "--attributes", str(att_model), "--data",
                  str(wbcatt / "wbcatt"), "--images", str(wbcatt / "pbc"), "--out", str(out),
@@ -223,6 +223,13 @@ def test_concept_bottleneck_fit_save_explain_intervene(wbcatt, att_model, tmp_pa
     assert sum(after["probabilities"].values()) == pytest.approx(1.0)
     assert main(["explain", "concepts", str(tmp_path / "c.png"), "--concepts", str(out),
                  "--set", "nucleus_shape=square"]) == 1
+    assert main(["explain", "concepts", str(tmp_path / "c.png"), "--concepts", str(out),
+                 "--set", "Nucleus Shape=Segmented-Multilobed", "--json", str(tmp_path / "y.json")]) == 0
+    again = json.loads((tmp_path / "y.json").read_text())["cells"][0]["after_intervention"]
+    assert again == after  # matched whatever the case and spacing
+    assert main(["explain", "concepts", str(tmp_path / "c.png"), "--concepts", str(out),
+                 "--set", "nucleus_shape=irregular", "--set", "nucleus_shape=segmented-multilobed"]) == 1
+    assert "twice" in capsys.readouterr().err
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "concepts.json").write_text("{not json")
     assert main(["explain", "concepts", str(tmp_path / "c.png"), "--concepts",

@@ -160,11 +160,16 @@ def _concepts(args: argparse.Namespace) -> int:
     attrs = cm.attributes.model.attributes
     edits = []
     for item in args.set:
-        name, _, value = item.partition("=")
+        raw_name, _, raw_value = item.partition("=")
+        # names and values as the model spells them, whatever the case and spacing typed
+        name = next((a for a in attrs if _fold(a) == _fold(raw_name)), raw_name)
+        value = next((v for v in attrs.get(name, ()) if _fold(v) == _fold(raw_value)), raw_value)
         if name not in attrs or value not in attrs[name]:
             raise HemascopeError(f"--set {item!r}: expected ATTRIBUTE=VALUE with one of "
                                  f"{', '.join(attrs)}" + (f"; {name} takes {', '.join(attrs[name])}"
                                                            if name in attrs else ""))
+        if any(name == n for n, _ in edits):
+            raise HemascopeError(f"--set names {name} twice: give one value per attribute")
         edits.append((name, value))
     files = expand_paths(args.paths)
     rows, errors = [], {}
@@ -257,3 +262,8 @@ def _gradcam(args: argparse.Namespace) -> int:
         for r in rows:
             print(f"{r['path']}\t{r['class']}\t{r['probability']:.3f}\t{r['overlay']}")
     return finish_batch(errors, len(rows))
+
+
+def _fold(text: str) -> str:
+    """``Nucleus Shape`` -> ``nucleus_shape``: how names typed on a command line are matched."""
+    return "_".join(text.strip().lower().replace("-", " ").replace("_", " ").split())

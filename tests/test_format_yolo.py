@@ -129,13 +129,15 @@ def test_scan_reports_problems_and_keeps_the_rest(tmp_path: Path) -> None:
     _dataset(tmp_path, {"good": "0 0.5 0.5 0.2 0.2\n\n", "mixed": "1 0.5 0.5 0.2 0.2\n5 0 0 0 0\n",
                         "none": None, "empty": ""})
     (tmp_path / "images/train/broken.jpg").write_bytes(b"not a jpeg")
+    (tmp_path / "labels/train/ghost.txt").write_text("0 0.5 0.5 0.2 0.2\n")  # no image
     ds = read_yolo(tmp_path / "data.yaml")
     counts = {im.file_name: [i.label for i in im.instances] for im in ds.images}
     assert counts == {"images/train/empty.png": [], "images/train/good.png": ["a"],
                       "images/train/mixed.png": ["b"], "images/train/none.png": []}
     assert [(p.kind, p.path) for p in ds.problems] == [
         ("unreadable_image", "images/train/broken.jpg"),
-        ("malformed_annotation", "labels/train/mixed.txt")]
+        ("malformed_annotation", "labels/train/mixed.txt"),
+        ("missing_image", "labels/train/ghost.txt")]
     assert ds.problems[1].message.startswith("line 2: class id 5")
 
 

@@ -75,6 +75,13 @@ def read_yolo(source: str | Path, *, strict: bool = False) -> DetectionSet:
             ann = _read_image(image, root, names, split, problems, strict=strict)
             if ann is not None:
                 images.append(ann)
+    used = {label_path(image).resolve() for image in seen}
+    for folder in sorted({label.parent for label in used}):  # label files nobody's image owns
+        for label in sorted(folder.glob("*.txt")):
+            if label.resolve() not in used:
+                record(problems, Problem(_rel(label, root), "missing_image",
+                                        "label file without an image of the same name"),
+                      strict=strict)
     return DetectionSet(images=images, classes=names, image_root=str(root), problems=problems,
                         format="yolo")
 

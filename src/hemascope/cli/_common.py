@@ -56,20 +56,15 @@ def output_stems(files: Sequence[Path]) -> dict[Path, str]:
     repeat (``a/x.jpg``, ``b/x.jpg``, ``a/x.png``), its path below the inputs' common folder
     with the suffix kept (``a__x_jpg``), so that no output overwrites another."""
     import os
-    import re
     from collections import Counter
+
+    from hemascope.pipeline.analyzer import image_key
 
     counts = Counter(f.stem for f in files)
     root = Path(os.path.commonpath([str(f.resolve().parent) for f in files])) if files else Path()
     out, used = {}, set()
     for f in files:
-        stem = f.stem
-        if counts[stem] > 1:
-            try:
-                rel = f.resolve().relative_to(root)
-            except ValueError:
-                rel = Path(f.name)
-            stem = re.sub(r"[^A-Za-z0-9._-]+", "_", "__".join(rel.parts).replace(".", "_"))
+        stem = f.stem if counts[f.stem] == 1 else image_key(f, root, keep_suffix=True)
         base, n = stem, 1
         while stem in used:
             n += 1

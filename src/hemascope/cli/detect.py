@@ -74,8 +74,7 @@ def _model_options(p: argparse.ArgumentParser, *, multiple: bool = False) -> Non
 def _detect(args: argparse.Namespace) -> int:
     from hemascope.classify import expand_paths
     from hemascope.detect.ensemble import Detections
-    from hemascope.detect.predict import load_detector
-    from hemascope.detect.predict import predict_ensemble
+    from hemascope.detect.predict import counted, load_detector, predict_ensemble
     from hemascope.io.annotations import ImageAnnotation, Instance
     from hemascope.io.atomic import guard_inputs
     from hemascope.io.coco import to_coco_results
@@ -83,12 +82,13 @@ def _detect(args: argparse.Namespace) -> int:
     guard_inputs(args.out, expand_paths(args.paths))
     det = load_detector(args.model)
     classes = det.classes
-    images, errors = [], {}
+    images, errors, tallies = [], {}, []
     for path, img, err in iter_images(args.paths, desc="detecting"):
         if err is not None:
             errors[str(path)] = err
             continue
         d = predict_ensemble([det], img, fusion=args.fusion, scale=args.scale, views=args.tta)
+        tallies.append(counted(det, d, at_least=args.score_thresh))
         keep = d.scores >= args.score_thresh
         d = Detections(d.boxes[keep], d.scores[keep], d.labels[keep])
         inst = tuple(Instance(label=classes[int(lab) - 1], box=tuple(float(v) for v in b),
@@ -97,11 +97,8 @@ def _detect(args: argparse.Namespace) -> int:
     if not images:  # nothing to write: no empty results file
         return finish_batch(errors, 0)
     emit_json(to_coco_results(images, classes), args.out)
-    count_from = {c: max(args.score_thresh, (det.config.get("count_thresholds") or {}).get(c, 0.0))
-                  for c in classes}
-    for im in images:
-        counts = {c: sum(1 for i in im.instances if i.label == c and i.score >= count_from[c])
-                  for c in classes}
+    for im, n in zip(images, tallies):
+        counts = {c: int((n.labels == k + 1).sum()) for k, c in enumerate(classes)}
         print(f"{im.file_name}\t" + "\t".join(f"{c} {n}" for c, n in counts.items()))
     return finish_batch(errors, len(images))
 

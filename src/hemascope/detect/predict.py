@@ -93,6 +93,15 @@ def detect_field(det: LoadedDetector, image: np.ndarray, *, scale: float | str =
     return out
 
 
+def counted(det: LoadedDetector, d: Detections, *, at_least: float = 0.0) -> Detections:
+    """The boxes that count: at or above the model's per-class counting threshold (tuned
+    on validation, ``config["count_thresholds"]``; 0.5 where it has none) and ``at_least``."""
+    thr = det.config.get("count_thresholds") or {}
+    cut = np.array([max(at_least, thr.get(det.classes[int(lab) - 1], 0.5)) for lab in d.labels])
+    keep = d.scores >= cut if len(d) else np.zeros(0, bool)
+    return Detections(d.boxes[keep], d.scores[keep], d.labels[keep])
+
+
 def detect_fields(det: LoadedDetector, images: Sequence[np.ndarray], **kw) -> list[Detections]:
     return [detect_field(det, im, **kw) for im in images]
 

@@ -68,13 +68,14 @@ class AnalysisResult:
         return counts(self.cells)
 
 
-def image_key(path: Path, root: Path) -> str:
-    """A file-name-safe key, unique within a run: the path below ``root``, without suffix."""
+def image_key(path: Path, root: Path, *, keep_suffix: bool = False) -> str:
+    """A file-name-safe key, unique within a run: the path below ``root``, without suffix
+    (``keep_suffix``: with it, its dot made ``_``, so ``x.jpg`` and ``x.png`` differ)."""
     try:
         rel = path.resolve().relative_to(root)
     except ValueError:
         rel = Path(path.name)
-    text = "__".join(rel.with_suffix("").parts)
+    text = "__".join(rel.parts).replace(".", "_") if keep_suffix else "__".join(rel.with_suffix("").parts)
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text) or "image"
 
 
@@ -196,8 +197,10 @@ class Analyzer:
             boxes = [(0.0, 0.0, float(w), float(h))]
             kinds, scores = ["WBC"], [1.0]
         else:
+            from hemascope.detect.predict import counted
+
             d = self.detector
-            det = _keep_counted(d, _detect(d, image, self.options.scale, self.options.detector_tta))
+            det = counted(d, _detect(d, image, self.options.scale, self.options.detector_tta))
             boxes = [tuple(float(v) for v in b) for b in det.boxes]
             kinds = [d.classes[int(lab) - 1] for lab in det.labels]
             scores = [float(s) for s in det.scores]
@@ -277,16 +280,6 @@ def _detect(det, image, scale, views: int = 1):
     from hemascope.detect.predict import predict_ensemble
 
     return predict_ensemble([det], image, fusion="wbf", scale=scale, views=views)
-
-
-def _keep_counted(det, d):
-    """Boxes above the per-class counting threshold tuned on validation (config)."""
-    from hemascope.detect.ensemble import Detections
-
-    thr = det.config.get("count_thresholds") or {}
-    cut = np.array([thr.get(det.classes[int(lab) - 1], 0.5) for lab in d.labels])
-    keep = d.scores >= cut if len(d) else np.zeros(0, bool)
-    return Detections(d.boxes[keep], d.scores[keep], d.labels[keep])
 
 
 def _outline(image: np.ndarray, box, *, whole: bool):
@@ -394,9 +387,13 @@ def input_files(paths: Iterable[str | Path], out: Path) -> list[Path]:
     paths = [Path(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
     tops = [p.resolve() for p in paths if p.is_dir()]
     runs: dict[Path, bool] = {}
-    files = [f for f in expand_paths(paths) if not _inside(f, out)
-             and not any(_in_run_below(f.resolve(), top, runs) for top in tops
-                         if top in f.resolve().parents)]
+    files = []
+    for f in expand_paths(paths):
+        real = f.resolve()
+        if out in real.parents or any(top in real.parents and _in_run_below(real, top, runs)
+                                      for top in tops):
+            continue
+        files.append(f)
     if not files:
         raise HemascopeError("no images found in " + ", ".join(map(str, paths))
                              + f" (outside the output folder {out})")
@@ -415,11 +412,3 @@ def _in_run_below(f: Path, top: Path, cache: dict[Path, bool]) -> bool:
         if cache[d]:
             return True
     return False
-
-
-def _inside(path: Path, folder: Path) -> bool:
-    try:
-        path.resolve().relative_to(folder)
-        return True
-    except ValueError:
-        return False

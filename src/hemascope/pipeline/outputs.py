@@ -207,7 +207,7 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
 
 
 def write_run_outputs(out: Path, result, analyzer, *, files: Sequence[Path],
-                      fingerprint: dict[str, Any] | None = None) -> None:
+                      fingerprint: dict[str, Any]) -> None:
     from hemascope.io.coco import to_coco_dict
     from hemascope.io.cvat import cvat_xml
 
@@ -221,9 +221,7 @@ def write_run_outputs(out: Path, result, analyzer, *, files: Sequence[Path],
     write_json(out / "coco.json", to_coco_dict(anns, classes))
     with atomic_write(out / "cvat.xml") as fh:
         fh.write(cvat_xml(anns, classes))
-    manifest = run_manifest(result, analyzer, files)
-    if fingerprint is not None:
-        manifest["fingerprint"] = fingerprint
+    manifest = {**run_manifest(result, analyzer, files), "fingerprint": fingerprint}
     write_json(out / "manifest.json", manifest)
     from hemascope.pipeline.html import render_report
 

@@ -61,8 +61,7 @@ def check_options(cfg: Any) -> None:
             lo = "" if low is None else ("(" if low_open else "[") + f"{low}"
             hi = "inf)" if high is None else f"{high}" + (")" if high_open else "]")
             raise HemascopeError(f"{flag} must be in {lo}, {hi} (got {value})")
-    if "min_sizes" in {f.name for f in fields(cfg)} and (
-            not cfg.min_sizes or min(cfg.min_sizes) < 16):
+    if hasattr(cfg, "min_sizes") and (not cfg.min_sizes or min(cfg.min_sizes) < 16):
         raise HemascopeError("--min-sizes needs one or more sizes of at least 16 px")
     if hasattr(cfg, "test_fraction") and cfg.val_fraction + cfg.test_fraction >= 1:
         raise HemascopeError("--val-fraction plus --test-fraction must be below 1")

@@ -224,3 +224,109 @@ def test_helpers():
     from pathlib import Path
 
     assert image_key(Path("/x/a b/c.png"), Path("/x")) == "a_b__c"
+
+
+def _shifted_cells(folder, n, *, start=0):
+    """Synthetic cells of another "lab": a colour cast the tiny model never saw."""
+    kinds = ("eosinophil", "lymphocyte", "monocyte", "neutrophil")
+    for i in range(start, start + n):
+        img = make_cell(kinds[i % 4], seed=200 + i, size=48).image.astype(np.int16)
+        img[..., 0] -= 40
+        img[..., 2] += 30
+        write_image(folder / f"c{i:02d}.png", np.clip(img, 0, 255).astype(np.uint8))
+
+
+def test_adapt_bn_to_the_runs_own_cells(tmp_path, tiny_model):
+    """--adapt bn re-estimates the classifier's batch-norm statistics on the run's cells,
+    saves the adapted model, types the cells with it and records it in the manifest."""
+    from hemascope.models.artifact import load_classifier
+
+    src = tmp_path / "in"
+    _shifted_cells(src, 20)
+    before = {p: p.read_bytes() for p in src.iterdir()}
+    out = tmp_path / "out"
+    assert main(["analyze", str(src), "--out", str(out), "--classifier", str(tiny_model),
+                 "--mode", "cells", "--adapt", "bn", "--no-overlays"]) == 0
+    assert {p: p.read_bytes() for p in src.iterdir()} == before
+    adapted = load_classifier(out / "adapted_classifier")
+    base = load_classifier(tiny_model)
+    stats = [k for k in base.model.state_dict() if k.endswith("running_mean")]
+    assert stats and any(not np.allclose(base.model.state_dict()[k], adapted.model.state_dict()[k])
+                         for k in stats)
+    made = adapted.config["training"]["analyze_adaptation"]
+    assert made["method"] == "bn" and len(made["inputs_sha256"]) == 64
+    manifest = json.loads((out / "manifest.json").read_text())
+    fp = manifest["fingerprint"]
+    assert fp["options"]["adapt"] == "bn"
+    assert fp["models"]["classifier"] == adapted.config["weights_sha256"] != base.config["weights_sha256"]
+    assert "adapt" in manifest["seconds"]
+    # the cells are typed by the adapted model: same probabilities as classifying them with it
+    from hemascope.classify import predict_arrays
+    from hemascope.io.image import read_image
+
+    saved = json.loads((out / "images" / "c03.json").read_text())["cells"][0]
+    p = predict_arrays(adapted, [read_image(src / "c03.png")])[0]
+    assert saved["label"] == adapted.classes[int(p.argmax())]
+    assert saved["probability"] == pytest.approx(float(p.max()), abs=1e-3)
+
+
+def test_adapt_shot_within_classes_and_resume(tmp_path, tiny_model):
+    """SHOT spreads the cells over --classes only; a resumed run with the same inputs
+    re-uses the adapted model, and one with other inputs is refused before anything changes."""
+    from hemascope.errors import HemascopeError
+
+    src = tmp_path / "in"
+    _shifted_cells(src, 20)
+    out = tmp_path / "out"
+    first = analyze(src, out_dir=out, classifier=tiny_model, mode="cells", adapt="shot",
+                    classes=["Lymphocyte", "neutrophil"], overlays=False)
+    cfg = json.loads((out / "adapted_classifier" / "config.json").read_text())
+    assert cfg["classes"] == ["lymphocyte", "neutrophil"]
+    assert {c.label for r in first.images for c in r.cells} <= {"lymphocyte", "neutrophil"}
+    weights = (out / "adapted_classifier" / "model.safetensors").read_bytes()
+    (out / "images" / "c05.json").unlink()
+    said = []
+    again = analyze(src, out_dir=out, classifier=tiny_model, mode="cells", adapt="shot",
+                    classes=["Lymphocyte", "neutrophil"], overlays=False, resume=True, log=said.append)
+    assert again.resumed == 19 and not said  # nothing adapted again
+    assert (out / "adapted_classifier" / "model.safetensors").read_bytes() == weights
+    assert again.differential() == first.differential()
+    _shifted_cells(src, 1, start=20)
+    results = sorted(p.name for p in (out / "images").iterdir())
+    with pytest.raises(HemascopeError, match="adapted to other input files"):
+        analyze(src, out_dir=out, classifier=tiny_model, mode="cells", adapt="shot",
+                classes=["lymphocyte", "neutrophil"], overlays=False, resume=True)
+    assert (out / "adapted_classifier" / "model.safetensors").read_bytes() == weights
+    assert sorted(p.name for p in (out / "images").iterdir()) == results
+
+
+def test_adapt_reuses_the_detections_of_fields(tmp_path, detector_dir, tiny_model, truth_detector):
+    _smears(tmp_path / "in", truth_detector, n=8)  # 2 white cells each
+    r = analyze(tmp_path / "in", out_dir=tmp_path / "out", detector=detector_dir,
+                classifier=tiny_model, adapt="bn", overlays=False)
+    assert len(truth_detector["views"]) == 8  # each field detected once
+    assert sum(c.kind == "WBC" for c in r.cells) == 16
+
+
+def test_adapt_and_classes_clear_errors(tmp_path, tiny_model):
+    from hemascope.errors import HemascopeError
+
+    _shifted_cells(tmp_path / "few", 3)
+    with pytest.raises(HemascopeError, match="at least 16 white cells.*found 3"):
+        analyze(tmp_path / "few", out_dir=tmp_path / "o", classifier=tiny_model, adapt="bn")
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+    assert main(["analyze", str(tmp_path / "few"), "--out", str(tmp_path / "o2"), "--classifier",
+                 str(tiny_model), "--classes", "lymphocyte", "blast"]) == 1
+    assert not (tmp_path / "o2").exists()
+    with pytest.raises(HemascopeError, match="adapt must be one of"):
+        analyze(tmp_path / "few", out_dir=tmp_path / "o3", classifier=tiny_model, adapt="dann")
+    # the adapted model of a run cannot be adapted again into the same folder
+    _shifted_cells(tmp_path / "many", 16)
+    analyze(tmp_path / "many", out_dir=tmp_path / "o4", classifier=tiny_model, adapt="bn")
+    with pytest.raises(HemascopeError, match="is the one this run would adapt"):
+        analyze(tmp_path / "many", out_dir=tmp_path / "o4",
+                classifier=tmp_path / "o4" / "adapted_classifier", adapt="bn")
+    # --classes alone restricts the labels (any spelling the taxonomy knows)
+    r = analyze(tmp_path / "many", out_dir=tmp_path / "o5", classifier=tiny_model,
+                classes=["EOSINOPHIL", "monocyte"])
+    assert {c.label for c in r.cells} <= {"eosinophil", "monocyte"}

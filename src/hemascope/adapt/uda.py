@@ -206,14 +206,16 @@ def adapt_batchnorm(target: TargetData, base: LoadedModel, *, target_labelled: b
 
 
 def save_adapted(result: UdaResult, base: LoadedModel, cfg: UdaConfig, out_dir: str | Path, *,
-                 source: str | None, target: str) -> Path:
+                 source: str | None, target: str, extra: dict | None = None) -> Path:
+    """Write the adapted model with its lineage (``extra``: more keys of ``training``)."""
     settings = None if cfg.method == "bn" else cfg.to_dict()  # AdaBN has none
     config = {**{k: v for k, v in base.config.items() if k not in ("weights_sha256", "format")},
               "classes": result.classes,
               "training": {"base": str(base.path),
                            "adaptation": ADAPTATION_NAMES.get(cfg.method, cfg.method),
                            "source": source, "target": target, "config": settings,
-                           "history": result.history, "wall_time_s": round(result.seconds, 1)},
+                           "history": result.history, "wall_time_s": round(result.seconds, 1),
+                           **(extra or {})},
               "metrics": {"target_before": result.before.to_dict() if result.before else None,
                           "target_after": result.after.to_dict() if result.after else None}}
     return save_artifact(out_dir, result.model, config)

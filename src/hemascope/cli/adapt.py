@@ -375,14 +375,9 @@ def _uda(args: argparse.Namespace) -> int:
 
 def _model_classes(names: list[str], model_classes: list[str]) -> list[str]:
     """``names`` (any spelling the taxonomy knows) as the model's class names, in its order."""
-    from hemascope.errors import HemascopeError
-    from hemascope.evaluate.classifier import map_to_classes
+    from hemascope.pipeline.analyzer import allowed_classes
 
-    mapped = {n: map_to_classes(n, model_classes) for n in names}
-    bad = [n for n, m in mapped.items() if m is None]
-    if bad:
-        raise HemascopeError(f"--classes {bad} are not among the model's classes {model_classes}")
-    return [c for c in model_classes if c in mapped.values()]
+    return [model_classes[i] for i in allowed_classes(names, model_classes)]
 
 
 def _report_uda(args: argparse.Namespace, res) -> int:

@@ -43,6 +43,16 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--detector-tta", type=int, default=1, choices=(1, 2, 4),
                    help="detector test-time augmentation: mirror views of each field, fused "
                         "by weighted boxes fusion (N times the detection time)")
+    p.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                   help="the classes white cells may take, e.g. 'neutrophil lymphocyte monocyte "
+                        "eosinophil basophil' for normal blood (default: all of the classifier's)")
+    p.add_argument("--adapt", default="none", choices=("none", "bn", "shot"),
+                   help="adapt the classifier to this run's own white cells before typing them, "
+                        "with no label (for a lab other than the classifier's): 'bn' re-estimates "
+                        "batch-norm statistics (seconds), 'shot' trains the encoder by SHOT "
+                        "(minutes; give --classes). Needs 16+ white cells; the adapted model is "
+                        "saved in OUT/adapted_classifier")
+    p.add_argument("--adapt-seed", type=int, default=0, help="seed of --adapt")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
     p.add_argument("--resume", action="store_true",
                    help="skip images whose result --out already holds (same file, same models "
@@ -57,14 +67,17 @@ def _progress():
     if sys.stderr.isatty():
         from tqdm import tqdm
 
-        bar = tqdm(unit="img", desc="analysing", leave=False)
+        bars: list = []  # a new bar for each pass over the files (two with --adapt)
 
         def tick(done: int, total: int, file: str) -> None:
+            if not bars:
+                bars.append(tqdm(unit="img", desc="analysing", leave=False))
+            bar = bars[0]
             bar.total = total
             bar.n = done
             bar.refresh()
             if done == total:
-                bar.close()
+                bars.pop().close()
         return tick
 
     def line(done: int, total: int, file: str) -> None:
@@ -82,7 +95,9 @@ def _analyze(args: argparse.Namespace) -> int:
                      stain=args.stain,
                      mode=args.mode, scale=args.scale,
                      review_below=args.review_below, overlays=not args.no_overlays, tta=args.tta,
-                     detector_tta=args.detector_tta, resume=args.resume, progress=_progress())
+                     detector_tta=args.detector_tta, classes=args.classes, adapt=args.adapt,
+                     adapt_seed=args.adapt_seed, resume=args.resume, progress=_progress(),
+                     log=lambda s: print(s, file=sys.stderr, flush=True))
     summary = {"out": str(result.out_dir), "images": len(result.images), "resumed": result.resumed,
                "errors": result.errors, "counts": result.differential(), "seconds": result.seconds}
     if args.json:

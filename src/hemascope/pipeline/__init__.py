@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Sequence
 
 from hemascope.pipeline.analyzer import AnalysisOptions, AnalysisResult, Analyzer
 from hemascope.pipeline.records import CellRecord, ImageResult
@@ -17,8 +17,10 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             stain: str | Path | None = None,
             mode: str = "auto", scale: float | str | None = "auto",
             review_below: float = 0.6, overlays: bool = True, tta: int = 1,
-            detector_tta: int = 1, resume: bool = False,
-            progress: Callable[[int, int, str], None] | None = None) -> AnalysisResult:
+            detector_tta: int = 1, classes: Sequence[str] | None = None, adapt: str = "none",
+            adapt_seed: int = 0, resume: bool = False,
+            progress: Callable[[int, int, str], None] | None = None,
+            log: Callable[[str], None] | None = None) -> AnalysisResult:
     """Analyse images and folders into ``out_dir`` (the Python face of `hemascope analyze`).
 
     Args:
@@ -38,8 +40,16 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
         tta: classifier test-time augmentation views (1, 2, 4 or 8).
         detector_tta: mirror views of each field for the detector (1, 2 or 4), fused by
             weighted boxes fusion (``hemascope.detect.tta``).
+        classes: the classes white cells may take (names the taxonomy knows, e.g. the five
+            leukocyte types of normal blood); default: every class of the classifier.
+        adapt: ``"bn"`` or ``"shot"`` adapt the classifier to the run's own white cells
+            before typing them, with no label (:mod:`hemascope.pipeline.adaptation`; the
+            adapted model is saved in ``out_dir/adapted_classifier``); ``"none"``: as is.
+        adapt_seed: seed of the adaptation (cell sample, SHOT's training).
         resume: skip images whose result is already in ``out_dir``.
-        progress: called as ``progress(done, total, file)``.
+        progress: called as ``progress(done, total, file)`` (twice over the files with
+            ``adapt``: finding the cells to adapt on, then analysing).
+        log: called with a line of text about adaptation.
     """
     from hemascope.pipeline.analyzer import analyze as _run
 
@@ -48,5 +58,7 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
     opts = AnalysisOptions(detector=detector, classifier=classifier, refiner=refiner,
                            attributes=attributes, stain=stain, mode=mode,
                            scale=scale, review_below=review_below, overlays=overlays, tta=tta,
-                           detector_tta=detector_tta)
-    return _run(paths, out_dir=out_dir, options=opts, resume=resume, progress=progress)
+                           detector_tta=detector_tta,
+                           classes=None if classes is None else list(classes), adapt=adapt,
+                           adapt_seed=adapt_seed)
+    return _run(paths, out_dir=out_dir, options=opts, resume=resume, progress=progress, log=log)

@@ -43,9 +43,13 @@ class AnalysisOptions:
     overlays: bool = True
     tta: int = 1
     detector_tta: int = 1
+    classes: Sequence[str] | None = None
+    adapt: str = "none"
+    adapt_seed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (str(v) if isinstance(v, Path) else v) for k, v in self.__dict__.items()}
+        return {k: (str(v) if isinstance(v, Path) else list(v) if isinstance(v, (tuple, list)) else v)
+                for k, v in self.__dict__.items()}
 
 
 @dataclass
@@ -138,6 +142,39 @@ def restrict(probs: np.ndarray, keep: Sequence[int]) -> np.ndarray:
     return out / np.clip(out.sum(1, keepdims=True), 1e-12, None)
 
 
+def allowed_classes(names: Sequence[str] | None, classes: Sequence[str]) -> list[int] | None:
+    """Indices of ``classes`` that ``names`` (any spelling the taxonomy knows) stand for;
+    ``None`` when no names are given (every class is allowed).
+
+    Raises:
+        HemascopeError: a name that is none of ``classes``.
+    """
+    if names is None:
+        return None
+    from hemascope.evaluate.classifier import map_to_classes
+
+    keep, bad = set(), []
+    for name in names:
+        c = name if name in classes else map_to_classes(name, classes)
+        if c is None:
+            bad.append(name)
+        else:
+            keep.add(classes.index(c))
+    if bad or not keep:
+        raise HemascopeError(f"classes {bad or list(names)} are not among the classifier's "
+                             f"classes ({', '.join(classes)})")
+    return sorted(keep)
+
+
+def cell_crops(image: np.ndarray, found: tuple[list, list[str], list[float]],
+               mode: str) -> list[np.ndarray]:
+    """The white cells of ``image`` as the classifier sees them: the whole image in cells
+    mode, a :func:`crop_cell` around each white-cell box on a field."""
+    boxes, kinds, _ = found
+    white = [i for i, k in enumerate(kinds) if is_white_cell(k)]
+    return [image if mode == "cells" else crop_cell(image, boxes[i]) for i in white]
+
+
 def is_white_cell(name: str) -> bool:
     from hemascope.detect.data import _is_under
 
@@ -150,11 +187,14 @@ class Analyzer:
     def __init__(self, options: AnalysisOptions | None = None) -> None:
         from hemascope.models.artifact import load_classifier
 
+        from hemascope.pipeline.adaptation import ADAPTATIONS
+
         self.options = options or AnalysisOptions()
         if self.options.mode not in MODES:
             raise HemascopeError(f"mode must be one of {', '.join(MODES)}")
-        self.classifier = load_classifier(self.options.classifier)
-        self.field_classes = nucleated_classes(self.classifier.classes)
+        if self.options.adapt not in ADAPTATIONS:
+            raise HemascopeError(f"adapt must be one of {', '.join(ADAPTATIONS)}")
+        self.use_classifier(load_classifier(self.options.classifier))
         self.refiner, self.shared = None, {}
         if self.options.refiner:
             self.refiner = load_classifier(self.options.refiner)
@@ -174,6 +214,15 @@ class Analyzer:
 
             self.stain = load_reference(self.options.stain)
 
+    def use_classifier(self, model) -> None:
+        """Type white cells with ``model`` (a loaded classifier), within ``options.classes``."""
+        self.classifier = model
+        self.allowed = allowed_classes(self.options.classes, model.classes)
+        nucleated = nucleated_classes(model.classes)
+        if self.allowed is not None:
+            nucleated = [i for i in nucleated if i in self.allowed] or self.allowed
+        self.field_classes = nucleated
+
     @property
     def detector(self):
         if self._detector is None:
@@ -187,30 +236,34 @@ class Analyzer:
             return self.options.mode
         return "cells" if max(image.shape[:2]) <= CELL_MAX_SIDE else "fields"
 
-    def analyze_image(self, image: np.ndarray, *, file: str = "", key: str = "") -> ImageResult:
-        """All cells of one RGB uint8 image."""
+    def find_cells(self, image: np.ndarray, mode: str) -> tuple[list, list[str], list[float]]:
+        """``(boxes, kinds, scores)`` of the cells of ``image``: the detector's on a field,
+        the whole image as one white cell in cells mode."""
+        if mode == "cells":
+            h, w = image.shape[:2]
+            return [(0.0, 0.0, float(w), float(h))], ["WBC"], [1.0]
+        from hemascope.detect.predict import counted
+
+        d = self.detector
+        det = counted(d, _detect(d, image, self.options.scale, self.options.detector_tta))
+        return ([tuple(float(v) for v in b) for b in det.boxes],
+                [d.classes[int(lab) - 1] for lab in det.labels], [float(s) for s in det.scores])
+
+    def analyze_image(self, image: np.ndarray, *, file: str = "", key: str = "",
+                      found: tuple[list, list[str], list[float]] | None = None) -> ImageResult:
+        """All cells of one RGB uint8 image (``found``: its :meth:`find_cells`, if known)."""
         h, w = image.shape[:2]
         mode = self.mode_of(image)
         sec: dict[str, float] = {}
         t = time.perf_counter()
-        if mode == "cells":
-            boxes = [(0.0, 0.0, float(w), float(h))]
-            kinds, scores = ["WBC"], [1.0]
-        else:
-            from hemascope.detect.predict import counted
-
-            d = self.detector
-            det = counted(d, _detect(d, image, self.options.scale, self.options.detector_tta))
-            boxes = [tuple(float(v) for v in b) for b in det.boxes]
-            kinds = [d.classes[int(lab) - 1] for lab in det.labels]
-            scores = [float(s) for s in det.scores]
+        boxes, kinds, scores = found if found is not None else self.find_cells(image, mode)
         sec["detect"] = time.perf_counter() - t
         white = [i for i, k in enumerate(kinds) if is_white_cell(k)]
         t = time.perf_counter()
-        crops = [image if mode == "cells" else crop_cell(image, boxes[i]) for i in white]
+        crops = cell_crops(image, (boxes, kinds, scores), mode)
         probs = self._classify(crops)
-        if mode == "fields" and len(probs):
-            probs = restrict(probs, self.field_classes)
+        if len(probs) and (mode == "fields" or self.allowed is not None):
+            probs = restrict(probs, self.field_classes if mode == "fields" else self.allowed)
         refined = self._refine(crops, probs) if self.refiner is not None else {}
         sec["classify"] = time.perf_counter() - t
         attrs: list = [None] * len(crops)
@@ -297,7 +350,8 @@ def _outline(image: np.ndarray, box, *, whole: bool):
 
 def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
             options: AnalysisOptions | None = None, resume: bool = False,
-            progress: Callable[[int, int, str], None] | None = None) -> AnalysisResult:
+            progress: Callable[[int, int, str], None] | None = None,
+            log: Callable[[str], None] | None = None) -> AnalysisResult:
     """Analyse images and folders (recursive) into ``out_dir``; see the module doc.
 
     Folders are searched recursively, leaving out the output folder and the output folders
@@ -319,7 +373,14 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
     options = options or AnalysisOptions()
     files = input_files(paths, out)
     analyzer = Analyzer(options)  # models load before anything is written
-    outputs.prepare_out_dir(out)
+    found: dict[str, Any] = {}
+    t_adapt = time.perf_counter()
+    if options.adapt != "none":
+        found = _adapt(analyzer, files, out, resume=resume, progress=progress,
+                       log=log or (lambda s: None))
+    else:
+        outputs.prepare_out_dir(out)
+    t_adapt = time.perf_counter() - t_adapt
     fingerprint = outputs.run_fingerprint(analyzer)
     if resume:
         outputs.check_resumable(out, fingerprint)
@@ -355,7 +416,7 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
             errors[str(f)] = e.reason
             continue
         totals["read"] += time.perf_counter() - t
-        r = analyzer.analyze_image(image, file=str(f), key=key)
+        r = analyzer.analyze_image(image, file=str(f), key=key, found=found.pop(source, None))
         r.source = source
         for k, v in r.seconds.items():
             totals[k] = totals.get(k, 0.0) + v
@@ -367,9 +428,53 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
         progress(len(files), len(files), "")
     result = AnalysisResult(out, results, errors, resumed,
                             {k: round(v, 3) for k, v in totals.items()})
-    result.seconds["total"] = round(time.perf_counter() - t_start, 3)
+    if options.adapt != "none":
+        result.seconds["adapt"] = round(t_adapt, 3)
+    result.seconds["total"] = round(time.perf_counter() - t_start + t_adapt, 3)
     outputs.write_run_outputs(out, result, analyzer, files=files, fingerprint=fingerprint)
     return result
+
+
+def _adapt(analyzer: Analyzer, files: list[Path], out: Path, *, resume: bool,
+           progress: Callable[[int, int, str], None] | None,
+           log: Callable[[str], None]) -> dict[str, Any]:
+    """Adapt ``analyzer``'s classifier to the white cells of ``files``
+    (:mod:`hemascope.pipeline.adaptation`), or, resuming a run of the same inputs, re-use
+    its adapted classifier. Returns the detections made on the way, by absolute path."""
+    from hemascope.pipeline import adaptation, outputs
+
+    opts = analyzer.options
+    base = analyzer.classifier
+    folder = out / adaptation.ADAPTED_DIR
+    digest = adaptation.inputs_digest(files)
+    settings = {"method": opts.adapt, "seed": opts.adapt_seed,
+                "classes": None if opts.classes is None else list(opts.classes),
+                "base_sha256": base.config.get("weights_sha256") or str(base.path)}
+    if resume and (out / "manifest.json").is_file():
+        done = adaptation.reusable(folder, digest, settings)
+        if done is not None:
+            analyzer.use_classifier(done)
+            return {}
+        if (folder / "config.json").is_file():
+            raise HemascopeError(
+                f"cannot resume in {out}: its classifier was adapted to other input files or "
+                "with other settings, and adaptation depends on every input; analyse into a new "
+                "folder, or run without --resume to adapt again and replace the results")
+    if base.path.resolve() == folder.resolve():
+        raise HemascopeError(f"the classifier {base.path} is the one this run would adapt and "
+                             "replace; copy it elsewhere or analyse into another folder")
+    sample = adaptation.collect_white_cells(analyzer, files, seed=opts.adapt_seed,
+                                            progress=progress)
+    adaptation.check_enough(sample, opts.adapt)  # before anything is written
+    classes = adaptation.adaptation_classes(base.classes, analyzer.allowed, sample.modes)
+    outputs.prepare_out_dir(out)
+    log(f"adapting the classifier ({opts.adapt}) to {len(sample.images)} of the run's "
+        f"{sample.n_found} white cells")
+    adapted = adaptation.adapt_to_run(base, sample, method=opts.adapt, classes=classes,
+                                      seed=opts.adapt_seed, out_dir=folder, digest=digest,
+                                      settings=settings, log=log)
+    analyzer.use_classifier(adapted)
+    return sample.found
 
 
 def input_files(paths: Iterable[str | Path], out: Path) -> list[Path]:

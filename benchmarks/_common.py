@@ -130,3 +130,25 @@ def paired_fewshot_runs(args, conditions: dict[str, dict], arms: dict[str, dict]
                 print(f"{name} K={k} seed={seed}: accuracy {first:.3f} -> {second:.3f}", flush=True)
                 runs.append(row)
     return base, target, runs, (time.time() - t0) / 60
+
+
+def paired_fewshot_benchmark(args, conditions: dict[str, dict], arms: dict[str, dict],
+                             labels: tuple[str, str], title: str) -> None:
+    """Run :func:`paired_fewshot_runs` and write ``results/<args.name>``: the paired tables
+    of the transductive labels and of the saved model's head alone, and the seconds."""
+    base, target, runs, minutes = paired_fewshot_runs(args, conditions, arms)
+    table, summary = paired_tables(runs, conditions, args.shots, tuple(arms), labels)
+    head_runs = [{**r, **{a: r[a]["head_only"] for a in arms}} for r in runs]
+    head_table, head_summary = paired_tables(head_runs, conditions, args.shots, tuple(arms), labels)
+    secs = [r[a]["seconds"] for r in runs for a in arms]
+    lines = [f"## {title}: PBC model -> CellaVision "
+             f"({len(target.labels)} cells; test = every non-shot cell; seeds {args.seeds})", "",
+             "### Transductive labels (`--predict propagate`, what metrics.json reports)", "",
+             *table, "", "### The saved model's head alone, on the same cells", "", *head_table,
+             "", f"Seconds per run (2 threads unless said): {min(secs):.0f}-{max(secs):.0f}; "
+             f"{minutes:.0f} min in all."]
+    payload = {"runs": runs, "summary": summary, "head_only_summary": head_summary,
+               "arms": arms, "conditions": conditions, "shots": args.shots, "seeds": args.seeds,
+               "n_target": len(target.labels), "base": str(base.path), "minutes": minutes,
+               "machine": machine()}
+    write_results(args.name, payload, "\n".join(lines) + "\n")

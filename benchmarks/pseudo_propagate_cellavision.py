@@ -25,7 +25,7 @@ Writes results/NAME.{json,md}.
 
 from __future__ import annotations
 
-from _common import fewshot_parser, machine, paired_fewshot_runs, paired_tables, write_results
+from _common import fewshot_parser, paired_fewshot_benchmark
 
 LABELS = ("pseudo-labels from the head", "pseudo-labels from propagation")
 
@@ -42,22 +42,7 @@ def main() -> None:
     conditions = {"hemascope fewshot, otherwise defaults": defaults}
     arms = {"pseudo_head": {"pseudo_from": "head"},
             "pseudo_propagate": {"pseudo_from": "propagate"}}
-    base, target, runs, minutes = paired_fewshot_runs(args, conditions, arms)
-    table, summary = paired_tables(runs, conditions, args.shots, tuple(arms), LABELS)
-    head_runs = [{**r, **{a: r[a]["head_only"] for a in arms}} for r in runs]
-    head_table, head_summary = paired_tables(head_runs, conditions, args.shots, tuple(arms), LABELS)
-    secs = [r[a]["seconds"] for r in runs for a in arms]
-    lines = [f"## Self-training on propagated labels: PBC model -> CellaVision "
-             f"({len(target.labels)} cells; test = every non-shot cell; seeds {args.seeds})", "",
-             "### Transductive labels (`--predict propagate`, what metrics.json reports)", "",
-             *table, "", "### The saved model's head alone, on the same cells", "", *head_table,
-             "", f"Seconds per run (2 threads unless said): {min(secs):.0f}-{max(secs):.0f}; "
-             f"{minutes:.0f} min in all."]
-    payload = {"runs": runs, "summary": summary, "head_only_summary": head_summary,
-               "arms": arms, "conditions": conditions, "shots": args.shots, "seeds": args.seeds,
-               "n_target": len(target.labels), "base": str(base.path), "minutes": minutes,
-               "machine": machine()}
-    write_results(args.name, payload, "\n".join(lines) + "\n")
+    paired_fewshot_benchmark(args, conditions, arms, LABELS, "Self-training on propagated labels")
 
 
 if __name__ == "__main__":

@@ -330,3 +330,22 @@ def test_adapt_and_classes_clear_errors(tmp_path, tiny_model):
     r = analyze(tmp_path / "many", out_dir=tmp_path / "o5", classifier=tiny_model,
                 classes=["EOSINOPHIL", "monocyte"])
     assert {c.label for c in r.cells} <= {"eosinophil", "monocyte"}
+
+
+def test_adaptation_sample_is_bounded_and_seeded(tmp_path, tiny_model):
+    from hemascope.pipeline import Analyzer, AnalysisOptions
+    from hemascope.pipeline.adaptation import collect_white_cells, inputs_digest
+
+    _shifted_cells(tmp_path, 12)
+    files = sorted(tmp_path.glob("*.png"))
+    an = Analyzer(AnalysisOptions(classifier=tiny_model, mode="cells"))
+    a = collect_white_cells(an, files, max_cells=5, seed=1)
+    b = collect_white_cells(an, files, max_cells=5, seed=1)
+    c = collect_white_cells(an, files, max_cells=5, seed=2)
+    assert a.n_found == 12 and a.images.shape == (5, 32, 32, 3) and a.modes == {"cells"}
+    assert np.array_equal(a.images, b.images) and not np.array_equal(a.images, c.images)
+    assert len(a.found) == 12
+    digest = inputs_digest(files)
+    assert digest == inputs_digest(files[::-1])
+    write_image(files[0], make_cell("monocyte", seed=1, size=48).image)  # a changed input
+    assert inputs_digest(files) != digest

@@ -67,7 +67,8 @@ def collect_white_cells(analyzer, files: Sequence[Path], *, max_cells: int = MAX
                         seed: int = 0,
                         progress: Callable[[int, int, str], None] | None = None) -> CellSample:
     """Find the white cells of ``files`` as ``analyzer`` will, keeping a seeded uniform
-    sample of at most ``max_cells`` (reservoir sampling), resized to the classifier's input.
+    sample of at most ``max_cells`` (reservoir sampling), colour-standardised as the
+    analyzer does (``--stain``) and resized to the classifier's input.
 
     Unreadable files are passed over here (the run reports them). The detections are kept
     in ``CellSample.found`` by absolute path for the run to re-use.
@@ -75,6 +76,7 @@ def collect_white_cells(analyzer, files: Sequence[Path], *, max_cells: int = MAX
     from hemascope.data.preprocess import letterbox_resize
     from hemascope.io.image import read_image
     from hemascope.pipeline.analyzer import cell_crops
+    from hemascope.stain import standardize
 
     size = int(analyzer.classifier.config["image_size"])
     rng = np.random.default_rng(seed)
@@ -93,12 +95,15 @@ def collect_white_cells(analyzer, files: Sequence[Path], *, max_cells: int = MAX
         modes.add(mode)
         for crop in cell_crops(image, cells, mode):
             n_found += 1
-            if len(kept) < max_cells:
-                kept.append(letterbox_resize(crop, size))
-            else:
-                j = int(rng.integers(n_found))
-                if j < max_cells:
-                    kept[j] = letterbox_resize(crop, size)
+            j = len(kept) if len(kept) < max_cells else int(rng.integers(n_found))
+            if j < max_cells:
+                if analyzer.stain is not None:  # as the classifier will see it
+                    crop = standardize(crop, reference=analyzer.stain)
+                crop = letterbox_resize(crop, size)
+                if j == len(kept):
+                    kept.append(crop)
+                else:
+                    kept[j] = crop
     if progress:
         progress(len(files), len(files), "")
     images = np.stack(kept) if kept else np.zeros((0, size, size, 3), np.uint8)

@@ -4,9 +4,10 @@ For each image: read it; in *fields* mode detect every cell (tiled when large), 
 white cell out with context, outline it with the classical extraction (HSV threshold,
 watershed) and classify it (after the optional colour standardisation); red cells and
 platelets are counted. In *cells* mode (single-cell crops, e.g. PBC or CellaVision images)
-the whole image is one white cell. Everything is written to the output folder as it goes
-(atomic writes, one JSON per image), so ``resume=True`` skips images already done and a
-crash loses nothing. Unreadable files are listed, never fatal.
+the whole image is one white cell. With ``adapt`` the classifier is first adapted to the
+run's own white cells (:mod:`hemascope.pipeline.adaptation`). Everything is written to the
+output folder as it goes (atomic writes, one JSON per image), so ``resume=True`` skips
+images already done and a crash loses nothing. Unreadable files are listed, never fatal.
 """
 
 from __future__ import annotations
@@ -186,7 +187,6 @@ class Analyzer:
 
     def __init__(self, options: AnalysisOptions | None = None) -> None:
         from hemascope.models.artifact import load_classifier
-
         from hemascope.pipeline.adaptation import ADAPTATIONS
 
         self.options = options or AnalysisOptions()
@@ -458,8 +458,9 @@ def _adapt(analyzer: Analyzer, files: list[Path], out: Path, *, resume: bool,
         if (folder / "config.json").is_file():
             raise HemascopeError(
                 f"cannot resume in {out}: its classifier was adapted to other input files or "
-                "with other settings, and adaptation depends on every input; analyse into a new "
-                "folder, or run without --resume to adapt again and replace the results")
+                "with other settings (or is damaged), and adaptation depends on every input; "
+                "analyse into a new folder, or run without --resume to adapt again and replace "
+                "the results")
     if base.path.resolve() == folder.resolve():
         raise HemascopeError(f"the classifier {base.path} is the one this run would adapt and "
                              "replace; copy it elsewhere or analyse into another folder")

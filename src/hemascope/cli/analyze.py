@@ -45,7 +45,8 @@ def register(groups: argparse._SubParsersAction) -> None:
                         "by weighted boxes fusion (N times the detection time)")
     p.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
                    help="the classes white cells may take, e.g. 'neutrophil lymphocyte monocyte "
-                        "eosinophil basophil' for normal blood (default: all of the classifier's)")
+                        "eosinophil basophil' for normal blood; none given: all of the "
+                        "classifier's")
     p.add_argument("--adapt", default="none", choices=("none", "bn", "shot"),
                    help="adapt the classifier to this run's own white cells before typing them, "
                         "with no label (for a lab other than the classifier's): 'bn' re-estimates "

@@ -133,7 +133,6 @@ class FewShotConfig:
     shot_labels: bool = True
     shot_max_images: int = 500
     predict: str = "propagate"
-    propagate_views: int = 1
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -431,7 +430,7 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     rounds = cfg.pseudo_rounds if cfg.mode in ("full", "head") and len(test_x) else 0
     share = min(cfg.pseudo_fraction, cfg.pseudo_per_shot * len(y) / max(1, len(test_x)))
     transductive = _Transductive(start if cfg.mode != "none" else None, every, len(x), y,
-                                 mean, std, cfg.propagate_views)  # with mode none, model is the start
+                                 mean, std)  # with mode none, model is the start
     for _ in range(rounds):
         if cfg.pseudo_from == "propagate":
             ranking = transductive(model)[0][len(x):]
@@ -461,15 +460,15 @@ class _Transductive:
     model returns ``(scores, the model's own softmax)``, both ``(n, C)``, shots first."""
 
     def __init__(self, start: LoadedModel | None, every: np.ndarray, n_shots: int,
-                 y: np.ndarray, mean: torch.Tensor, std: torch.Tensor, views: int = 1) -> None:
+                 y: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> None:
         self.start, self.every, self.y = start, every, y
-        self.n_shots, self.mean, self.std, self.views = n_shots, mean, std, views
+        self.n_shots, self.mean, self.std = n_shots, mean, std
         self._start_view: tuple[np.ndarray, np.ndarray] | None = None
 
     def _view(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
         from hemascope.adapt.shot import embed_all
 
-        emb, logits = embed_all(model, self.every, self.mean, self.std, views=self.views)
+        emb, logits = embed_all(model, self.every, self.mean, self.std)
         return emb.float().numpy(), torch.softmax(logits.float(), 1).numpy()
 
     def __call__(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:

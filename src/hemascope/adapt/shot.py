@@ -216,19 +216,13 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
 
 
 @torch.no_grad()
-def embed_all(model, images: np.ndarray, mean, std, batch: int = 64, views: int = 1):
+def embed_all(model, images: np.ndarray, mean, std, batch: int = 64):
     """Embeddings and logits ``(torch.Tensor, torch.Tensor)`` of cached uint8 images, in eval
-    mode, without gradients; the model is left in eval mode. ``views`` > 1 averages both
-    over that many flips/rotations of each image (cells have no up or left)."""
-    from hemascope.classify import dihedral_views
-
+    mode, without gradients; the model is left in eval mode."""
     model.eval()
     embs, logits = [], []
     for b in range(0, len(images), batch):
-        e_sum = l_sum = 0
-        for v in dihedral_views(to_batch(images[b:b + batch], mean, std), views):
-            e = model.embed(v.contiguous())
-            e_sum, l_sum = e_sum + e, l_sum + model.forward_head(e)
-        embs.append(e_sum / views)
-        logits.append(l_sum / views)
+        e = model.embed(to_batch(images[b:b + batch], mean, std))
+        embs.append(e)
+        logits.append(model.forward_head(e))
     return torch.cat(embs), torch.cat(logits)

@@ -76,10 +76,6 @@ def register(groups: argparse._SubParsersAction) -> None:
                          "(the SHOT start's, when there is one). The saved model still "
                          "predicts with its head alone; RUN_DIR/model/config.json records that "
                          f"head's own score (default: {d.predict})")
-    fs.add_argument("--propagate-views", type=int, choices=(1, 2, 4, 8), default=d.propagate_views,
-                    metavar="V", help="with --predict or --pseudo-from propagate: average each "
-                    "image's embedding and softmax over V flips/rotations (1, 2, 4 or 8; "
-                    f"default: {d.propagate_views})")
     fs.add_argument("--new-classes", action=argparse.BooleanOptionalAction, default=True,
                     help="classes of DATA that the base model has no output for (e.g. blasts "
                          "for a peripheral-blood model) get one, imprinted from their shots; "
@@ -211,7 +207,7 @@ def _fewshot(args: argparse.Namespace) -> int:
                         pseudo_per_shot=args.pseudo_per_shot, shot_epochs=args.shot_epochs,
                         shot_labels=(FewShotConfig.shot_labels if args.shot_labels is None
                                      else args.shot_labels), predict=args.predict,
-                        pseudo_from=args.pseudo_from, propagate_views=args.propagate_views)
+                        pseudo_from=args.pseudo_from)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

@@ -40,7 +40,6 @@ _CHOICES = {
     "weights_dtype": ("float32", "float16"),
     "monitor": ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall"),
     "aggregate": ("concat", "max", "mean", "weighted", "attention"),
-    "propagate_views": (1, 2, 4, 8),
 }
 
 

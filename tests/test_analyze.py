@@ -243,10 +243,13 @@ def test_adapt_bn_to_the_runs_own_cells(tmp_path, tiny_model):
 
     src = tmp_path / "in"
     _shifted_cells(src, 20)
+    (src / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n truncated")
     before = {p: p.read_bytes() for p in src.iterdir()}
     out = tmp_path / "out"
     assert main(["analyze", str(src), "--out", str(out), "--classifier", str(tiny_model),
                  "--mode", "cells", "--adapt", "bn", "--no-overlays"]) == 0
+    errors = list(csv.reader((out / "errors.csv").open()))
+    assert [r[0].endswith("broken.png") for r in errors[1:]] == [True]  # skipped, reported once
     assert {p: p.read_bytes() for p in src.iterdir()} == before
     adapted = load_classifier(out / "adapted_classifier")
     base = load_classifier(tiny_model)
@@ -312,7 +315,8 @@ def test_adapt_and_classes_clear_errors(tmp_path, tiny_model):
     from hemascope.errors import HemascopeError
 
     _shifted_cells(tmp_path / "few", 3)
-    with pytest.raises(HemascopeError, match="at least 16 white cells.*found 3"):
+    (tmp_path / "few" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    with pytest.raises(HemascopeError, match=r"at least 16 white cells.*found 3 \(1 files could"):
         analyze(tmp_path / "few", out_dir=tmp_path / "o", classifier=tiny_model, adapt="bn")
     assert not (tmp_path / "o").exists()  # refused before anything was written
     assert main(["analyze", str(tmp_path / "few"), "--out", str(tmp_path / "o2"), "--classifier",

@@ -48,6 +48,7 @@ class CellSample:
     n_found: int  # white cells in all readable images (the sample holds at most MAX_CELLS)
     modes: set[str]  # "cells" and/or "fields": how the images were read
     found: dict[str, Any] = field(default_factory=dict)  # source -> the analyzer's find_cells
+    unreadable: int = 0  # files passed over (the run reports them)
 
 
 def inputs_digest(files: Sequence[Path]) -> str:
@@ -81,13 +82,14 @@ def collect_white_cells(analyzer, files: Sequence[Path], *, max_cells: int = MAX
     size = int(analyzer.classifier.config["image_size"])
     rng = np.random.default_rng(seed)
     kept: list[np.ndarray] = []
-    n_found, modes, found = 0, set(), {}
+    n_found, modes, found, unreadable = 0, set(), {}, 0
     for n, f in enumerate(files):
         if progress:
             progress(n, len(files), str(f))
         try:
             image = read_image(f)
         except ImageReadError:
+            unreadable += 1
             continue
         mode = analyzer.mode_of(image)
         cells = analyzer.find_cells(image, mode)
@@ -107,7 +109,7 @@ def collect_white_cells(analyzer, files: Sequence[Path], *, max_cells: int = MAX
     if progress:
         progress(len(files), len(files), "")
     images = np.stack(kept) if kept else np.zeros((0, size, size, 3), np.uint8)
-    return CellSample(images, n_found, modes, found)
+    return CellSample(images, n_found, modes, found, unreadable)
 
 
 def adaptation_classes(base_classes: Sequence[str], allowed: Sequence[int] | None,
@@ -140,10 +142,11 @@ def reusable(folder: Path, digest: str, settings: dict[str, Any]):
 def check_enough(sample: CellSample, method: str) -> None:
     """Raise unless ``sample`` holds at least :data:`MIN_CELLS` white cells."""
     if len(sample.images) < MIN_CELLS:
+        bad = f" ({sample.unreadable} files could not be read)" if sample.unreadable else ""
         raise HemascopeError(
             f"--adapt {method} needs at least {MIN_CELLS} white cells in the run and found "
-            f"{sample.n_found}: analyse more images together, or adapt once on a larger set "
-            f"(`hemascope adapt {method}`) and pass that model with --classifier")
+            f"{sample.n_found}{bad}: analyse more images together, or adapt once on a larger "
+            f"set (`hemascope adapt {method}`) and pass that model with --classifier")
 
 
 def adapt_to_run(base, sample: CellSample, *, method: str, classes: list[str], seed: int,

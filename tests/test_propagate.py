@@ -122,4 +122,3 @@ def test_knn_graph_in_blocks_matches_brute_force():
         s[i] = -np.inf
         assert set(idx[i]) == set(np.argsort(-s)[:3])
         assert np.allclose(sorted(w[i]), sorted(np.maximum(np.sort(s)[-3:], 0)))
-

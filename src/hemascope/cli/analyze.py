@@ -109,8 +109,10 @@ def _analyze(args: argparse.Namespace) -> int:
         speed = f"{result.seconds.get('total', 0) / done:.2f} s per image" if done else "nothing new"
         print(f"{n} images ({result.resumed} resumed), {len(result.errors)} unreadable, "
               f"{speed}; outputs in {result.out_dir}")
-        for label, count in result.differential().items():
-            print(f"  {label:<16}{count:>7}")
+        counts = result.differential()
+        width = max([16, *(len(label) + 2 for label in counts)])
+        for label, count in counts.items():
+            print(f"  {label:<{width}}{count:>7}")
         print(f"report: {result.out_dir / 'report.html'}")
     for path, reason in result.errors.items():
         print(f"skipped {path}: {reason}", file=sys.stderr)

@@ -89,3 +89,28 @@ def test_cli_export_then_classify_and_evaluate(tiny_model, synthetic_cells, tmp_
     assert main(["evaluate", "classifier", "--model", str(tmp_path / "q"), "--data",
                  str(synthetic_cells), "--json", str(tmp_path / "m.json")]) == 0
     assert json.loads((tmp_path / "m.json").read_text())["accuracy"] >= 0.8
+
+
+def test_what_needs_the_pytorch_model_refuses_an_export_clearly(tiny_model, synthetic_cells,
+                                                                tmp_path, capsys):
+    """Adaptation, few-shot fine-tuning, analyze --adapt and Grad-CAM say that an ONNX export
+    only predicts (exit 1, no traceback, nothing written)."""
+    out = export_classifier(tiny_model, tmp_path / "onnx")
+    cell = str(synthetic_cells / "monocyte" / "00.png")
+    cases = [
+        (["adapt", "bn", "--target", str(synthetic_cells), "--base", str(out), "--out",
+          str(tmp_path / "bn")], "adaptation", tmp_path / "bn"),
+        (["adapt", "shot", "--target", str(synthetic_cells), "--base", str(out), "--out",
+          str(tmp_path / "shot")], "adaptation", tmp_path / "shot"),
+        (["fewshot", "--data", str(synthetic_cells), "--shots", "8", "--base", str(out), "--out",
+          str(tmp_path / "fs")], "few-shot fine-tuning", tmp_path / "fs"),
+        (["analyze", str(synthetic_cells), "--classifier", str(out), "--mode", "cells",
+          "--adapt", "bn", "--out", str(tmp_path / "an")], "--adapt bn", tmp_path / "an"),
+        (["explain", "gradcam", cell, "--model", str(out), "--out", str(tmp_path / "cam")],
+         "Grad-CAM", tmp_path / "cam"),
+    ]
+    for argv, what, written in cases:
+        assert main(argv) == 1, argv
+        err = capsys.readouterr().err
+        assert "ONNX export (inference only)" in err and what in err and "Traceback" not in err
+        assert not written.exists() or not any(written.rglob("*.safetensors")), argv

@@ -242,6 +242,9 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
             raise DatasetError("every unlabelled image is a copy of a labelled one, so no image "
                                "is left to adapt to or label: give other unlabelled images, or "
                                f"fewer --shots than the {n} labelled ones (the rest are then scored)")
+    from hemascope.models.artifact import require_pytorch
+
+    require_pytorch(base, "few-shot fine-tuning")
     pool = 0 if unlabelled is None else len(unlabelled.images)
     shots = _pick_shots(target, cfg, shot_keys, has_pool=pool > 0)
     cfg, chosen = replace(cfg, shots=len(shots)), set(shots)

@@ -223,6 +223,9 @@ def save_adapted(result: UdaResult, base: LoadedModel, cfg: UdaConfig, out_dir: 
 
 def restricted_model(base: LoadedModel, classes: list[str]) -> nn.Module:
     """A copy of ``base``'s network that outputs ``classes`` only (trained rows kept)."""
+    from hemascope.models.artifact import require_pytorch
+
+    require_pytorch(base, "adaptation")
     model = copy.deepcopy(base.model)
     model.restrict_classes([base.classes.index(c) for c in classes])
     return model

@@ -211,7 +211,7 @@ def _gradcam(args: argparse.Namespace) -> int:
     from hemascope.explain.gradcam import gradcam, overlay
     from hemascope.io.atomic import guard_inputs
     from hemascope.io.image import write_image
-    from hemascope.models.artifact import load_classifier
+    from hemascope.models.artifact import load_classifier, require_pytorch
     from hemascope.taxonomy import resolve
 
     target, block = None, None
@@ -231,9 +231,7 @@ def _gradcam(args: argparse.Namespace) -> int:
             target = names.index(args.target)
     else:
         loaded = load_classifier(args.model)
-        if loaded.config.get("runtime") == "onnx":
-            raise HemascopeError(f"{args.model} is an ONNX export: Grad-CAM needs the PyTorch "
-                                 "model it was exported from")
+        require_pytorch(loaded, "Grad-CAM")
         names = loaded.classes
         if args.target is not None:
             concept = resolve(args.target)

@@ -146,6 +146,16 @@ def load_classifier(spec: str | Path | None = "default") -> LoadedModel:
     return LoadedModel(model.to(memory_format=torch.channels_last), cfg, path)
 
 
+def require_pytorch(loaded: LoadedModel, what: str) -> None:
+    """Raise a :class:`ModelError` if ``loaded`` is an ONNX export (it only predicts):
+    ``what`` (e.g. "adaptation") needs the PyTorch model it was exported from."""
+    cfg = loaded.config
+    if cfg.get("runtime") == "onnx":
+        raise ModelError(f"{loaded.path} is an ONNX export (inference only): {what} needs the "
+                         f"PyTorch model it was exported from "
+                         f"({cfg.get('onnx', {}).get('source', 'its source')})")
+
+
 def check_classifier_config(cfg: dict[str, Any], where: Path) -> None:
     """Raise a :class:`ModelError` naming the first value a classifier config cannot use."""
     import math

@@ -461,6 +461,9 @@ def _adapt(analyzer: Analyzer, files: list[Path], out: Path, *, resume: bool,
                 "with other settings (or is damaged), and adaptation depends on every input; "
                 "analyse into a new folder, or run without --resume to adapt again and replace "
                 "the results")
+    from hemascope.models.artifact import require_pytorch
+
+    require_pytorch(base, f"--adapt {opts.adapt}")  # before the cells are collected
     if base.path.resolve() == folder.resolve():
         raise HemascopeError(f"the classifier {base.path} is the one this run would adapt and "
                              "replace; copy it elsewhere or analyse into another folder")

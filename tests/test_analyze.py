@@ -322,6 +322,10 @@ def test_adapt_and_classes_clear_errors(tmp_path, tiny_model):
     assert main(["analyze", str(tmp_path / "few"), "--out", str(tmp_path / "o2"), "--classifier",
                  str(tiny_model), "--classes", "lymphocyte", "blast"]) == 1
     assert not (tmp_path / "o2").exists()
+    with pytest.raises(HemascopeError, match="two or more classes; --classes names 1"):
+        analyze(tmp_path / "few", out_dir=tmp_path / "o", classifier=tiny_model, adapt="shot",
+                classes=["lymphocyte"])
+    assert not (tmp_path / "o").exists()
     with pytest.raises(HemascopeError, match="adapt must be one of"):
         analyze(tmp_path / "few", out_dir=tmp_path / "o3", classifier=tiny_model, adapt="dann")
     # the adapted model of a run cannot be adapted again into the same folder

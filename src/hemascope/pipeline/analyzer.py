@@ -464,6 +464,9 @@ def _adapt(analyzer: Analyzer, files: list[Path], out: Path, *, resume: bool,
     from hemascope.models.artifact import require_pytorch
 
     require_pytorch(base, f"--adapt {opts.adapt}")  # before the cells are collected
+    if opts.adapt == "shot" and analyzer.allowed is not None and len(analyzer.allowed) < 2:
+        raise HemascopeError("--adapt shot spreads the cells over two or more classes; "
+                             f"--classes names {len(analyzer.allowed)}")
     if base.path.resolve() == folder.resolve():
         raise HemascopeError(f"the classifier {base.path} is the one this run would adapt and "
                              "replace; copy it elsewhere or analyse into another folder")

@@ -291,7 +291,8 @@ def test_adapt_shot_within_classes_and_resume(tmp_path, tiny_model):
     said = []
     again = analyze(src, out_dir=out, classifier=tiny_model, mode="cells", adapt="shot",
                     classes=["Lymphocyte", "neutrophil"], overlays=False, resume=True, log=said.append)
-    assert again.resumed == 19 and not said  # nothing adapted again
+    assert again.resumed == 19 and not any("adapting" in line for line in said)  # not again
+    assert any("re-using" in line for line in said)
     assert (out / "adapted_classifier" / "model.safetensors").read_bytes() == weights
     assert again.differential() == first.differential()
     _shifted_cells(src, 1, start=20)

@@ -453,6 +453,7 @@ def _adapt(analyzer: Analyzer, files: list[Path], out: Path, *, resume: bool,
     if resume and (out / "manifest.json").is_file():
         done = adaptation.reusable(folder, digest, settings)
         if done is not None:
+            log(f"re-using the classifier adapted to these inputs ({folder})")
             analyzer.use_classifier(done)
             return {}
         if (folder / "config.json").is_file():

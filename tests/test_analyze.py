@@ -358,3 +358,14 @@ def test_adaptation_sample_is_bounded_and_seeded(tmp_path, tiny_model):
     assert digest == inputs_digest(files[::-1])
     write_image(files[0], make_cell("monocyte", seed=1, size=48).image)  # a changed input
     assert inputs_digest(files) != digest
+
+
+def test_many_uncertain_cells_suggest_adapting(tmp_path, tiny_model, capsys):
+    _shifted_cells(tmp_path / "in", 4)
+    args = ["analyze", str(tmp_path / "in"), "--classifier", str(tiny_model), "--mode", "cells"]
+    assert main([*args, "--out", str(tmp_path / "a"), "--review-below", "1"]) == 0
+    out = capsys.readouterr()
+    assert "4 of 4 white cells flagged for review" in out.out and "--adapt shot" in out.err
+    assert main([*args, "--out", str(tmp_path / "b"), "--review-below", "0"]) == 0
+    out = capsys.readouterr()
+    assert "0 of 4 white cells flagged" in out.out and "hint" not in out.err

@@ -113,6 +113,7 @@ def _analyze(args: argparse.Namespace) -> int:
         width = max([16, *(len(label) + 2 for label in counts)])
         for label, count in counts.items():
             print(f"  {label:<{width}}{count:>7}")
+        _review_line(result, args)
         print(f"report: {result.out_dir / 'report.html'}")
     for path, reason in result.errors.items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -121,3 +122,23 @@ def _analyze(args: argparse.Namespace) -> int:
               f"(see {result.out_dir / 'errors.csv'})", file=sys.stderr)
         return 1
     return 0
+
+
+#: Share of white cells flagged for review above which a run suggests adapting: the default
+#: classifier flags 1 % of its own lab's test cells and 27 % of CellaVision's (another lab;
+#: benchmarks/results/review_share.md).
+SHIFT_HINT = 0.2
+
+
+def _review_line(result, args: argparse.Namespace) -> None:
+    """How many white cells are flagged for review; when many are and nothing was adapted,
+    a hint that the cells may come from another lab than the classifier's."""
+    white = [c for c in result.cells if c.probability is not None]
+    if not white:
+        return
+    flagged = sum(c.review for c in white)
+    print(f"{flagged} of {len(white)} white cells flagged for review (see the report)")
+    if flagged / len(white) >= SHIFT_HINT and args.adapt == "none":
+        print("hint: many white cells are uncertain; if they come from another lab than the "
+              "classifier's, try --classes (the types your samples hold) with --adapt shot, or "
+              "adapt with a few labels (`hemascope fewshot`)", file=sys.stderr)

@@ -19,6 +19,20 @@ def shared_data() -> Path:
     return root
 
 
+def pbc_test_sample(n: int, *, seed: int = 0) -> list[tuple[Path, str]]:
+    """A seeded sample of ``n`` cells of the shipped default classifier's own PBC test split,
+    as ``(path, class folder name)`` in split order."""
+    import numpy as np
+
+    from hemascope.data.splits import load_split
+    from hemascope.models.artifact import default_model_dir
+
+    test = sorted(load_split(default_model_dir() / "split.json").keys("test"))
+    pick = np.random.default_rng(seed).choice(len(test), size=min(n, len(test)), replace=False)
+    root = shared_data() / "pbc" / "PBC_dataset_normal_DIB"
+    return [(root / test[i], test[i].split("/")[0]) for i in sorted(pick)]
+
+
 def machine() -> dict:
     import torch
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from _common import machine, shared_data, write_results
+from _common import machine, pbc_test_sample, shared_data, write_results
 
 WBC5 = ["neutrophil", "lymphocyte", "monocyte", "eosinophil", "basophil"]
 CV_NAMES = {"1": "neutrophil", "2": "lymphocyte", "3": "monocyte", "4": "eosinophil", "5": "basophil"}
@@ -77,10 +77,6 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 
-    from hemascope.data.splits import load_split
-    from hemascope.data import load_dataset
-    from hemascope.models.artifact import default_model_dir
-
     data = shared_data()
     cv = data / "cellavision"
     with open(cv / "labels.csv", newline="") as fh:
@@ -96,19 +92,13 @@ def main() -> None:
             runs["cellavision"].append(run(cv_files, cv_truth, classes=classes, adapt="shot",
                                            seed=seed))
 
-    pbc = data / "pbc" / "PBC_dataset_normal_DIB"
-    ds = load_dataset(pbc)
-    test = sorted(load_split(default_model_dir() / "split.json").keys("test"))
-    pick = np.random.default_rng(0).choice(len(test), size=min(args.pbc_images, len(test)),
-                                           replace=False)
-    label_of = {s.path: s.label for s in ds.samples}
     from hemascope.evaluate.classifier import map_to_classes
     from hemascope.models.artifact import load_classifier
 
     model_classes = load_classifier("default").classes
-    pbc_files = [pbc / test[i] for i in sorted(pick)]
-    pbc_truth = {str(f.resolve()): map_to_classes(label_of[test[i]], model_classes)
-                 for f, i in zip(pbc_files, sorted(pick))}
+    sample = pbc_test_sample(args.pbc_images)
+    pbc_files = [f for f, _ in sample]
+    pbc_truth = {str(f.resolve()): map_to_classes(label, model_classes) for f, label in sample}
     runs["pbc"].append(run(pbc_files, pbc_truth))
     runs["pbc"].append(run(pbc_files, pbc_truth, adapt="bn"))
     runs["pbc"].append(run(pbc_files, pbc_truth, adapt="shot", seed=args.seeds[0]))

@@ -15,10 +15,9 @@ import argparse
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from _common import machine, shared_data, write_results
+from _common import machine, pbc_test_sample, shared_data, write_results
 
 
 def main() -> None:
@@ -29,15 +28,9 @@ def main() -> None:
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     import hemascope
-    from hemascope.data.splits import load_split
-    from hemascope.models.artifact import default_model_dir
 
     data = shared_data()
-    test = sorted(load_split(default_model_dir() / "split.json").keys("test"))
-    pick = np.random.default_rng(0).choice(len(test), size=min(args.pbc_images, len(test)),
-                                           replace=False)
-    sets = {"PBC test (the classifier's lab)":
-            [data / "pbc" / "PBC_dataset_normal_DIB" / test[i] for i in sorted(pick)],
+    sets = {"PBC test (the classifier's lab)": [f for f, _ in pbc_test_sample(args.pbc_images)],
             "CellaVision (another lab)": sorted((data / "cellavision").glob("*.bmp"))}
     rows, out = [], {}
     for name, files in sets.items():

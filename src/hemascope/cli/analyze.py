@@ -8,6 +8,7 @@ import sys
 
 from hemascope.cli._common import Formatter, add_json_option, emit_json, number
 from hemascope.cli.detect import _scale
+from hemascope.pipeline.adaptation import ADAPTATIONS
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -47,7 +48,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                    help="the classes white cells may take, e.g. 'neutrophil lymphocyte monocyte "
                         "eosinophil basophil' for normal blood; none given: all of the "
                         "classifier's")
-    p.add_argument("--adapt", default="none", choices=("none", "bn", "shot"),
+    p.add_argument("--adapt", default="none", choices=ADAPTATIONS,
                    help="adapt the classifier to this run's own white cells before typing them, "
                         "with no label (for a lab other than the classifier's): 'bn' re-estimates "
                         "batch-norm statistics (seconds), 'shot' trains the encoder by SHOT "

@@ -32,3 +32,23 @@ def test_report_adaptation_cli(tiny_model, synthetic_cells, tmp_path, capsys):
     for f in summary["files"].values():
         assert (tmp_path / "rep" / f.split("/")[-1]).stat().st_size > 1000
     assert set(summary["average_precision"]) == {"eosinophil", "lymphocyte", "monocyte", "neutrophil"}
+
+
+def test_gallery_captions_wrap_to_the_column():
+    from hemascope.report.plots import CAPTION_CHARS, wrap_caption
+
+    cap = "monocyte\nnucleus_shape=unsegmented-indented\ntrue immature_granulocyte pred neutrophil"
+    lines = wrap_caption(cap).splitlines()
+    assert all(len(line) <= CAPTION_CHARS for line in lines)
+    assert lines[0] == "monocyte" and len(lines) > 3  # long lines were broken, short kept
+    assert "".join(lines).replace(" ", "") == cap.replace("\n", "").replace(" ", "")  # nothing lost
+    assert wrap_caption("short") == "short" and wrap_caption("") == ""
+
+
+def test_gallery_png_is_written(tmp_path):
+    from hemascope.report.plots import error_gallery
+
+    imgs = [np.full((32, 32, 3), 200, np.uint8)] * 3
+    out = error_gallery(imgs, ["a\nnucleus_shape=unsegmented-indented"] * 3, tmp_path / "g.png",
+                        columns=3, title="t")
+    assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

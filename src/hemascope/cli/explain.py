@@ -107,8 +107,8 @@ def _counterfactual(args: argparse.Namespace) -> int:
 
         guard_inputs(args.out, [args.path])
         shown = [image] + [read_image(r["path"]) for r in res["results"]]
-        caps = [f"query\n{args.attribute}={res['query']['attributes'][args.attribute]}"] + [
-            f"{r['label']}\n{args.attribute}={r['value']}\n+{r['other_differences']} other diff."
+        caps = [f"query\n{res['query']['attributes'][args.attribute]}"] + [
+            f"{r['label']}\n{r['value']}\n+{r['other_differences']} other diff."
             for r in res["results"]]
         error_gallery(shown, caps, args.out, columns=len(shown),
                       title=f"counterfactuals in {args.attribute}")

@@ -79,16 +79,42 @@ def pr_curves(curves: dict, path: str | Path, *, title: str = "") -> Path:
     return _save(fig, path)
 
 
+#: Characters per caption line of :func:`error_gallery` (a 2-inch column at 6.5 pt).
+CAPTION_CHARS = 28
+
+
+def wrap_caption(text: str, width: int = CAPTION_CHARS) -> str:
+    """``text`` with every line longer than ``width`` broken at spaces, hyphens or
+    underscores (a name such as ``immature_granulocyte`` may break after its underscore);
+    a word longer than ``width`` is cut."""
+    import textwrap
+
+    zw = "\u200b"  # a zero-width space after each underscore lets textwrap break there
+    out = []
+    for line in str(text).splitlines() or [""]:
+        parts = textwrap.wrap(line.replace("_", "_" + zw), width + line.count("_"),
+                              break_on_hyphens=True) or [""]
+        out += [p.replace(zw, "").strip() for p in parts]
+    return "\n".join(out)
+
+
 def error_gallery(images: Sequence[np.ndarray], captions: Sequence[str], path: str | Path, *,
                   columns: int = 6, title: str = "") -> Path:
-    """Grid of cell images with a caption each (e.g. true / predicted / second best)."""
+    """Grid of cell images with a caption each (e.g. true / predicted / second best).
+
+    Caption lines longer than a column is wide are wrapped (at spaces, hyphens and
+    underscores), and each row is made tall enough for its longest caption, so that
+    neighbouring captions and the title never overlap."""
     plt = _plt()
     n = max(1, len(images))
     rows = int(np.ceil(n / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, 2.3 * rows), squeeze=False)
+    wrapped = [wrap_caption(cap) for cap in captions]
+    lines = max([c.count("\n") + 1 for c in wrapped] or [1])
+    fig, axes = plt.subplots(rows, columns, figsize=(2.0 * columns, (1.9 + 0.13 * lines) * rows),
+                             squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, img, cap in zip(axes.ravel(), images, captions):
+    for ax, img, cap in zip(axes.ravel(), images, wrapped):
         ax.imshow(img)
         ax.set_title(cap, fontsize=6.5)
     if not len(images):

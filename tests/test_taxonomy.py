@@ -10,6 +10,9 @@ from hemascope.errors import UnknownLabelError, UnmappableLabelError
     ("ig", "immature_granulocyte"), ("NGS", "segmented_neutrophil"), ("Baso", "basophil"),
     ("white blood cell", "wbc"), ("RBC", "rbc"), ("Band-Neutrophil", "band_neutrophil"),
     (" Lymphocyte ", "lymphocyte"), ("nuclei", "nucleus"), ("EBO", "erythroblast"),
+    ("Large Lymph", "lymphocyte"), ("Small Lymph", "lymphocyte"), ("Meta", "metamyelocyte"),
+    ("Burst cell", "smudge_cell"), ("Neutrophil-band", "band_neutrophil"),
+    ("Lymphocyte_reactive", "atypical_lymphocyte"), ("PMN", "neutrophil"),
 ])
 def test_resolve_spellings(label, concept):
     assert taxonomy.resolve(label) == concept

@@ -100,6 +100,15 @@ SYNONYMS: Mapping[str, str] = MappingProxyType({
     "plasmocyte": "plasma_cell", "smudge": "smudge_cell", "artifact": "artefact",
     "large_lymphocyte": "lymphocyte", "small_lymphocyte": "lymphocyte",
     "variant_lymphocyte": "atypical_lymphocyte", "reactive_lymphocyte": "atypical_lymphocyte",
+    # Raabin-WBC double-labelled subtypes, word orders and abbreviations seen in other sets
+    "lymph": "lymphocyte", "large_lymph": "lymphocyte", "small_lymph": "lymphocyte",
+    "meta": "metamyelocyte", "burst_cell": "smudge_cell", "neutrophil_band": "band_neutrophil",
+    "neutrophil_segmented": "segmented_neutrophil", "band_form": "band_neutrophil",
+    "pmn": "neutrophil", "polymorphonuclear": "neutrophil",
+    "lymphocyte_reactive": "atypical_lymphocyte", "lymphocyte_atypical": "atypical_lymphocyte",
+    "atypical_lymph": "atypical_lymphocyte", "reactive_lymph": "atypical_lymphocyte",
+    "vly": "atypical_lymphocyte", "promyelo": "promyelocyte", "myelo": "myelocyte",
+    "metamyelo": "metamyelocyte", "eosino": "eosinophil",
     # smear-field objects (BCCD / CBC / YOLO sets)
     "white_blood_cell": "wbc", "leukocyte": "wbc", "leucocyte": "wbc", "white_cell": "wbc",
     "red_blood_cell": "rbc", "erythrocyte": "rbc", "red_cell": "rbc",

@@ -92,7 +92,7 @@ def main() -> None:
             runs["cellavision"].append(run(cv_files, cv_truth, classes=classes, adapt="shot",
                                            seed=seed))
 
-    from hemascope.evaluate.classifier import map_to_classes
+    from hemascope.model_classes import map_to_classes
     from hemascope.models.artifact import load_classifier
 
     model_classes = load_classifier("default").classes

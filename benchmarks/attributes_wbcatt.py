@@ -143,7 +143,7 @@ def bottleneck_vs_direct(concepts_dir: str, classifier: str, test) -> dict:
     from hemascope.classify import predict_arrays
     from hemascope.data.splits import load_split
     from hemascope.evaluate.classification import classification_report
-    from hemascope.evaluate.classifier import map_to_classes
+    from hemascope.model_classes import map_to_classes
     from hemascope.explain.concept_model import load_concept_model
     from hemascope.io.image import read_image
     from hemascope.models.artifact import load_classifier

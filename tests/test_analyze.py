@@ -11,7 +11,8 @@ from hemascope.cli import main
 from hemascope.detect.ensemble import Detections
 from hemascope.io.image import write_image
 from hemascope.pipeline import analyze
-from hemascope.pipeline.analyzer import crop_cell, image_key, nucleated_classes, restrict
+from hemascope.model_classes import restrict
+from hemascope.pipeline.analyzer import crop_cell, image_key, nucleated_classes
 from hemascope.synthetic import make_cell, make_smear
 
 CLASSES = ["WBC", "RBC", "Platelets"]

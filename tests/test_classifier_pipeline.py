@@ -125,6 +125,45 @@ def test_evaluation_maps_synonym_folders(tiny_model, tmp_path):
     assert ev.report.per_class["neutrophil"].support == 3
 
 
+def test_scoring_on_the_classes_a_lab_shares_with_the_model(tiny_model, synthetic_cells, tmp_path):
+    lab = tmp_path / "lab"  # another lab that labels only two of the model's four classes
+    for kind in ("lymphocyte", "neutrophil"):
+        shutil.copytree(synthetic_cells / kind, lab / kind.upper())
+    everything = evaluate_classifier(lab, model=tiny_model, n_bootstrap=0)
+    shared = evaluate_classifier(lab, model=tiny_model, n_bootstrap=0, classes="data")
+    assert list(shared.report.classes) == ["lymphocyte", "neutrophil"]
+    assert shared.report.n_images == everything.report.n_images == 32
+    # the true class stays among the choices, so restricting can only turn errors right
+    assert shared.report.accuracy >= everything.report.accuracy
+    assert {p.label for p in shared.predictions} <= {"lymphocyte", "neutrophil"}
+    assert set(shared.truth.values()) == {"lymphocyte", "neutrophil"}
+    named = evaluate_classifier(lab, model=tiny_model, n_bootstrap=0,
+                                classes=["Lymphocytes", "NEUTROPHIL", "monocyte"])
+    assert list(named.report.classes) == ["lymphocyte", "monocyte", "neutrophil"]
+    with pytest.raises(DatasetError, match=r"\['neutrophil'\].*leave out"):
+        evaluate_classifier(lab, model=tiny_model, classes=["lymphocyte", "monocyte"])
+    with pytest.raises(HemascopeError, match="basophil"):
+        evaluate_classifier(lab, model=tiny_model, classes=["basophil"])
+
+
+def test_cli_classify_and_evaluate_within_classes(tiny_model, synthetic_cells, tmp_path, capsys):
+    out = tmp_path / "c.json"
+    assert main(["classify", str(synthetic_cells / "monocyte"), "--model", str(tiny_model),
+                 "--classes", "lymphocyte", "neutrophil", "--json", str(out)]) == 0
+    preds = json.loads(out.read_text())["predictions"]
+    assert len(preds) == 16 and {p["class"] for p in preds} <= {"lymphocyte", "neutrophil"}
+    assert all(p["probabilities"]["monocyte"] == 0 for p in preds)
+    ev = tmp_path / "e.json"
+    assert main(["evaluate", "classifier", "--model", str(tiny_model), "--data",
+                 str(synthetic_cells), "--classes", "data", "--bootstrap", "0",
+                 "--json", str(ev)]) == 0
+    assert json.loads(ev.read_text())["classes"] == ["eosinophil", "lymphocyte", "monocyte",
+                                                     "neutrophil"]
+    assert main(["classify", str(synthetic_cells), "--model", str(tiny_model),
+                 "--classes", "platelet"]) == 1
+    assert "platelet" in capsys.readouterr().err
+
+
 def test_unmappable_class_folder_is_named(tiny_model, tmp_path):
     write_image(tmp_path / "basophil" / "a.png", make_cell("basophil", size=48).image)
     write_image(tmp_path / "monocyte" / "a.png", make_cell("monocyte", size=48).image)

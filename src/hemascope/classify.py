@@ -133,15 +133,22 @@ def to_predictions(paths: Sequence[str], probs: np.ndarray, classes: Sequence[st
 
 def classify_paths(paths: Iterable[str | Path], *, model: str | Path | LoadedModel | None = None,
                    batch_size: int = 64, tta: int = 1, attributes: str | Path | LoadedModel | None = None,
-                   progress=None) -> ClassifyResult:
+                   classes: Sequence[str] | None = None, progress=None) -> ClassifyResult:
     """Classify image files and folders (recursive); unreadable files land in ``errors``.
 
     ``attributes`` (an attribute-model folder) adds the 11 morphology attributes to each
-    prediction.
+    prediction. ``classes`` (any spelling the taxonomy knows) restricts the predictions to
+    those of the model's classes; the others get probability 0.
+
+    Raises:
+        HemascopeError: a name in ``classes`` that is none of the model's classes.
     """
     from dataclasses import replace
 
+    from hemascope.model_classes import allowed_classes, restrict
+
     loaded = model if isinstance(model, LoadedModel) else load_classifier(model)
+    kept = allowed_classes(classes, loaded.classes)
     att = None
     if attributes is not None:
         from hemascope.attributes import load_attribute_model
@@ -160,6 +167,8 @@ def classify_paths(paths: Iterable[str | Path], *, model: str | Path | LoadedMod
                 result.errors[str(f)] = e.reason
         if images:
             probs = predict_arrays(loaded, images, batch_size=batch_size, tta=tta)
+            if kept is not None:
+                probs = restrict(probs, kept)
             preds = to_predictions(names, probs, loaded.classes)
             if att is not None:
                 from hemascope.attributes import predict_attributes

@@ -40,7 +40,7 @@ from hemascope.data.cache import load_cached
 from hemascope.data.splits import few_shot
 from hemascope.errors import DatasetError, HemascopeError
 from hemascope.evaluate.classification import ClassificationReport, classification_report
-from hemascope.evaluate.classifier import map_to_classes
+from hemascope.model_classes import map_to_classes
 from hemascope.io.atomic import write_json, write_text
 from hemascope.models.artifact import LoadedModel, save_artifact
 from hemascope.train.classifier import build_model, predict_probs, to_batch

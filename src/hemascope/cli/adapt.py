@@ -375,7 +375,7 @@ def _uda(args: argparse.Namespace) -> int:
 
 def _model_classes(names: list[str], model_classes: list[str]) -> list[str]:
     """``names`` (any spelling the taxonomy knows) as the model's class names, in its order."""
-    from hemascope.pipeline.analyzer import allowed_classes
+    from hemascope.model_classes import allowed_classes
 
     return [model_classes[i] for i in allowed_classes(names, model_classes)]
 

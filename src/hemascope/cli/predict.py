@@ -25,6 +25,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     cls.add_argument("--attributes", default=None, metavar="DIR",
                      help="attribute model (`hemascope train attributes`): add the 11 morphology "
                           "attributes to each prediction")
+    cls.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                     help="the classes a cell may take, e.g. 'neutrophil lymphocyte monocyte "
+                          "eosinophil basophil' for normal blood; none given: all of the model's")
     add_json_option(cls)
     cls.set_defaults(handler=_classify)
 
@@ -49,6 +52,10 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="average over this many flips/rotations")
     ec.add_argument("--predictions", default=None, metavar="CSV",
                     help="also write per-image predictions (path, true, predicted, top-2) here")
+    ec.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
+                    help="score only these of the model's classes: predictions are restricted "
+                         "to them. 'data': the classes --data holds (the cross-lab protocol: "
+                         "another lab scored on the classes it shares with the model)")
     add_json_option(ec)
     ec.set_defaults(handler=_evaluate_classifier)
 
@@ -125,7 +132,8 @@ def _classify(args: argparse.Namespace) -> int:
     from hemascope.classify import classify_paths
 
     result = classify_paths(args.paths, model=args.model, batch_size=args.batch_size, tta=args.tta,
-                            attributes=args.attributes, progress=lambda it: progress(it, desc="classifying"))
+                            attributes=args.attributes, classes=args.classes,
+                            progress=lambda it: progress(it, desc="classifying"))
     if args.json:
         emit_json({"predictions": [p.to_dict() for p in result.predictions],
                    "errors": result.errors}, args.json)
@@ -145,8 +153,11 @@ def _evaluate_classifier(args: argparse.Namespace) -> int:
         from hemascope.data import load_dataset
 
         data = load_dataset(args.data, format=args.format, image_root=args.images)
+    only = args.classes
+    if only is not None and [c.lower() for c in only] == ["data"]:
+        only = "data"
     ev = evaluate_classifier(data, model=args.model, split=args.split, format=args.format,
-                             n_bootstrap=args.bootstrap, tta=args.tta,
+                             n_bootstrap=args.bootstrap, tta=args.tta, classes=only,
                              progress=lambda it: progress(it, desc="evaluating"))
     rep = ev.report
     if args.predictions:

@@ -13,14 +13,14 @@ from typing import Sequence
 
 import numpy as np
 
-from hemascope import taxonomy
 from hemascope.classify import predict_arrays, to_predictions
 from hemascope.data import ClassificationSet, load_dataset
 from hemascope.data.labels import refuse_unknown_labels
 from hemascope.data.splits import load_split
-from hemascope.errors import DatasetError, ImageReadError, UnknownLabelError
+from hemascope.errors import DatasetError, ImageReadError
 from hemascope.evaluate.classification import ClassificationReport, classification_report
 from hemascope.io.image import read_image
+from hemascope.model_classes import allowed_classes, map_to_classes, restrict
 from hemascope.models.artifact import SPLIT, LoadedModel, load_classifier
 
 
@@ -33,27 +33,27 @@ class ClassifierEvaluation:
     truth: dict[str, str] = field(default_factory=dict)  # path -> true model class
 
 
-def map_to_classes(label: str, classes: Sequence[str]) -> str | None:
-    """The model class that is ``label`` or its nearest ancestor; ``None`` if none is."""
-    try:
-        chain = taxonomy.ancestors(label)
-    except UnknownLabelError:
-        return None
-    return next((c for c in chain if c in classes), None)
-
-
 def evaluate_classifier(data: str | Path | ClassificationSet, *,
                         model: str | Path | LoadedModel | None = "default",
                         split: str | None = None, format: str = "auto", batch_size: int = 64,
-                        n_bootstrap: int = 1000, tta: int = 1, progress=None) -> ClassifierEvaluation:
+                        n_bootstrap: int = 1000, tta: int = 1,
+                        classes: Sequence[str] | str | None = None,
+                        progress=None) -> ClassifierEvaluation:
     """Score ``model`` on the labelled set ``data``.
+
+    ``classes`` restricts the predictions to some of the model's classes (any spelling the
+    taxonomy knows), and the report to them; ``"data"`` means the classes the data holds
+    (the cross-lab protocol: another lab is scored on the classes it shares with the
+    model, so a model class the lab never labels cannot take its cells).
 
     Raises:
         DatasetError: classes of the data that map to no model class (named), an empty
-            evaluation set, or ``split`` asked for but the model holds no split file.
+            evaluation set, ``split`` asked for but the model holds no split file, or data
+            classes that ``classes`` leaves out.
+        HemascopeError: a name in ``classes`` that is none of the model's classes.
     """
     loaded = model if isinstance(model, LoadedModel) else load_classifier(model)
-    classes = loaded.classes
+    wanted, classes = classes, loaded.classes
     ds = data if isinstance(data, ClassificationSet) else load_dataset(data, format=format)
     refuse_unknown_labels(ds)
     mapped = {s.label: map_to_classes(s.label, classes) for s in ds.samples}
@@ -74,6 +74,14 @@ def evaluate_classifier(data: str | Path | ClassificationSet, *,
                                f"{len(samples)} of them are in {ds.root}: wrong --data folder?")
     if not samples:
         raise DatasetError(f"no images to evaluate in {ds.root}")
+    kept = None
+    if wanted is not None:
+        held = {mapped[s.label] for s in samples}
+        kept = allowed_classes(sorted(held) if wanted == "data" else list(wanted), classes)
+        outside = sorted(held - {classes[i] for i in kept})
+        if outside:
+            raise DatasetError(f"{ds.root} holds classes {outside} that the classes to score "
+                               f"({', '.join(classes[i] for i in kept)}) leave out")
     result = ClassifierEvaluation(report=None)  # type: ignore[arg-type]
     y_true, probs, names = [], [], []
     wrap = progress or (lambda it: it)
@@ -91,10 +99,12 @@ def evaluate_classifier(data: str | Path | ClassificationSet, *,
             names += [s.path for s in batch]
     if not names:
         raise DatasetError(f"none of the {len(samples)} images could be read")
-    p = np.concatenate(probs)
-    result.report = classification_report(np.array(y_true), p.argmax(1), classes,
-                                          n_bootstrap=n_bootstrap)
+    p, y = np.concatenate(probs), np.array(y_true)
+    if kept is not None:  # scored on the kept classes only, in the model's order
+        p, y = restrict(p, kept)[:, kept], np.searchsorted(kept, y)
+        classes = [classes[i] for i in kept]
+    result.report = classification_report(y, p.argmax(1), classes, n_bootstrap=n_bootstrap)
     result.predictions = to_predictions(names, p, classes)
     result.left_out = dict(ds.unmapped)
-    result.truth = {n: classes[t] for n, t in zip(names, y_true)}
+    result.truth = {n: classes[t] for n, t in zip(names, y)}
     return result

@@ -28,7 +28,7 @@ def bias_study(csv: str | Path, *, model="default", images=None, attributes=None
     from hemascope.classify import predict_arrays
     from hemascope.data.tables import read_wbcatt_any
     from hemascope.errors import ImageReadError
-    from hemascope.evaluate.classifier import map_to_classes
+    from hemascope.model_classes import map_to_classes
     from hemascope.io.image import read_image
     from hemascope.models.artifact import load_classifier
 

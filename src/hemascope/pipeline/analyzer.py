@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 
 from hemascope.errors import HemascopeError, ImageReadError
+from hemascope.model_classes import allowed_classes, restrict
 from hemascope.pipeline.records import CellRecord, ImageResult
 
 #: In ``mode="auto"``, images whose longer side is at most this are single-cell crops.
@@ -134,37 +135,6 @@ def shared_classes(first: Sequence[str], second: Sequence[str]) -> dict[str, int
 
     index = {concept(c): j for j, c in enumerate(second)}
     return {c: index[concept(c)] for c in first if concept(c) in index}
-
-
-def restrict(probs: np.ndarray, keep: Sequence[int]) -> np.ndarray:
-    """Zero the other classes and renormalise each row."""
-    out = np.zeros_like(probs)
-    out[:, keep] = probs[:, keep]
-    return out / np.clip(out.sum(1, keepdims=True), 1e-12, None)
-
-
-def allowed_classes(names: Sequence[str] | None, classes: Sequence[str]) -> list[int] | None:
-    """Indices of ``classes`` that ``names`` (any spelling the taxonomy knows) stand for;
-    ``None`` when no names are given (every class is allowed).
-
-    Raises:
-        HemascopeError: a name that is none of ``classes``.
-    """
-    if names is None:
-        return None
-    from hemascope.evaluate.classifier import map_to_classes
-
-    keep, bad = set(), []
-    for name in names:
-        c = name if name in classes else map_to_classes(name, classes)
-        if c is None:
-            bad.append(name)
-        else:
-            keep.add(classes.index(c))
-    if bad or not keep:
-        raise HemascopeError(f"classes {bad or list(names)} are not among the classifier's "
-                             f"classes ({', '.join(classes)})")
-    return sorted(keep)
 
 
 def cell_crops(image: np.ndarray, found: tuple[list, list[str], list[float]],

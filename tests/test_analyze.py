@@ -370,3 +370,35 @@ def test_many_uncertain_cells_suggest_adapting(tmp_path, tiny_model, capsys):
     assert main([*args, "--out", str(tmp_path / "b"), "--review-below", "0"]) == 0
     out = capsys.readouterr()
     assert "0 of 4 white cells flagged" in out.out and "hint" not in out.err
+
+
+def test_part_model_outlines_white_cells_and_gives_their_nc_ratio(tmp_path, detector_dir,
+                                                                  tiny_model, truth_detector):
+    src = tmp_path / "in"
+    _smears(src, truth_detector, n=1)
+    write_image(src / "cell.png", make_cell("neutrophil", seed=5, size=120).image)
+    runs = {}
+    for parts in ("default", "none"):
+        out = tmp_path / parts
+        assert main(["analyze", str(src), "--out", str(out), "--detector", str(detector_dir),
+                     "--classifier", str(tiny_model), "--parts", parts]) == 0
+        runs[parts] = out
+    field = json.loads((runs["default"] / "images" / "field_0.json").read_text())
+    wbc = [c for c in field["cells"] if c["kind"] == "WBC"]
+    assert len(wbc) == 2 and all(c["polygon"] for c in wbc)
+    for c in wbc:  # outline and nucleus lie on the field, around the detector's box
+        xs = [x for x, _ in c["polygon"]]
+        ys = [y for _, y in c["polygon"]]
+        assert 0 <= min(xs) and max(xs) <= 560 and 0 <= min(ys) and max(ys) <= 420
+        x0, y0, x1, y1 = c["box"]
+        cx, cy = (min(xs) + max(xs)) / 2, (min(ys) + max(ys)) / 2
+        assert x0 - 10 <= cx <= x1 + 10 and y0 - 10 <= cy <= y1 + 10
+    outlined = [c for c in wbc if "nc_ratio" in c]
+    assert outlined and all(0 < c["nc_ratio"] < 1 and c["nucleus"] for c in outlined)
+    rows = list(csv.DictReader((runs["default"] / "cells.csv").open()))
+    assert "nc_ratio" in rows[0]
+    manifest = json.loads((runs["default"] / "manifest.json").read_text())
+    assert manifest["fingerprint"]["models"]["parts"]
+    plain = json.loads((runs["none"] / "images" / "field_0.json").read_text())
+    assert all("nc_ratio" not in c and "nucleus" not in c for c in plain["cells"])
+    assert json.loads((runs["none"] / "manifest.json").read_text())["fingerprint"]["models"]["parts"] is None

@@ -183,3 +183,44 @@ def test_self_training_on_unlabelled_cells(cells_with_masks, tmp_path):
     assert st["student_epochs"] == round(25 * 12 / 18)  # same optimiser steps as the teacher
     assert cfg["metrics"]["cross_validation"]["per_class"]["nucleus"]["iou"]["mean"] > 0.5
     assert main(common + ["--out", str(tmp_path / "x"), "--unlabelled", str(tmp_path / "none")]) == 1
+
+
+PARTS = ["background", "nucleus", "cytoplasm", "vacuole", "platelet", "rbc"]
+
+
+def test_outline_from_parts_takes_the_centre_cell_with_its_lobes():
+    from hemascope.segment.outline import outline_from_parts
+
+    lab = np.zeros((100, 100), np.uint8)
+    lab[20:80, 20:80] = 2  # cytoplasm of the centre cell
+    lab[30:45, 30:70] = 1  # two nucleus lobes inside it
+    lab[55:70, 30:70] = 1
+    lab[48:52, 48:52] = 3  # a vacuole: part of the cell
+    lab[0:12, 0:12] = 2  # a piece of a neighbour in the corner
+    lab[85:95, 85:95] = 5  # a red cell: not part of any white cell
+    lab[60:64, 22:26] = 0  # a hole inside the cell is filled
+    o = outline_from_parts(lab, PARTS)
+    assert o.box == (20.0, 20.0, 80.0, 80.0)
+    assert o.cell_area == 60 * 60 and o.nucleus_area == 15 * 40 * 2
+    assert len(o.nucleus) == 2 and o.nc_ratio == pytest.approx(1200 / 3600)
+    xs = [x for x, _ in o.polygon]
+    assert min(xs) >= 20 and max(xs) <= 80  # the corner piece is not in the outline
+    moved = o.placed(2.0, 3.0, 10, 5, width=150, height=200)
+    assert moved.box == (50.0, 65.0, 150.0, 200.0)  # scaled, shifted, clipped at the edges
+    assert moved.cell_area == 3600 * 6 and moved.nc_ratio == pytest.approx(o.nc_ratio)
+
+
+def test_outline_from_parts_nearest_the_centre_or_none():
+    from hemascope.segment.outline import outline_from_parts
+
+    lab = np.zeros((100, 100), np.uint8)
+    assert outline_from_parts(lab, PARTS) is None  # no cell at all
+    lab[5:25, 5:25] = 1  # far from the centre
+    lab[40:58, 62:80] = 2  # nearer the centre: this one
+    o = outline_from_parts(lab, PARTS)
+    assert o.box == (62.0, 40.0, 80.0, 58.0) and o.nucleus == [] and o.nc_ratio == 0
+    lab[:] = 0
+    lab[50, 50] = 1  # too small to be a cell
+    assert outline_from_parts(lab, PARTS) is None
+    with pytest.raises(ValueError, match="none of"):
+        outline_from_parts(lab, ["background", "rbc"])

@@ -30,6 +30,11 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--attributes", default=None, metavar="default|DIR",
                    help="attribute model ('default' or `hemascope train attributes` output): 11 "
                         "morphology attributes per white cell in the per-image JSON")
+    p.add_argument("--parts", default="none", metavar="default|DIR|none",
+                   help="cell-part model that outlines each white cell (nucleus and cytoplasm) "
+                        "and gives its nucleus-to-cell area ratio ('default': the shipped "
+                        "U-Net, about 0.02 s per white cell on 2 cores); 'none': the classical "
+                        "outline of the stained region, mostly the nucleus")
     p.add_argument("--stain", default=None, metavar="REF",
                    help="colour reference (`hemascope stain fit`) applied to cells before typing")
     p.add_argument("--mode", default="auto", choices=("auto", "cells", "fields"),
@@ -94,7 +99,7 @@ def _analyze(args: argparse.Namespace) -> int:
 
     result = analyze(args.paths, out_dir=args.out, detector=args.detector,
                      classifier=args.classifier, refiner=args.refiner, attributes=args.attributes,
-                     stain=args.stain,
+                     parts=None if args.parts == "none" else args.parts, stain=args.stain,
                      mode=args.mode, scale=args.scale,
                      review_below=args.review_below, overlays=not args.no_overlays, tta=args.tta,
                      detector_tta=args.detector_tta, classes=args.classes, adapt=args.adapt,

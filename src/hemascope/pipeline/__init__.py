@@ -14,7 +14,7 @@ __all__ = ["AnalysisOptions", "AnalysisResult", "Analyzer", "CellRecord", "Image
 def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             detector: str | Path = "default", classifier: str | Path = "default",
             refiner: str | Path | None = None, attributes: str | Path | None = None,
-            stain: str | Path | None = None,
+            parts: str | Path | None = None, stain: str | Path | None = None,
             mode: str = "auto", scale: float | str | None = "auto",
             review_below: float = 0.6, overlays: bool = True, tta: int = 1,
             detector_tta: int = 1, classes: Sequence[str] | None = None, adapt: str = "none",
@@ -31,6 +31,10 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             again the cells whose first class it also knows (two-stage pipeline).
         attributes: an attribute model (`hemascope train attributes`): each white cell
             gets its 11 morphology attributes in the per-image JSON.
+        parts: a cell-part model that outlines each white cell (nucleus and cytoplasm)
+            and measures its nucleus-to-cell area ratio: ``"default"`` (the shipped U-Net)
+            or a `hemascope train segmentation` folder; ``None`` (the default): the
+            classical outline of the stained region (:mod:`hemascope.segment.classical`).
         stain: a colour reference (`hemascope stain fit`) applied to cells before typing.
         mode: ``"cells"`` (single-cell crops), ``"fields"`` (smear fields) or ``"auto"``
             (images up to 400 px on the longer side are single cells).
@@ -56,7 +60,7 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
     if isinstance(paths, (str, Path)):
         paths = [paths]
     opts = AnalysisOptions(detector=detector, classifier=classifier, refiner=refiner,
-                           attributes=attributes, stain=stain, mode=mode,
+                           attributes=attributes, parts=parts, stain=stain, mode=mode,
                            scale=scale, review_below=review_below, overlays=overlays, tta=tta,
                            detector_tta=detector_tta,
                            classes=None if classes is None else list(classes), adapt=adapt,

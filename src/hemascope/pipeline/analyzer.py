@@ -38,6 +38,7 @@ class AnalysisOptions:
     classifier: str | Path = "default"
     refiner: str | Path | None = None
     attributes: str | Path | None = None
+    parts: str | Path | None = None
     stain: str | Path | None = None
     mode: str = "auto"
     scale: float | str | None = "auto"
@@ -85,14 +86,20 @@ def image_key(path: Path, root: Path, *, keep_suffix: bool = False) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text) or "image"
 
 
+def crop_window(box: Sequence[float], *, context: float = CONTEXT) -> tuple[int, int, int]:
+    """``(left, top, side)`` of :func:`crop_cell`'s square in image pixels (it may reach
+    past the image edges)."""
+    x0, y0, x1, y1 = box
+    side = max(8, int(round(context * max(x1 - x0, y1 - y0))))
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), side
+
+
 def crop_cell(image: np.ndarray, box: Sequence[float], *, context: float = CONTEXT) -> np.ndarray:
     """A square crop centred on ``box``, ``context`` x its longer side, edges replicated."""
     import cv2
 
-    x0, y0, x1, y1 = box
-    side = max(8, int(round(context * max(x1 - x0, y1 - y0))))
-    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
-    l, t = int(round(cx - side / 2)), int(round(cy - side / 2))
+    l, t, side = crop_window(box, context=context)
     h, w = image.shape[:2]
     pad = [max(0, -t), max(0, t + side - h), max(0, -l), max(0, l + side - w)]
     src = image[max(t, 0):min(t + side, h), max(l, 0):min(l + side, w)]
@@ -177,6 +184,11 @@ class Analyzer:
             from hemascope.attributes import load_attribute_model
 
             self.attribute_model = load_attribute_model(self.options.attributes)
+        self.part_model = None
+        if self.options.parts not in (None, "none"):
+            from hemascope.segment.predict import load_segmenter
+
+            self.part_model = load_segmenter(self.options.parts)
         self._detector = None
         self.stain = None
         if self.options.stain:
@@ -244,7 +256,10 @@ class Analyzer:
             attrs = [a.to_dict() for a in predict_attributes(self.attribute_model, crops)]
             sec["attributes"] = time.perf_counter() - t
         t = time.perf_counter()
-        outlines = {i: _outline(image, boxes[i], whole=mode == "cells") for i in white}
+        parts = self._parts(image, [boxes[i] for i in white], crops, mode)
+        outlines = {i: (parts[k].polygon, parts[k].box) if parts[k] is not None
+                    else _outline(image, boxes[i], whole=mode == "cells")
+                    for k, i in enumerate(white)}
         sec["outline"] = time.perf_counter() - t
         cells = []
         classes = self.classifier.classes
@@ -261,12 +276,36 @@ class Analyzer:
                 top2 = [[names[j], float(p[j])] for j in order[:2]]
                 label, prob = top2[0][0], top2[0][1]
                 review = prob < self.options.review_below or scores[i] < 0.5
+                po = parts[k]
                 cells.append(CellRecord(n + 1, kinds[i], label, scores[i], box, prob, top2,
                                         polygon, review, refined=k in refined,
-                                        attributes=attrs[k]))
+                                        attributes=attrs[k],
+                                        nucleus=None if po is None else po.nucleus,
+                                        nc_ratio=None if po is None else po.nc_ratio))
             else:
                 cells.append(CellRecord(n + 1, kinds[i], kinds[i], scores[i], box))
         return ImageResult(file, key, w, h, mode, cells, {k: round(v, 4) for k, v in sec.items()})
+
+    def _parts(self, image: np.ndarray, boxes: list, crops: list[np.ndarray], mode: str) -> list:
+        """Per white cell, its :class:`~hemascope.segment.outline.PartOutline` in image
+        pixels from the part model (on the classifier's crop), or ``None`` (no part model,
+        or no cell found: the classical outline is used instead)."""
+        if self.part_model is None or not crops:
+            return [None] * len(crops)
+        from hemascope.segment.outline import outline_from_parts
+        from hemascope.segment.predict import segment_arrays
+
+        h, w = image.shape[:2]
+        out = []
+        maps = segment_arrays(self.part_model, crops, at_input_size=True)
+        for box, crop, lab in zip(boxes, crops, maps):
+            found = outline_from_parts(lab, self.part_model.config["classes"])
+            if found is not None:  # map pixels -> crop pixels -> image pixels
+                left, top = (0, 0) if mode == "cells" else crop_window(box)[:2]
+                found = found.placed(crop.shape[1] / lab.shape[1], crop.shape[0] / lab.shape[0],
+                                     left, top, w, h)
+            out.append(found)
+        return out
 
     def _refine(self, crops: list[np.ndarray], probs: np.ndarray) -> dict[int, np.ndarray]:
         """Second stage (the smear study's two-stage pipeline): cells the first classifier put

@@ -67,7 +67,7 @@ def run_fingerprint(analyzer) -> dict[str, Any]:
     opts.pop("overlays", None)
     models = {}
     for role, m in (("classifier", analyzer.classifier), ("refiner", analyzer.refiner),
-                    ("attributes", analyzer.attribute_model)):
+                    ("attributes", analyzer.attribute_model), ("parts", analyzer.part_model)):
         models[role] = None if m is None else m.config.get("weights_sha256") or str(m.path)
         opts.pop(role, None)
     try:  # the detector loads lazily (not at all on single cells): its config tells its hash
@@ -187,15 +187,34 @@ def draw_overlay(image: np.ndarray, r: ImageResult) -> np.ndarray:
         cv2.rectangle(canvas, (x0, y0), (x1, y1), colour, thick)
         if c.polygon:
             pts = np.round(np.array(c.polygon)).astype(np.int32).reshape(-1, 1, 2)
-            cv2.polylines(canvas, [pts], True, colour, 1)
+            cv2.polylines(canvas, [pts], True, colour, 1, cv2.LINE_AA)
+        for piece in c.nucleus or ():  # the nucleus lobes, thin and white inside the outline
+            pts = np.round(np.array(piece)).astype(np.int32).reshape(-1, 1, 2)
+            cv2.polylines(canvas, [pts], True, (255, 255, 255), 1, cv2.LINE_AA)
         if c.kind not in ("RBC", "Platelets"):
             p = c.probability if c.probability is not None else c.score
             text = f"{c.label} {p:.2f}" + (" ?" if c.review else "")
-            cv2.putText(canvas, text, (x0 + 2, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                        (0, 0, 0), 3, cv2.LINE_AA)
-            cv2.putText(canvas, text, (x0 + 2, max(12, y0 - 4)), cv2.FONT_HERSHEY_SIMPLEX, scale,
-                        colour, 1, cv2.LINE_AA)
+            _label(canvas, text, x0, y0, colour, scale)
     return canvas
+
+
+def _label(canvas: np.ndarray, text: str, x: int, y: int, colour: tuple, scale: float) -> None:
+    """``text`` on a filled tag of ``colour`` just above ``(x, y)`` (below it at the top
+    edge), inside the image, in black or white, whichever reads better on the tag. One
+    pass of thin text: Hershey glyphs advance by their stroke width, so an outline drawn
+    thicker would not line up with the text."""
+    import cv2
+
+    font, h, w = cv2.FONT_HERSHEY_SIMPLEX, canvas.shape[0], canvas.shape[1]
+    (tw, th), base = cv2.getTextSize(text, font, scale, 1)
+    x = int(np.clip(x, 0, max(0, w - tw - 4)))
+    top = y - th - base - 4
+    if top < 0:  # no room above the box: inside it, at its top
+        top = max(0, y)
+    top = int(min(top, max(0, h - th - base - 4)))
+    cv2.rectangle(canvas, (x, top), (x + tw + 4, top + th + base + 4), colour, -1)
+    ink = (0, 0, 0) if 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] > 140 else (255, 255, 255)
+    cv2.putText(canvas, text, (x + 2, top + th + 2), font, scale, ink, 1, cv2.LINE_AA)
 
 
 def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:

@@ -33,6 +33,9 @@ class CellRecord:
         refined: typed by the second-stage (refiner) classifier.
         attributes: morphology attributes ``{name: {"value", "probability"}}`` when an
             attribute model was given (white cells only).
+        nucleus: outlines of the nucleus pieces (lobes) inside ``polygon``, when the part
+            model outlined the cell (white cells only).
+        nc_ratio: nucleus area / cell area from those outlines.
     """
 
     id: int
@@ -46,6 +49,8 @@ class CellRecord:
     review: bool = False
     refined: bool = False
     attributes: dict[str, dict[str, Any]] | None = None
+    nucleus: list[list[tuple[float, float]]] | None = None
+    nc_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
@@ -59,6 +64,15 @@ class CellRecord:
             d["top2"] = [[lab, round(float(p), 4)] for lab, p in self.top2]
         if self.attributes is None:
             d.pop("attributes")
+        if self.nucleus is None:
+            d.pop("nucleus")
+        else:
+            d["nucleus"] = [[[round(float(x), 2), round(float(y), 2)] for x, y in piece]
+                            for piece in self.nucleus]
+        if self.nc_ratio is None:
+            d.pop("nc_ratio")
+        else:
+            d["nc_ratio"] = round(float(self.nc_ratio), 4)
         return d
 
     @classmethod
@@ -69,7 +83,10 @@ class CellRecord:
                    top2=d.get("top2"),
                    polygon=None if d.get("polygon") is None else [tuple(p) for p in d["polygon"]],
                    review=bool(d.get("review", False)), refined=bool(d.get("refined", False)),
-                   attributes=d.get("attributes"))
+                   attributes=d.get("attributes"),
+                   nucleus=None if d.get("nucleus") is None else
+                   [[tuple(p) for p in piece] for piece in d["nucleus"]],
+                   nc_ratio=None if d.get("nc_ratio") is None else float(d["nc_ratio"]))
 
 
 @dataclass
@@ -117,7 +134,7 @@ def wbc_labels(results: Sequence[ImageResult]) -> list[str]:
 
 
 CELL_COLUMNS = ("image", "cell_id", "kind", "class", "score", "probability", "second_class",
-                "second_probability", "x0", "y0", "x1", "y1", "review")
+                "second_probability", "x0", "y0", "x1", "y1", "review", "nc_ratio")
 
 
 def cell_rows(results: Sequence[ImageResult]) -> list[list[Any]]:
@@ -129,7 +146,8 @@ def cell_rows(results: Sequence[ImageResult]) -> list[list[Any]]:
             rows.append([r.file, c.id, c.kind, c.label, f"{c.score:.4f}",
                          "" if c.probability is None else f"{c.probability:.4f}",
                          second[0], "" if second[1] == "" else f"{float(second[1]):.4f}",
-                         *(f"{v:.1f}" for v in c.box), int(c.review)])
+                         *(f"{v:.1f}" for v in c.box), int(c.review),
+                         "" if c.nc_ratio is None else f"{c.nc_ratio:.4f}"])
     return rows
 
 

@@ -27,17 +27,20 @@ def load_segmenter(spec: str | Path | None = "default") -> LoadedModel:
                          "part-segmentation model (train one with `hemascope train segmentation`)")
     model = UNet(len(cfg["classes"]), width=int(cfg["width"]), depth=int(cfg.get("depth", 4)))
     load_weights(model, path, cfg)
-    return LoadedModel(model.eval(), cfg, path)
+    return LoadedModel(model.eval().to(memory_format=torch.channels_last), cfg, path)
 
 
 @torch.inference_mode()
 def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
-                   return_probs: bool = False, batch_size: int = 32) -> list[np.ndarray]:
+                   return_probs: bool = False, batch_size: int = 32,
+                   at_input_size: bool = False) -> list[np.ndarray]:
     """Part indices ``(H, W)`` uint8 for each RGB uint8 image, at its own size.
 
     The image is resized to the model's square input, the logits are resized back
     (bilinear) and the arg-max taken, so thin borders are not blocky. Consecutive images of
-    one size go through the network together, on the model's device.
+    one size go through the network together, on the model's device. ``at_input_size``
+    skips the resizing back: maps come at the model's square input size (faster, for
+    outlines that are scaled back as polygons).
     """
     from hemascope.segment.data import resize_pair
     from hemascope.train.device import module_device
@@ -56,8 +59,9 @@ def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
             j += 1
         small = np.stack([resize_pair(np.asarray(im), None, size)[0] for im in images[i:j]])
         x = torch.from_numpy(small).to(dev).permute(0, 3, 1, 2).float().div_(255)
-        logits = F.interpolate(loaded.model((x - mean) / std), size=shape, mode="bilinear",
-                               align_corners=False)
+        logits = loaded.model(((x - mean) / std).contiguous(memory_format=torch.channels_last))
+        if not at_input_size:
+            logits = F.interpolate(logits, size=shape, mode="bilinear", align_corners=False)
         res = logits.softmax(1) if return_probs else logits.argmax(1).to(torch.uint8)
         out.extend(r.cpu().numpy() for r in res)
         i = j

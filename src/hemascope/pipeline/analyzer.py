@@ -2,7 +2,9 @@
 
 For each image: read it; in *fields* mode detect every cell (tiled when large), cut each
 white cell out with context, outline it with the classical extraction (HSV threshold,
-watershed) and classify it (after the optional colour standardisation); red cells and
+watershed) or, given a part model (``parts``), as nucleus and cytoplasm
+(:mod:`hemascope.segment.outline`), and classify it (after the optional colour
+standardisation); red cells and
 platelets are counted. In *cells* mode (single-cell crops, e.g. PBC or CellaVision images)
 the whole image is one white cell. With ``adapt`` the classifier is first adapted to the
 run's own white cells (:mod:`hemascope.pipeline.adaptation`). Everything is written to the

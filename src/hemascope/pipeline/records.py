@@ -28,7 +28,8 @@ class CellRecord:
         probability: classifier probability of ``label`` (white cells only).
         top2: ``[[label, p], [second, p2]]`` from the classifier (white cells only).
         box: ``(x0, y0, x1, y1)`` in image pixels.
-        polygon: outline ``[(x, y), ...]`` from the classical extraction, if found.
+        polygon: outline ``[(x, y), ...]``: the part model's whole cell with ``--parts``, else
+            the classical extraction's stained region, if found.
         review: flagged for a person to check (low classifier or detector confidence).
         refined: typed by the second-stage (refiner) classifier.
         attributes: morphology attributes ``{name: {"value", "probability"}}`` when an

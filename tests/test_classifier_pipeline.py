@@ -144,6 +144,10 @@ def test_scoring_on_the_classes_a_lab_shares_with_the_model(tiny_model, syntheti
         evaluate_classifier(lab, model=tiny_model, classes=["lymphocyte", "monocyte"])
     with pytest.raises(HemascopeError, match="basophil"):
         evaluate_classifier(lab, model=tiny_model, classes=["basophil"])
+    shutil.copytree(synthetic_cells / "lymphocyte", tmp_path / "one" / "Lymphocytes")
+    one = evaluate_classifier(tmp_path / "one", model=tiny_model, n_bootstrap=0,
+                              classes="lymphocyte")  # a single name, not its letters
+    assert list(one.report.classes) == ["lymphocyte"] and one.report.accuracy == 1.0
 
 
 def test_cli_classify_and_evaluate_within_classes(tiny_model, synthetic_cells, tmp_path, capsys):

@@ -35,6 +35,8 @@ def allowed_classes(names: Sequence[str] | None, classes: Sequence[str]) -> list
     """
     if names is None:
         return None
+    if isinstance(names, str):  # one name, not its letters
+        names = [names]
     keep, bad = set(), []
     for name in names:
         c = name if name in classes else map_to_classes(name, classes)

@@ -77,7 +77,7 @@ def evaluate_classifier(data: str | Path | ClassificationSet, *,
     kept = None
     if wanted is not None:
         held = {mapped[s.label] for s in samples}
-        kept = allowed_classes(sorted(held) if wanted == "data" else list(wanted), classes)
+        kept = allowed_classes(sorted(held) if wanted == "data" else wanted, classes)
         outside = sorted(held - {classes[i] for i in kept})
         if outside:
             raise DatasetError(f"{ds.root} holds classes {outside} that the classes to score "

@@ -316,6 +316,57 @@ def test_auto_scale_finds_cells_that_a_large_field_shrinks_away(monkeypatch, tmp
     assert len(scales) <= 1 + predict.MAX_PROBES
 
 
+def test_gradient_aspect_measures_a_stretch():
+    """Round cells lying every which way: gradients say 'square'; the same field stretched
+    along x says how much; a flat field says 1."""
+    import cv2
+
+    from hemascope.detect.predict import gradient_aspect
+
+    field = make_smear(40, seed=3, size=(480, 640), n_wbc=2, n_platelets=3).image
+    plain = gradient_aspect(field)
+    assert 0.9 < plain < 1.1
+    squeezed = cv2.resize(field, (480, 480), interpolation=cv2.INTER_AREA)  # cells 0.75 wide
+    widened = cv2.resize(field, (640, 360), interpolation=cv2.INTER_AREA)  # cells 1.33 wide
+    for stretched, truth in ((squeezed, 0.75), (widened, 4 / 3), (squeezed[::2, ::2], 0.75)):
+        follows = np.log(gradient_aspect(stretched) / plain) / np.log(truth)
+        assert 0.5 < follows < 1.1  # sharp synthetic edges: about 0.7 of the way
+    assert gradient_aspect(np.full((50, 60, 3), 200, np.uint8)) == 1.0
+
+
+def test_auto_scale_undoes_a_stretched_field(monkeypatch, tmp_path):
+    """A field squeezed along x (an export resized to a square): red-cell boxes come out
+    narrower than tall, the field is re-run widened by the gradients' measure, and a field
+    that is not stretched runs once."""
+    import cv2
+
+    from hemascope.detect import predict
+
+    runs = []
+
+    def fake_run(model, image, s, aspect=1.0):  # 12 red cells, 0.9 as wide as the field says
+        runs.append(aspect)
+        h, w = image.shape[:2]
+        box_w = 40.0 * predict.gradient_aspect(image) ** 0.4 / aspect ** 0.6
+        boxes = np.array([[10 + 45 * i, 10 + 40 * j, 10 + 45 * i + box_w, 50 + 40 * j]
+                          for i in range(4) for j in range(3)], float)
+        boxes[:, [0, 2]] = np.clip(boxes[:, [0, 2]], 0, w - 2)
+        return Detections(boxes, np.full(12, 0.9), np.full(12, 2))
+
+    monkeypatch.setattr(predict, "_run", fake_run)
+    config = {"classes": CLASSES, "test_size": 480, "max_size": 640,
+              "size_reference": {"class": "RBC", "size": 40.0}}
+    det = predict.LoadedDetector(None, config, tmp_path)
+    field = make_smear(40, seed=3, size=(480, 640), n_wbc=2, n_platelets=3).image
+    squeezed = cv2.resize(field, (480, 480), interpolation=cv2.INTER_AREA)
+    predict.detect_field(det, squeezed)
+    widen = np.exp(-np.log(predict.gradient_aspect(squeezed)) / predict.ASPECT_GAIN)
+    assert len(runs) == 2 and runs[-1] == pytest.approx(widen) and runs[-1] > 1.2
+    runs.clear()
+    predict.detect_field(det, field)
+    assert runs == [1.0]
+
+
 def test_load_detector_errors(tmp_path, tiny_model):
     from hemascope.detect.predict import load_detector
 

@@ -167,6 +167,29 @@ def test_bad_data_yaml(tmp_path: Path, config, message: str) -> None:
         read_yolo(tmp_path)
 
 
+def test_exports_with_paths_of_another_machine(tmp_path: Path) -> None:
+    """Roboflow's ``../train/images`` (Ultralytics reads it as ``train/images``), a ``path``
+    and entries from the exporting machine, a list of absolute paths, and a folder holding
+    ``dataset.yaml`` all load."""
+    for split in ("train", "valid", "test"):
+        _pixels(tmp_path / split / "images" / f"{split}.jpg")
+        (tmp_path / split / "labels").mkdir()
+        (tmp_path / split / "labels" / f"{split}.txt").write_text("2 0.5 0.5 0.2 0.2\n")
+    (tmp_path / "test.txt").write_text("/content/cells-3/test/images/test.jpg\n")
+    (tmp_path / "dataset.yaml").write_text(
+        "path: /content/datasets/cells-3\ntrain: ../train/images\n"
+        "val: C:\\Users\\lab\\cells-3\\valid\\images\ntest: test.txt\n\nnc: 3\n"
+        "names: ['Platelets', 'RBC', 'WBC']\n\nroboflow:\n  workspace: lab\n")
+    ds = read_yolo(tmp_path, strict=True)
+    assert ds.image_root == str(tmp_path)
+    assert [(im.file_name, im.split, im.labels()) for im in ds.images] == [
+        ("train/images/train.jpg", "train", ["WBC"]), ("valid/images/valid.jpg", "val", ["WBC"]),
+        ("test/images/test.jpg", "test", ["WBC"])]
+    (tmp_path / "dataset.yaml").write_text("train: ../elsewhere/images\nnames: ['a']\n")
+    with pytest.raises(AnnotationError, match="'../elsewhere/images' is not a folder"):
+        read_yolo(tmp_path, strict=True)
+
+
 def test_missing_split_folder_is_a_problem(tmp_path: Path) -> None:
     _dataset(tmp_path, {"x": ""}, config={"train": "images/train", "val": "images/val",
                                           "names": ["a"]})

@@ -25,6 +25,7 @@ from hemascope.data.samples import ClassificationSet
 from hemascope.errors import AnnotationError, DatasetError
 from hemascope.io.annotations import DetectionSet
 from hemascope.io.image import is_image_file
+from hemascope.io.yolo import YAML_NAMES
 
 FORMATS = ("auto", "folder", "csv", "voc", "coco", "yolo", "cvat")
 DETECTION_FORMATS = ("voc", "coco", "yolo", "cvat")
@@ -138,7 +139,7 @@ def _subdirs(p: Path) -> list[Path]:
 
 
 def _yolo_yaml(p: Path) -> Path | None:
-    for name in ("data.yaml", "data.yml", "dataset.yaml"):
+    for name in YAML_NAMES:
         if (p / name).is_file():
             return p / name
     return None

@@ -9,8 +9,11 @@ it has not seen: after a first pass, the median size of the most frequent traini
 (red cells on smears) is compared with its size in training; when it is off by more than
 30 %, or too few of them are found (a large field shrunk until its cells vanish), the
 scale is corrected step by step on a window of the field, and the field is run again at
-the first scale where the sizes agree. If none is found the first pass stands. :func:`predict_ensemble` runs several
-detectors and/or mirror views of the field and fuses their boxes.
+the first scale where the sizes agree. If none is found the first pass stands. Then the
+field's stretch is undone: red cells are round, so when their boxes come out clearly wider
+than tall (or taller than wide), as in exports resized to a square, the field is re-run
+widened (or narrowed) until they are round (:func:`_unstretch`). :func:`predict_ensemble`
+runs several detectors and/or mirror views of the field and fuses their boxes.
 """
 
 from __future__ import annotations
@@ -35,6 +38,13 @@ TILE, OVERLAP = 640, 192
 #: these absolute bounds.
 SIZE_TOLERANCE, MAX_PROBES, MAX_STEP, ZOOM_STEP = 1.3, 5, 4.0, 3.0
 SCALE_RANGE = (0.01, 4.0)
+#: ``scale="auto"`` also undoes a stretch (:func:`_unstretch`): a field counts as stretched
+#: when its reference cells' median width / height is off 1 by more than ASPECT_TOLERANCE
+#: (and twice its standard error), or its gradients say it is by more than
+#: GRADIENT_TOLERANCE and the boxes lean the same way; the widening stays in ASPECT_RANGE.
+#: The gradients follow a stretch ASPECT_GAIN of the way (log slope; blurred cell edges
+#: do not scale fully), measured on CBC val fields squeezed to 0.75.
+ASPECT_TOLERANCE, GRADIENT_TOLERANCE, ASPECT_RANGE, ASPECT_GAIN = 1.05, 1.1, (0.5, 2.0), 0.8
 
 
 #: A detector ready for inference: ``model``, ``config``, ``path``, ``classes``.
@@ -148,13 +158,20 @@ def _agrees(ratio: float | None) -> bool:
 def _auto_scale(model: torch.nn.Module, image: np.ndarray, s: float,
                 config: dict[str, Any]) -> Detections:
     """Detections at the first scale, from ``s`` on, where the reference class has its
-    training size (see the module doc)."""
+    training size, then with the field's stretch undone (see the module doc)."""
     first = _run(model, image, s)
     if not config.get("size_reference"):
         return first
+    found, s = _size_search(model, image, first, s, config)
+    return _unstretch(model, image, found, s, config)
+
+
+def _size_search(model: torch.nn.Module, image: np.ndarray, first: Detections, s: float,
+                 config: dict[str, Any]) -> tuple[Detections, float]:
     ratio = _size_ratio(first, s, config)
     if _agrees(ratio):
-        return first
+        return first, s
+    base = s
     for _ in range(MAX_PROBES):
         step = ZOOM_STEP if ratio is None else float(np.clip(ratio, 1 / MAX_STEP, MAX_STEP))
         s *= step
@@ -164,8 +181,72 @@ def _auto_scale(model: torch.nn.Module, image: np.ndarray, s: float,
         probe = _run(model, window, s)
         ratio = _size_ratio(probe, s, config)
         if _agrees(ratio):
-            return probe if window.shape == image.shape else _run(model, image, s)
-    return first
+            return (probe if window.shape == image.shape else _run(model, image, s)), s
+    return first, base
+
+
+def _log_aspect(d: Detections, aspect: float, shape: tuple[int, ...],
+                config: dict[str, Any]) -> tuple[float, float] | None:
+    """Median log(width / height), in working pixels, of the confident reference boxes
+    that lie wholly inside a field of ``shape`` run widened ``aspect`` times, and its
+    standard error; ``None`` when fewer than 5 are found."""
+    k = config["classes"].index(config["size_reference"]["class"]) + 1
+    h, w = shape[:2]
+    b = d.boxes[(d.labels == k) & (d.scores >= 0.5)]
+    b = b[(b[:, 0] > 1) & (b[:, 1] > 1) & (b[:, 2] < w - 1) & (b[:, 3] < h - 1)]
+    b = b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
+    if len(b) < 5:
+        return None
+    logs = np.log((b[:, 2] - b[:, 0]) / (b[:, 3] - b[:, 1])) + np.log(aspect)
+    return float(np.median(logs)), 1.25 * float(logs.std()) / len(logs) ** 0.5
+
+
+def _stretched(m: tuple[float, float] | None, gradient: float) -> bool:
+    """Whether a field looks stretched: its reference boxes (``m``, see :func:`_log_aspect`)
+    are clearly not square, or its gradients (log, :func:`gradient_aspect`) say so and the
+    boxes lean the same way."""
+    if m is None or abs(gradient) < np.log(1.02):
+        return False
+    by_boxes = abs(m[0]) > np.log(ASPECT_TOLERANCE) and abs(m[0]) > 2 * m[1]
+    by_gradients = (abs(gradient) > np.log(GRADIENT_TOLERANCE) and abs(m[0]) > m[1]
+                    and np.sign(m[0]) == np.sign(gradient))
+    return by_boxes or by_gradients
+
+
+def gradient_aspect(image: np.ndarray, s: float = 1.0) -> float:
+    """How much wider than tall the content of a field looks, from its gradients.
+
+    The field (at scale ``s``, lightly blurred) has gradient energy ``E[gx^2]`` across and
+    ``E[gy^2]`` down; content with no preferred direction (cells lying every which way)
+    has them equal, and stretching smooth content ``a`` times along x divides ``E[gx^2]``
+    by ``a^2`` (sharp edges less: their blurred profile keeps its width). Returns
+    ``sqrt(E[gy^2] / E[gx^2])`` (1.0 for a flat field).
+    """
+    import cv2
+
+    green = image[..., 1] if image.ndim == 3 else image
+    if s != 1.0:
+        h, w = green.shape
+        green = cv2.resize(green, (max(1, round(w * s)), max(1, round(h * s))),
+                           interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+    g = cv2.GaussianBlur(green.astype(np.float32), (0, 0), 1.5)
+    ex = float(np.square(cv2.Sobel(g, cv2.CV_32F, 1, 0)).mean())
+    ey = float(np.square(cv2.Sobel(g, cv2.CV_32F, 0, 1)).mean())
+    return float(np.sqrt(ey / ex)) if ex > 1e-6 and ey > 1e-6 else 1.0
+
+
+def _unstretch(model: torch.nn.Module, image: np.ndarray, found: Detections, s: float,
+               config: dict[str, Any]) -> Detections:
+    """``found`` (the field at scale ``s``), or the field re-run widened or narrowed so
+    that its content has no preferred direction (:func:`gradient_aspect`) when it looks
+    stretched (:func:`_stretched`): a field resized to a square by an export, a camera
+    with non-square pixels. The widening comes from the gradients, not the boxes, since
+    the detector's boxes follow a stretch only in part."""
+    m = _log_aspect(found, 1.0, image.shape, config)
+    gradient = float(np.log(gradient_aspect(image, s)))
+    if not _stretched(m, gradient):
+        return found
+    return _run(model, image, s, float(np.clip(np.exp(-gradient / ASPECT_GAIN), *ASPECT_RANGE)))
 
 
 def _centre_window(image: np.ndarray, s: float) -> np.ndarray:
@@ -176,13 +257,16 @@ def _centre_window(image: np.ndarray, s: float) -> np.ndarray:
     return image[t:t + side, l:l + side]
 
 
-def _run(model: torch.nn.Module, image: np.ndarray, s: float) -> Detections:
+def _run(model: torch.nn.Module, image: np.ndarray, s: float, aspect: float = 1.0) -> Detections:
+    """One field at scale ``s``, widened ``aspect`` times relative to its height (the
+    geometric mean of both axes' factors stays ``s``)."""
     import cv2
 
     h, w = image.shape[:2]
-    th, tw = max(1, round(h * s)), max(1, round(w * s))
+    sx, sy = s * aspect ** 0.5, s / aspect ** 0.5
+    th, tw = max(1, round(h * sy)), max(1, round(w * sx))
     small = image if (th, tw) == (h, w) else cv2.resize(
-        image, (tw, th), interpolation=cv2.INTER_AREA if s < 1 else cv2.INTER_LINEAR)
+        image, (tw, th), interpolation=cv2.INTER_AREA if sx * sy < 1 else cv2.INTER_LINEAR)
     if max(th, tw) <= MAX_SINGLE_PASS:
         tiles = [(0, 0, tw, th)]
     else:

@@ -33,7 +33,8 @@ from hemascope.problems import Problem, record
 #: How far (normalised) a value may stray outside ``[0, 1]`` before the line is rejected.
 YOLO_TOLERANCE = 0.01
 _SPLITS = ("train", "val", "test")
-_YAML_NAMES = ("data.yaml", "data.yml")
+#: Names a folder's data-set YAML may have, in the order they are looked for.
+YAML_NAMES = ("data.yaml", "data.yml", "dataset.yaml")
 
 
 def read_yolo(source: str | Path, *, strict: bool = False) -> DetectionSet:
@@ -45,6 +46,9 @@ def read_yolo(source: str | Path, *, strict: bool = False) -> DetectionSet:
             ``train``/``val``/``test`` are each a folder of images (searched
             recursively), a ``.txt`` list of image paths (relative to the list's folder),
             or a list of those; ``names`` is a list or an ``{id: name}`` mapping.
+            A ``path`` that does not exist here falls back to the YAML's folder, and an
+            entry that does not exist is looked up by the tail of its path under the root,
+            as Ultralytics does for Roboflow exports (``train: ../train/images``).
         strict: raise on the first problem instead of collecting it.
 
     Returns:
@@ -58,7 +62,7 @@ def read_yolo(source: str | Path, *, strict: bool = False) -> DetectionSet:
     yaml_path = _find_yaml(Path(source))
     config = _load_yaml(yaml_path)
     names = _class_names(config, yaml_path)
-    root = yaml_path.parent / str(config.get("path") or ".")
+    root = _root(config.get("path"), yaml_path.parent)
     problems: list[Problem] = []
     images: list[ImageAnnotation] = []
     seen: dict[Path, str] = {}
@@ -190,7 +194,7 @@ def write_yolo(images: Sequence[ImageAnnotation], classes: Sequence[str], out_di
 
 def _find_yaml(source: Path) -> Path:
     if source.is_dir():
-        found = next((source / n for n in _YAML_NAMES if (source / n).is_file()), None)
+        found = next((source / n for n in YAML_NAMES if (source / n).is_file()), None)
         if found is None:
             raise AnnotationError(source, "folder has no data.yaml")
         return found
@@ -238,7 +242,7 @@ def _split_images(entry: Any, root: Path, split: str, yaml_path: Path,
                   problems: list[Problem], *, strict: bool) -> list[Path]:
     out: list[Path] = []
     for item in entry if isinstance(entry, list) else [entry] if entry else []:
-        p = root / str(item)
+        p = _locate(str(item), root)
         if p.is_dir():
             out += sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
         elif p.is_file() and p.suffix.lower() == ".txt":
@@ -252,6 +256,33 @@ def _split_images(entry: Any, root: Path, split: str, yaml_path: Path,
     return out
 
 
+def _root(path: Any, yaml_dir: Path) -> Path:
+    """The data set root: ``path`` relative to the YAML's folder, or that folder itself when
+    ``path`` is absent or names a place that does not exist here (an export's
+    ``/content/datasets/...`` or a training machine's ``../datasets/...``)."""
+    if not path:
+        return yaml_dir
+    root = yaml_dir / str(path)
+    return root if root.is_dir() else yaml_dir
+
+
+def _locate(item: str, root: Path) -> Path:
+    """Where a split entry lies: ``root / item`` when it exists, else the longest tail of
+    its path (at least its last two parts) that exists under ``root``. This finds
+    Roboflow exports' ``../train/images`` (Ultralytics resolves them the same way) and
+    entries written as absolute paths on the machine that made the data set."""
+    p = root / item
+    if p.exists():
+        return p
+    parts = [s for s in PurePosixPath(item.replace("\\", "/")).parts
+             if s not in ("/", "..", ".") and not s.endswith(":")]
+    for start in range(max(len(parts) - 1, 1)):
+        candidate = root.joinpath(*parts[start:])
+        if candidate.exists():
+            return candidate
+    return p
+
+
 def _image_list(list_file: Path, root: Path, problems: list[Problem], *,
                 strict: bool) -> list[Path]:
     out = []
@@ -259,6 +290,8 @@ def _image_list(list_file: Path, root: Path, problems: list[Problem], *,
         if not line.strip():
             continue
         image = list_file.parent / line.strip()
+        if not image.is_file():
+            image = _locate(line.strip(), root)
         if image.is_file():
             out.append(image)
         else:

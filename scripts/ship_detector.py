@@ -16,6 +16,7 @@ import json
 from pathlib import Path
 
 from _ship import REPO, benchmark, history
+from detector_background import card_paragraph
 
 
 def card(cfg: dict, history: list[dict], bench: dict | None, name: str) -> str:
@@ -66,7 +67,7 @@ external weights. Input: RGB 0-1, the field resized so that its short side is
 `scale="auto"` re-runs a field at a corrected scale when its median {cfg['size_reference']['class']}
 size differs by more than 30 % from training ({cfg['size_reference']['size']} working px).
 
-**Data**: CBC (Alam & Islam 2019; MIT): the BCCD fields with re-checked VOC boxes.
+{card_paragraph(cfg) + chr(10) + chr(10) if cfg.get("background") else ""}**Data**: CBC (Alam & Islam 2019; MIT): the BCCD fields with re-checked VOC boxes.
 **Split**: the data set's own: {', '.join(f'{k} {v}' for k, v in t['n_images'].items())} fields.
 Train only for fitting; the best epoch ({t['best_epoch']} of {tc['epochs']}), the counting
 thresholds{tuned} were chosen on val; test was never used before this card.

@@ -37,10 +37,11 @@ def truth_detector(monkeypatch):
     """Make the detector return each synthetic field's true boxes (score 0.9)."""
     from hemascope.pipeline import analyzer as mod
 
-    fields = {"views": []}
+    fields = {"views": [], "balance": []}
 
-    def fake(det, image, scale, views=1):
+    def fake(det, image, scale, views=1, *, balance=True):
         fields["views"].append(views)
+        fields["balance"].append(balance)
         inst = fields[image.tobytes()[:4096]]
         boxes = np.array([i.box for i in inst], float)
         labels = np.array([CLASSES.index(i.label) + 1 for i in inst])
@@ -153,9 +154,12 @@ def test_detector_tta_reaches_the_detector(tmp_path, detector_dir, tiny_model, t
     _smears(tmp_path / "in", truth_detector, n=1)
     code = main(["analyze", str(tmp_path / "in"), "--out", str(tmp_path / "out"), "--detector",
                  str(detector_dir), "--classifier", str(tiny_model), "--detector-tta", "4"])
-    assert code == 0 and truth_detector["views"] == [4]
+    assert code == 0 and truth_detector["views"] == [4] and truth_detector["balance"] == [True]
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
-    assert manifest["options"]["detector_tta"] == 4
+    assert manifest["options"]["detector_tta"] == 4 and manifest["options"]["balance"] is True
+    code = main(["analyze", str(tmp_path / "in"), "--out", str(tmp_path / "out2"), "--detector",
+                 str(detector_dir), "--classifier", str(tiny_model), "--no-balance"])
+    assert code == 0 and truth_detector["balance"] == [True, False]
 
 
 def test_detector_views_are_fused_on_a_real_detector(detector_dir):

@@ -367,6 +367,26 @@ def test_auto_scale_undoes_a_stretched_field(monkeypatch, tmp_path):
     assert runs == [1.0]
 
 
+def test_detect_field_white_balances_onto_the_training_background(monkeypatch, tmp_path):
+    from hemascope.detect import predict
+    from hemascope.stain.background import background_colour
+
+    seen = []
+    monkeypatch.setattr(predict, "_run", lambda model, image, s, aspect=1.0: seen.append(image)
+                        or Detections(np.zeros((0, 4)), np.zeros(0), np.zeros(0, int)))
+    field = make_smear(20, seed=2, size=(240, 320)).image
+    tinted = np.clip(field * np.array([1.2, 0.9, 0.8]), 0, 255).astype(np.uint8)
+    config = {"classes": CLASSES, "test_size": 240, "max_size": 320,
+              "background": background_colour(field).tolist()}
+    det = predict.LoadedDetector(None, config, tmp_path)
+    predict.detect_field(det, tinted)
+    assert np.abs(background_colour(seen[-1]) - config["background"]).max() <= 2
+    for d, kw in ((det, {"balance": False}),
+                  (predict.LoadedDetector(None, {**config, "background": None}, tmp_path), {})):
+        predict.detect_field(d, tinted, **kw)
+        assert seen[-1] is tinted
+
+
 def test_load_detector_errors(tmp_path, tiny_model):
     from hemascope.detect.predict import load_detector
 

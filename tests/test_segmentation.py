@@ -111,6 +111,29 @@ def test_train_cv_predict_evaluate(cells_with_masks, tmp_path):
                  str(tmp_path / "p2")]) == 1
 
 
+def test_augmentation_moves_masks_with_pixels_and_blurs_only_the_image():
+    from hemascope.train.config import SegmentationTrainConfig
+    from hemascope.train.segmentation import augment_pairs, gaussian_blur
+
+    x = torch.zeros(2, 3, 32, 32)
+    x[:, :, 16, 16] = 1.0
+    blurred = gaussian_blur(x, 1.5)
+    assert blurred.shape == x.shape and blurred.sum().item() == pytest.approx(x.sum().item(), rel=1e-4)
+    assert 0 < blurred[0, 0, 16, 16].item() < 0.2 and blurred[0, 0, 16, 17].item() > 0
+    assert torch.equal(gaussian_blur(x, 0.1), x)
+    y = torch.zeros(2, 32, 32, dtype=torch.long)
+    y[:, 12:20, 12:20] = 1
+    img = torch.rand(2, 3, 32, 32) * 0.1 + y[:, None].float() * 0.8
+    cfg = SegmentationTrainConfig(zoom=0.0, colour=0.0, blur=2.0)
+    for seed in range(6):
+        xa, ya = augment_pairs(img, y, cfg, torch.Generator().manual_seed(seed))
+        assert set(ya.unique().tolist()) == {0, 1} and int((ya == 1).sum()) == int((y == 1).sum())
+        inside = xa[:, 0][ya == 1].mean() > xa[:, 0][ya == 0].mean() + 0.5
+        assert inside  # the mask still lies on the bright square, blurred or not
+    with pytest.raises(Exception, match="--blur"):
+        SegmentationTrainConfig(blur=-1)
+
+
 def test_classical_parts_on_cartoon_cells():
     from hemascope.segment.parts import classical_parts
 

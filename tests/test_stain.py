@@ -125,3 +125,29 @@ def test_stain_cli(tmp_path, capsys):
     out = __import__("json").loads(capsys.readouterr().out)
     assert len(out["written"]) == 3 and list(out["errors"]) == [str(src / "broken.png")]
     assert read_image(tmp_path / "out" / "c0.png").shape == (64, 64, 3)
+
+
+def test_background_balance_undoes_a_tint_and_leaves_a_matching_field():
+    from hemascope.stain.background import (background_colour, background_reference,
+                                            balance_background)
+    from hemascope.synthetic import make_smear
+
+    field = make_smear(20, seed=1, size=(240, 320)).image
+    ref = background_colour(field)
+    assert ref.shape == (3,) and ref.min() > 150  # the bright glass, not the cells
+    assert balance_background(field, ref) is field  # already matches: untouched
+    tinted = np.clip(field * np.array([1.15, 0.9, 0.75]), 0, 255).astype(np.uint8)
+    back = balance_background(tinted, ref)
+    assert back.dtype == np.uint8 and back.shape == field.shape
+    assert np.abs(background_colour(back) - ref).max() <= 2
+    assert np.abs(back.astype(int) - field).mean() < np.abs(tinted.astype(int) - field).mean() / 4
+    assert np.array_equal(tinted, np.clip(field * np.array([1.15, 0.9, 0.75]), 0, 255).astype(np.uint8))
+    black = np.zeros((20, 30, 3), np.uint8)
+    assert balance_background(black, ref) is black
+    huge_gain = balance_background(np.full((20, 30, 3), 20, np.uint8), ref)
+    assert huge_gain.max() == 40  # gains capped at x2
+    assert background_reference([field, field]) == [round(float(v), 1) for v in ref]
+    with pytest.raises(ValueError, match="RGB"):
+        background_colour(np.zeros((20, 30), np.uint8))
+    with pytest.raises(ValueError, match="at least one"):
+        background_reference([])

@@ -7,7 +7,7 @@ import json
 import sys
 
 from hemascope.cli._common import Formatter, add_json_option, emit_json, number
-from hemascope.cli.detect import _scale
+from hemascope.cli.detect import _scale, add_balance_option
 from hemascope.pipeline.adaptation import ADAPTATIONS
 
 
@@ -42,6 +42,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                         "400 px are cells")
     p.add_argument("--scale", type=_scale, default="auto",
                    help="detector scale: 'auto', 'none' or a factor field px -> working px")
+    add_balance_option(p)
     p.add_argument("--review-below", type=number(float, 0, 1), default=0.6,
                    help="flag white cells typed with less confidence than this")
     p.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
@@ -100,7 +101,7 @@ def _analyze(args: argparse.Namespace) -> int:
     result = analyze(args.paths, out_dir=args.out, detector=args.detector,
                      classifier=args.classifier, refiner=args.refiner, attributes=args.attributes,
                      parts=None if args.parts == "none" else args.parts, stain=args.stain,
-                     mode=args.mode, scale=args.scale,
+                     mode=args.mode, scale=args.scale, balance=args.balance,
                      review_below=args.review_below, overlays=not args.no_overlays, tta=args.tta,
                      detector_tta=args.detector_tta, classes=args.classes, adapt=args.adapt,
                      adapt_seed=args.adapt_seed, resume=args.resume, progress=_progress(),

@@ -62,6 +62,7 @@ def _model_options(p: argparse.ArgumentParser, *, multiple: bool = False) -> Non
     p.add_argument("--scale", type=_scale, default="auto",
                    help="'auto' (rescale when red cells look larger/smaller than in training), "
                         "'none' (the training scale) or a factor field px -> working px")
+    add_balance_option(p)
     p.add_argument("--tta", type=int, default=1, choices=(1, 2, 4), metavar="N",
                    help="test-time augmentation: run each model on N mirror views of the field "
                         "(1, 2 or 4) and fuse them like ensemble members (N times slower)")
@@ -69,6 +70,12 @@ def _model_options(p: argparse.ArgumentParser, *, multiple: bool = False) -> Non
                    help="how the boxes of ensemble members / views are fused: weighted boxes "
                         "fusion (best on the CBC val split), the leukocyte study's majority "
                         "vote, or NMS")
+
+
+def add_balance_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-balance", dest="balance", action="store_false",
+                   help="do not white-balance each field's background onto the training "
+                        "fields' before detection")
 
 
 def _detect(args: argparse.Namespace) -> int:
@@ -87,7 +94,8 @@ def _detect(args: argparse.Namespace) -> int:
         if err is not None:
             errors[str(path)] = err
             continue
-        d = predict_ensemble([det], img, fusion=args.fusion, scale=args.scale, views=args.tta)
+        d = predict_ensemble([det], img, fusion=args.fusion, scale=args.scale, views=args.tta,
+                             balance=args.balance)
         tallies.append(counted(det, d, at_least=args.score_thresh))
         keep = d.scores >= args.score_thresh
         d = Detections(d.boxes[keep], d.scores[keep], d.labels[keep])
@@ -120,7 +128,7 @@ def _evaluate(args: argparse.Namespace) -> int:
               f"drop count as absent (see `hemascope data info {args.data}`)", file=sys.stderr)
     models = [load_detector(m) for m in (args.model or ["default"])]
     ev = evaluate_detector(models, ds, split=args.split, fusion=args.fusion, scale=args.scale,
-                           views=args.tta)
+                           views=args.tta, balance=args.balance)
     rep = ev.report.to_dict()
     rep["images_per_s"] = round(1 / max(ev.seconds_per_image, 1e-9), 2)
     rep["models"] = [str(m.path) for m in models]

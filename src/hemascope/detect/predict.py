@@ -1,6 +1,8 @@
 """Running a detector artifact on smear fields of any size.
 
-Every field is resized to the model's working scale (the scale it was trained at, stored in
+Every field is first white-balanced: its background is brought to the colour of the
+training fields' (:mod:`hemascope.stain.background`; lamp, camera and, in part, stain
+tint). It is resized to the model's working scale (the scale it was trained at, stored in
 its config), cut into overlapping tiles when the resized field is large (bounded memory),
 and the boxes are mapped back to the field's own pixels.
 
@@ -83,14 +85,20 @@ def working_scale(height: int, width: int, config: dict[str, Any]) -> float:
 
 @torch.no_grad()
 def detect_field(det: LoadedDetector, image: np.ndarray, *, scale: float | str = "auto",
-                 score_thresh: float | None = None) -> Detections:
+                 score_thresh: float | None = None, balance: bool = True) -> Detections:
     """Boxes, scores and labels (``1..C``) for one RGB uint8 field, in its own pixels.
 
     Args:
         scale: ``"auto"`` (see module doc), ``None`` for the training scale, or a factor
             from field pixels to working pixels.
         score_thresh: drop boxes below this score (default: the model's own, 0.05).
+        balance: white-balance the field's background onto the training fields' first
+            (:mod:`hemascope.stain.background`; models whose config has a ``background``).
     """
+    if balance and det.config.get("background"):
+        from hemascope.stain.background import balance_background
+
+        image = balance_background(image, det.config["background"])
     h, w = image.shape[:2]
     base = working_scale(h, w, det.config)
     s = base if scale in (None, "auto") else float(scale)
@@ -118,7 +126,7 @@ def detect_fields(det: LoadedDetector, images: Sequence[np.ndarray], **kw) -> li
 
 def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
                      fusion: str = "wbf", iou: float = 0.55, scale: float | str = "auto",
-                     views: int = 1) -> Detections:
+                     views: int = 1, balance: bool = True) -> Detections:
     """One field through every model (and ``views`` mirror views of it, test-time
     augmentation: :mod:`hemascope.detect.tta`), boxes fused with ``fusion`` (wbf, vote or
     nms: :mod:`hemascope.detect.ensemble`); each view of each model is one member.
@@ -130,7 +138,8 @@ def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
 
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
-    preds = [p for m in models for p in detect_views(m, image, views=views, scale=scale)]
+    preds = [p for m in models
+             for p in detect_views(m, image, views=views, scale=scale, balance=balance)]
     if len(preds) == 1:
         return preds[0]
     return FUSIONS[fusion](preds, iou=iou)

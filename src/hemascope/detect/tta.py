@@ -34,7 +34,8 @@ def flip_detections(d: Detections, height: int, width: int, *, horizontal: bool,
     return Detections(b, d.scores, d.labels)
 
 
-def detect_views(det, image: np.ndarray, *, views: int = 4, scale="auto") -> list[Detections]:
+def detect_views(det, image: np.ndarray, *, views: int = 4, scale="auto",
+                 balance: bool = True) -> list[Detections]:
     """One prediction set per view (the first ``views`` of :data:`VIEWS`), all in field pixels.
 
     Raises:
@@ -48,6 +49,6 @@ def detect_views(det, image: np.ndarray, *, views: int = 4, scale="auto") -> lis
     out = []
     for horizontal, vertical in VIEWS[:views]:
         x = flip_image(image, horizontal=horizontal, vertical=vertical)
-        out.append(flip_detections(detect_field(det, x, scale=scale), h, w,
+        out.append(flip_detections(detect_field(det, x, scale=scale, balance=balance), h, w,
                                    horizontal=horizontal, vertical=vertical))
     return out

@@ -15,7 +15,7 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             detector: str | Path = "default", classifier: str | Path = "default",
             refiner: str | Path | None = None, attributes: str | Path | None = None,
             parts: str | Path | None = None, stain: str | Path | None = None,
-            mode: str = "auto", scale: float | str | None = "auto",
+            mode: str = "auto", scale: float | str | None = "auto", balance: bool = True,
             review_below: float = 0.6, overlays: bool = True, tta: int = 1,
             detector_tta: int = 1, classes: Sequence[str] | None = None, adapt: str = "none",
             adapt_seed: int = 0, resume: bool = False,
@@ -39,6 +39,8 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
         mode: ``"cells"`` (single-cell crops), ``"fields"`` (smear fields) or ``"auto"``
             (images up to 400 px on the longer side are single cells).
         scale: detector scale: ``"auto"``, ``None`` (training scale) or a factor.
+        balance: white-balance each field's background onto the detector's training
+            fields' before detection (:mod:`hemascope.stain.background`).
         review_below: white cells typed with less confidence are flagged for review.
         overlays: write an overlay PNG per image.
         tta: classifier test-time augmentation views (1, 2, 4 or 8).
@@ -61,7 +63,8 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
         paths = [paths]
     opts = AnalysisOptions(detector=detector, classifier=classifier, refiner=refiner,
                            attributes=attributes, parts=parts, stain=stain, mode=mode,
-                           scale=scale, review_below=review_below, overlays=overlays, tta=tta,
+                           scale=scale, balance=balance, review_below=review_below,
+                           overlays=overlays, tta=tta,
                            detector_tta=detector_tta,
                            classes=None if classes is None else list(classes), adapt=adapt,
                            adapt_seed=adapt_seed)

@@ -44,6 +44,7 @@ class AnalysisOptions:
     stain: str | Path | None = None
     mode: str = "auto"
     scale: float | str | None = "auto"
+    balance: bool = True
     review_below: float = 0.6
     overlays: bool = True
     tta: int = 1
@@ -229,7 +230,8 @@ class Analyzer:
         from hemascope.detect.predict import counted
 
         d = self.detector
-        det = counted(d, _detect(d, image, self.options.scale, self.options.detector_tta))
+        det = counted(d, _detect(d, image, self.options.scale, self.options.detector_tta,
+                                 balance=self.options.balance))
         return ([tuple(float(v) for v in b) for b in det.boxes],
                 [d.classes[int(lab) - 1] for lab in det.labels], [float(s) for s in det.scores])
 
@@ -340,10 +342,10 @@ class Analyzer:
         return predict_arrays(self.classifier, crops, tta=self.options.tta)
 
 
-def _detect(det, image, scale, views: int = 1):
+def _detect(det, image, scale, views: int = 1, *, balance: bool = True):
     from hemascope.detect.predict import predict_ensemble
 
-    return predict_ensemble([det], image, fusion="wbf", scale=scale, views=views)
+    return predict_ensemble([det], image, fusion="wbf", scale=scale, views=views, balance=balance)
 
 
 def _outline(image: np.ndarray, box, *, whole: bool):

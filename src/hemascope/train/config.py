@@ -25,7 +25,7 @@ _RANGES = {
     "test_fraction": (0, 1, False, True), "threads": (0, None, False, False),
     "workers": (0, None, False, False), "max_minutes": (0, None, False, False),
     "clip_grad": (0, None, False, False), "dice_weight": (0, None, False, False),
-    "colour": (0, None, False, False), "zoom": (0, 1, False, True),
+    "colour": (0, None, False, False), "zoom": (0, 1, False, True), "blur": (0, 8, False, False),
     "pseudo_limit": (1, None, False, False), "min_confidence": (0, 1, False, False),
     "student_epochs": (0, None, False, False), "shots": (1, None, False, False),
     "head_lr_mult": (0, None, True, False), "source_mix": (0, None, False, False),
@@ -235,6 +235,7 @@ class SegmentationTrainConfig:
     dice_weight: float = 1.0
     colour: float = 0.2  # per-channel gain / contrast / saturation jitter strength
     zoom: float = 0.15  # random zoom in or out by up to this fraction
+    blur: float = 0.0  # half the batches blurred, Gaussian sigma up to this many px (defocus)
     val_fraction: float = 0.0  # 0: train on everything for the fixed number of epochs
     seed: int = 0
     threads: int = 0

@@ -34,6 +34,7 @@ from hemascope.evaluate.detection import (DetectionReport, GroundTruth, best_cou
 from hemascope.io.annotations import DetectionSet
 from hemascope.io.atomic import write_json
 from hemascope.models.artifact import save_artifact
+from hemascope.stain.background import background_reference
 from hemascope.train.classifier import (_ema_update, _Warmup, fit_to_time, fitted_epochs,
                                          out_of_time, warn_if_schedule_ended)
 from hemascope.train.device import describe, resolve_device
@@ -285,6 +286,7 @@ def finish_detector(out: Path, cfg: DetectorTrainConfig, classes: list[str],
         "vocabulary": cfg.vocabulary or None, "test_size": cfg.test_size, "max_size": cfg.max_size,
         "fpn_channels": cfg.fpn_channels, "input": "RGB float 0-1, no normalisation",
         "size_reference": size_reference(data["train"], cfg),
+        "background": background_reference(f.image for f in data["train"].fields),
         "count_thresholds": thresholds or dict.fromkeys(classes, 0.5),
         "training": {"data": str(ds.image_root), "format": ds.format,
                      "n_images": {k: len(v.fields) for k, v in data.items()},

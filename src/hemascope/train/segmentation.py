@@ -40,7 +40,8 @@ class SegmentationTrainResult:
 
 def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig,
                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flips, 90-degree turns and zoom on image and mask alike; colour on the image only.
+    """Flips, 90-degree turns and zoom on image and mask alike; colour and blur (defocus)
+    on the image only.
 
     ``x`` float ``(B, 3, S, S)`` in 0-1, ``y`` long ``(B, S, S)``; returns new tensors.
     """
@@ -69,7 +70,22 @@ def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig
         mean = x.mean((1, 2, 3), keepdim=True)
         con = 1 + (torch.rand(b, 1, 1, 1, generator=gen) * 2 - 1) * c
         x = (mean + (x - mean) * con).clamp(0, 1)
+    if cfg.blur > 0 and torch.rand(1, generator=gen).item() < 0.5:
+        x = gaussian_blur(x, float(torch.rand(1, generator=gen)) * cfg.blur)
     return x.contiguous(), y.contiguous()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``(B, C, H, W)`` blurred by a Gaussian of ``sigma`` px (separable, edges reflected)."""
+    if sigma < 0.3:
+        return x
+    r = max(1, math.ceil(3 * sigma))
+    t = torch.arange(-r, r + 1, dtype=x.dtype)
+    k = torch.exp(-t ** 2 / (2 * sigma ** 2))
+    k = (k / k.sum()).to(x.device)
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 def seg_loss(logits: torch.Tensor, y: torch.Tensor, *, dice_weight: float) -> torch.Tensor:

@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 from _ship import REPO, benchmark, history
-from detector_background import card_paragraph
+from model_references import card_paragraph
 
 
 def card(cfg: dict, history: list[dict], bench: dict | None, name: str) -> str:

@@ -247,3 +247,56 @@ def test_outline_from_parts_nearest_the_centre_or_none():
     assert outline_from_parts(lab, PARTS) is None
     with pytest.raises(ValueError, match="none of"):
         outline_from_parts(lab, ["background", "rbc"])
+
+
+class _DarkIsNucleus(torch.nn.Module):
+    """A stand-in part model: nucleus where the (normalised) image is dark, else background."""
+
+    def forward(self, x):
+        dark = (x.mean(1, keepdim=True) < 0).float() * 10
+        bg = 10 - dark
+        rest = torch.zeros_like(dark).repeat(1, 4, 1, 1)
+        return torch.cat([bg, dark, rest], 1)
+
+
+def test_zoom_window_gives_the_cell_its_training_share():
+    from hemascope.segment.predict import ZOOM_RANGE, zoom_window
+
+    assert zoom_window((400, 400), (180, 180, 220, 220), 1600, 0.01) is None  # share 0.01 = training
+    x0, y0, side = zoom_window((400, 400), (180, 180, 220, 220), 1600, 0.04)  # 2x too small
+    assert side == 200 and (x0, y0) == (100, 100) and 1600 / side ** 2 == pytest.approx(0.04)
+    x0, y0, side = zoom_window((100, 100), (10, 10, 90, 90), 6400, 0.16)  # too large: zoom out
+    assert side == 200 and (x0, y0) == (-50, -50)
+    _, _, side = zoom_window((400, 400), (199, 199, 201, 201), 4, 0.5)
+    assert side == round(400 / ZOOM_RANGE[1])  # rescaling capped
+
+
+def test_segment_arrays_balances_and_zooms_onto_the_training_cells(monkeypatch):
+    from hemascope.models.artifact import LoadedModel
+    from hemascope.segment import predict
+    from hemascope.train.segmentation import PARTS
+
+    image = np.full((300, 300, 3), 200, np.uint8)
+    yy, xx = np.mgrid[:300, :300]
+    image[(yy - 150) ** 2 + (xx - 160) ** 2 <= 15 ** 2] = 40  # a small dark cell
+    cfg = {"image_size": 64, "mean": [0.5] * 3, "std": [0.2] * 3, "classes": PARTS,
+           "background": [220.0, 200.0, 180.0], "cell_fraction": 0.05}
+    loaded = LoadedModel(_DarkIsNucleus(), cfg, None)
+    calls = []
+    real = predict._segment
+    monkeypatch.setattr(predict, "_segment", lambda m, ims, **kw: calls.append(
+        [np.asarray(i).copy() for i in ims]) or real(m, ims, **kw))
+    assert len(predict.segment_arrays(loaded, [image])) == 1 and len(calls) == 1  # zoom is opt-in
+    calls.clear()
+    out = predict.segment_arrays(loaded, [image], zoom=True)[0]
+    assert out.shape == (300, 300) and out[150, 160] == PARTS.index("nucleus") and out[10, 10] == 0
+    first, second = calls[0][0], calls[1][0]
+    assert np.abs(first[5, 5].astype(float) - cfg["background"]).max() <= 2  # balanced
+    area = np.pi * 15 ** 2
+    assert second.shape[0] == pytest.approx(300 / np.sqrt(0.05 * 300 * 300 / area), abs=3)  # zoomed
+    calls.clear()
+    predict.segment_arrays(loaded, [image], balance=False, zoom=False)
+    assert len(calls) == 1 and np.array_equal(calls[0][0], image)
+    calls.clear()
+    predict.segment_arrays(loaded, [image], at_input_size=True, zoom=True)
+    assert len(calls) == 1  # no zoom on input-size maps

@@ -34,6 +34,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     pr.add_argument("paths", nargs="+", help="images and/or folders")
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--model", default="default", help="segmentation model folder or 'default'")
+    add_balance_option(pr)
     add_json_option(pr)
     pr.set_defaults(handler=_predict)
 
@@ -100,6 +101,11 @@ def _pseudo(args: argparse.Namespace) -> int:
     return finish_batch(errors, len(done))
 
 
+def add_balance_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-balance", dest="balance", action="store_false",
+                   help="do not white-balance each image onto the training images' background")
+
+
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -119,7 +125,7 @@ def _predict(args: argparse.Namespace) -> int:
         if img is None:
             errors[str(f)] = err
             continue
-        mask = segment_arrays(loaded, [img])[0]
+        mask = segment_arrays(loaded, [img], balance=args.balance)[0]
         parts, over = out / f"{stems[f]}_parts.png", out / f"{stems[f]}_overlay.png"
         guard_inputs(parts, files)
         guard_inputs(over, files)

@@ -20,8 +20,12 @@ class SegmentationEvaluation:
 
 
 def evaluate_segmentation(data: str | Path, *, model: str | Path | LoadedModel = "default",
+                          balance: bool = True, zoom: bool = False,
                           progress=None) -> SegmentationEvaluation:
-    """Raises ``DatasetError`` when the folder holds no readable pair."""
+    """Score a part model on a folder of image/mask pairs; ``balance`` and ``zoom`` as in
+    :func:`hemascope.segment.predict.segment_arrays`.
+
+    Raises ``DatasetError`` when the folder holds no readable pair."""
     from hemascope.segment.data import find_mask_pairs, load_pair
     from hemascope.segment.predict import load_segmenter, segment_arrays
 
@@ -37,7 +41,7 @@ def evaluate_segmentation(data: str | Path, *, model: str | Path | LoadedModel =
             errors[str(e.path)] = e.reason
             continue
         truths.append(mask)
-        preds += segment_arrays(loaded, [image])
+        preds += segment_arrays(loaded, [image], balance=balance, zoom=zoom)
     if not truths:
         raise DatasetError(f"no readable image/mask pair in {data}")
     return SegmentationEvaluation(segmentation_report(truths, preds, loaded.config["classes"]), errors)

@@ -30,10 +30,17 @@ def load_segmenter(spec: str | Path | None = "default") -> LoadedModel:
     return LoadedModel(model.eval().to(memory_format=torch.channels_last), cfg, path)
 
 
+#: ``zoom``: a cell whose share of the image is off the training cells' median share
+#: (config ``cell_fraction``) by more than ZOOM_TOLERANCE in scale is segmented again in a
+#: window that gives it the training share; the rescaling stays within ZOOM_RANGE.
+ZOOM_TOLERANCE, ZOOM_RANGE = 1.3, (1 / 3, 3.0)
+
+
 @torch.inference_mode()
 def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
                    return_probs: bool = False, batch_size: int = 32,
-                   at_input_size: bool = False) -> list[np.ndarray]:
+                   at_input_size: bool = False, balance: bool = True,
+                   zoom: bool = False) -> list[np.ndarray]:
     """Part indices ``(H, W)`` uint8 for each RGB uint8 image, at its own size.
 
     The image is resized to the model's square input, the logits are resized back
@@ -41,7 +48,33 @@ def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
     one size go through the network together, on the model's device. ``at_input_size``
     skips the resizing back: maps come at the model's square input size (faster, for
     outlines that are scaled back as polygons).
+
+    Models that record their training images' background colour (``background`` in the
+    config) white-balance each image onto it first unless ``balance`` is off
+    (:mod:`hemascope.stain.background`: another lamp, camera or stain). ``zoom`` (off by
+    default; models that record ``cell_fraction``) adds a second pass for a cell much
+    smaller or larger in its image than the training cells: the window around the centre
+    cell (padded with the border colour where it leaves the image) that gives it the
+    training share is segmented and pasted over the first pass. On CellaVision cells under
+    simulated magnification changes it did not pay (``benchmarks/segmentation_shift.py``:
+    it costs cytoplasm IoU), so it stays an option. ``zoom`` needs maps at the image's
+    size, so it is skipped with ``at_input_size``.
     """
+    cfg = loaded.config
+    if balance and cfg.get("background"):
+        from hemascope.stain.background import balance_background
+
+        images = [balance_background(np.asarray(im), cfg["background"]) for im in images]
+    out = _segment(loaded, images, return_probs=return_probs, batch_size=batch_size,
+                   at_input_size=at_input_size)
+    if zoom and not at_input_size and cfg.get("cell_fraction"):
+        out = [_rezoom(loaded, np.asarray(im), o, return_probs=return_probs)
+               for im, o in zip(images, out)]
+    return out
+
+
+def _segment(loaded: LoadedModel, images: Sequence[np.ndarray], *, return_probs: bool,
+             batch_size: int, at_input_size: bool) -> list[np.ndarray]:
     from hemascope.segment.data import resize_pair
     from hemascope.train.device import module_device
 
@@ -65,6 +98,46 @@ def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
         res = logits.softmax(1) if return_probs else logits.argmax(1).to(torch.uint8)
         out.extend(r.cpu().numpy() for r in res)
         i = j
+    return out
+
+
+def zoom_window(shape: tuple[int, int], box: tuple[float, float, float, float], area: int,
+                cell_fraction: float) -> tuple[int, int, int] | None:
+    """``(x0, y0, side)`` of the square window centred on a cell (``box``, ``area`` px) in
+    which it has the training share ``cell_fraction``, or ``None`` when its share in the
+    image is already within ZOOM_TOLERANCE (in scale) of it."""
+    h, w = shape
+    r = float(np.sqrt(cell_fraction * h * w / max(area, 1)))  # > 1: the cell is too small
+    if 1 / ZOOM_TOLERANCE <= r <= ZOOM_TOLERANCE:
+        return None
+    r = float(np.clip(r, *ZOOM_RANGE))
+    side = max(8, int(round(np.sqrt(h * w) / r)))
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    return int(round(cx - side / 2)), int(round(cy - side / 2)), side
+
+
+def _rezoom(loaded: LoadedModel, image: np.ndarray, first: np.ndarray, *,
+            return_probs: bool) -> np.ndarray:
+    from hemascope.segment.outline import outline_from_parts
+
+    labels = first.argmax(0) if return_probs else first
+    found = outline_from_parts(labels, loaded.config["classes"], min_area_fraction=0.002)
+    if found is None:
+        return first
+    h, w = labels.shape
+    win = zoom_window((h, w), found.box, found.cell_area, float(loaded.config["cell_fraction"]))
+    if win is None:
+        return first
+    x0, y0, side = win
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    window = np.empty((side, side, 3), np.uint8)
+    window[:] = np.median(border, axis=0).astype(np.uint8)
+    ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
+    window[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[iy0:iy1, ix0:ix1]
+    second = _segment(loaded, [window], return_probs=return_probs, batch_size=1,
+                      at_input_size=False)[0]
+    out = first.copy()
+    out[..., iy0:iy1, ix0:ix1] = second[..., iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
     return out
 
 

@@ -88,6 +88,18 @@ def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
     return F.conv2d(F.pad(x, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
+def reference_stats(images: np.ndarray, masks: np.ndarray) -> dict:
+    """What inference compares a new image with (:func:`hemascope.segment.predict.segment_arrays`):
+    the training images' background colour and the median share of its image that a
+    training cell (its nucleus, cytoplasm and vacuoles) covers."""
+    from hemascope.segment.outline import part_indices
+    from hemascope.stain.background import background_reference
+
+    cell, _ = part_indices(PARTS)
+    share = float(np.median([np.isin(m, cell).mean() for m in masks]))
+    return {"background": background_reference(images), "cell_fraction": round(share, 4)}
+
+
 def seg_loss(logits: torch.Tensor, y: torch.Tensor, *, dice_weight: float) -> torch.Tensor:
     """Cross-entropy + soft Dice over the classes present in the batch's truth; pixels
     labelled :data:`~hemascope.segment.pseudo.IGNORE` (unsure pseudo-labels) count in neither."""
@@ -240,7 +252,7 @@ def train_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainConfig, out
         "task": "segmentation", "arch": "unet", "width": cfg.width, "depth": cfg.depth,
         "classes": PARTS, "trained_classes": [PARTS[i] for i in present],
         "image_size": cfg.image_size, "preprocessing": "resize-bilinear", "mean": mean.tolist(),
-        "std": std.tolist(),
+        "std": std.tolist(), **reference_stats(x, y),
         "training": {"data": data, "n_images": int(len(x)), "command": command,
                      "config": cfg.to_dict(), "wall_time_s": round(wall, 1),
                      "device": f"CPU, {torch.get_num_threads()} threads",
@@ -278,7 +290,8 @@ def cross_validate_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainCo
         train_idx = np.setdiff1d(np.arange(len(x)), test_idx)
         model, mean, std, _, _ = _fit(x[train_idx], y[train_idx], unlabelled, cfg)
         loaded = LoadedModel(model, {"image_size": cfg.image_size, "mean": mean.tolist(),
-                                     "std": std.tolist()}, Path("."))
+                                     "std": std.tolist(), "classes": PARTS,
+                                     **reference_stats(x[train_idx], y[train_idx])}, Path("."))
         full = [load_pair(readable[i]) for i in test_idx]  # scored at each image's own size
         pred = segment_arrays(loaded, [im for im, _ in full])
         truth = [m for _, m in full]

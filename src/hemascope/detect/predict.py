@@ -14,7 +14,7 @@ scale is corrected step by step on a window of the field, and the field is run a
 the first scale where the sizes agree. If none is found the first pass stands. Then the
 field's stretch is undone: red cells are round, so when their boxes come out clearly wider
 than tall (or taller than wide), as in exports resized to a square, the field is re-run
-widened (or narrowed) until they are round (:func:`_unstretch`). :func:`predict_ensemble`
+widened (or narrowed) by the stretch its gradients show (:func:`_unstretch`). :func:`predict_ensemble`
 runs several detectors and/or mirror views of the field and fuses their boxes.
 """
 
@@ -194,11 +194,10 @@ def _size_search(model: torch.nn.Module, image: np.ndarray, first: Detections, s
     return first, base
 
 
-def _log_aspect(d: Detections, aspect: float, shape: tuple[int, ...],
+def _log_aspect(d: Detections, shape: tuple[int, ...],
                 config: dict[str, Any]) -> tuple[float, float] | None:
-    """Median log(width / height), in working pixels, of the confident reference boxes
-    that lie wholly inside a field of ``shape`` run widened ``aspect`` times, and its
-    standard error; ``None`` when fewer than 5 are found."""
+    """Median log(width / height) of the confident reference boxes that lie wholly inside
+    a field of ``shape``, and its standard error; ``None`` when fewer than 5 are found."""
     k = config["classes"].index(config["size_reference"]["class"]) + 1
     h, w = shape[:2]
     b = d.boxes[(d.labels == k) & (d.scores >= 0.5)]
@@ -206,7 +205,7 @@ def _log_aspect(d: Detections, aspect: float, shape: tuple[int, ...],
     b = b[(b[:, 2] > b[:, 0]) & (b[:, 3] > b[:, 1])]
     if len(b) < 5:
         return None
-    logs = np.log((b[:, 2] - b[:, 0]) / (b[:, 3] - b[:, 1])) + np.log(aspect)
+    logs = np.log((b[:, 2] - b[:, 0]) / (b[:, 3] - b[:, 1]))
     return float(np.median(logs)), 1.25 * float(logs.std()) / len(logs) ** 0.5
 
 
@@ -251,7 +250,7 @@ def _unstretch(model: torch.nn.Module, image: np.ndarray, found: Detections, s: 
     stretched (:func:`_stretched`): a field resized to a square by an export, a camera
     with non-square pixels. The widening comes from the gradients, not the boxes, since
     the detector's boxes follow a stretch only in part."""
-    m = _log_aspect(found, 1.0, image.shape, config)
+    m = _log_aspect(found, image.shape, config)
     gradient = float(np.log(gradient_aspect(image, s)))
     if not _stretched(m, gradient):
         return found

@@ -196,7 +196,7 @@ def _find_yaml(source: Path) -> Path:
     if source.is_dir():
         found = next((source / n for n in YAML_NAMES if (source / n).is_file()), None)
         if found is None:
-            raise AnnotationError(source, "folder has no data.yaml")
+            raise AnnotationError(source, "folder has no data.yaml (nor data.yml, dataset.yaml)")
         return found
     if not source.is_file():
         raise AnnotationError(source, "file does not exist")

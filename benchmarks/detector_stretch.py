@@ -16,12 +16,11 @@ benchmark's commit: the scale search alone, re-created by switching the stretch 
 off) and ``auto`` (the current `--scale auto`: the scale search, then the widening that
 makes the field's content direction-free, `hemascope.detect.predict._unstretch`).
 The rule was chosen on the val split's copies among three: widening searched from the red
-cells' box shapes alone (the detector's boxes follow a stretch only about a third of the
-way, so the search stops short; an earlier version of this script measured it on val and
-test: test 416x416 mAP50:95 0.556 -> 0.570, 640x360 0.471 -> 0.586), widening from the
-gradients alone (best on stretched val copies but it moved some unstretched fields: val
-640x480 mAP50 0.847 -> 0.841), and the gradients corroborated by the boxes (kept: val
-640x480 unchanged; this table).
+cells' box shapes alone (the boxes follow a stretch only about a third of the way,
+`benchmarks/detector_stretch_gain.py`, so the search stopped short), widening from the
+gradients alone (best on stretched val copies, but it moved some unstretched val fields),
+and the gradients corroborated by the boxes (kept: unstretched val fields unchanged; this
+table).
 Reported per split, shape and rule: COCO mAP50 and mAP50:95, WBC AP50, count MAE per class
 (the model's counting thresholds) and seconds per field. Writes ``results/<name>.{json,md}``.
 """

@@ -55,9 +55,10 @@ def _resize(image: np.ndarray, mask: np.ndarray, f: float) -> tuple[np.ndarray, 
 def smaller(image: np.ndarray, mask: np.ndarray, f: float = 0.6) -> tuple[np.ndarray, np.ndarray]:
     h, w = mask.shape
     im, m = _resize(image, mask, f)
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    from hemascope.segment.predict import border_colour
+
     out = np.empty_like(image)
-    out[:] = np.median(border, axis=0).astype(np.uint8)
+    out[:] = border_colour(image)
     out_m = np.zeros_like(mask)
     t, l = (h - m.shape[0]) // 2, (w - m.shape[1]) // 2
     out[t:t + m.shape[0], l:l + m.shape[1]] = im

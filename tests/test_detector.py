@@ -385,6 +385,10 @@ def test_detect_field_white_balances_onto_the_training_background(monkeypatch, t
                   (predict.LoadedDetector(None, {**config, "background": None}, tmp_path), {})):
         predict.detect_field(d, tinted, **kw)
         assert seen[-1] is tinted
+    seen.clear()
+    predict.predict_ensemble([det], tinted, views=2)  # mirror views: balanced alike
+    assert len(seen) == 2 and all(np.abs(background_colour(v) - config["background"]).max() <= 2
+                                  for v in seen)
 
 
 def test_load_detector_errors(tmp_path, tiny_model):

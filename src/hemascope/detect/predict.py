@@ -45,7 +45,8 @@ SCALE_RANGE = (0.01, 4.0)
 #: (and twice its standard error), or its gradients say it is by more than
 #: GRADIENT_TOLERANCE and the boxes lean the same way; the widening stays in ASPECT_RANGE.
 #: The gradients follow a stretch ASPECT_GAIN of the way (log slope; blurred cell edges
-#: do not scale fully), measured on CBC val fields squeezed to 0.75.
+#: do not scale fully): `python benchmarks/detector_stretch_gain.py` (CBC val fields
+#: squeezed to 0.75; the red-cell boxes follow it 0.35 of the way).
 ASPECT_TOLERANCE, GRADIENT_TOLERANCE, ASPECT_RANGE, ASPECT_GAIN = 1.05, 1.1, (0.5, 2.0), 0.8
 
 
@@ -95,10 +96,7 @@ def detect_field(det: LoadedDetector, image: np.ndarray, *, scale: float | str =
         balance: white-balance the field's background onto the training fields' first
             (:mod:`hemascope.stain.background`; models whose config has a ``background``).
     """
-    if balance and det.config.get("background"):
-        from hemascope.stain.background import balance_background
-
-        image = balance_background(image, det.config["background"])
+    image = balanced(det, image, balance)
     h, w = image.shape[:2]
     base = working_scale(h, w, det.config)
     s = base if scale in (None, "auto") else float(scale)
@@ -109,6 +107,17 @@ def detect_field(det: LoadedDetector, image: np.ndarray, *, scale: float | str =
         keep = out.scores >= score_thresh
         out = Detections(out.boxes[keep], out.scores[keep], out.labels[keep])
     return out
+
+
+def balanced(det: LoadedDetector, image: np.ndarray, balance: bool = True) -> np.ndarray:
+    """The field white-balanced onto the detector's training fields' background
+    (:mod:`hemascope.stain.background`), or as it is when ``balance`` is off or the model
+    records no background."""
+    if not balance or not det.config.get("background"):
+        return image
+    from hemascope.stain.background import balance_background
+
+    return balance_background(image, det.config["background"])
 
 
 def counted(det: LoadedDetector, d: Detections, *, at_least: float = 0.0) -> Detections:

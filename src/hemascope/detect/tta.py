@@ -41,14 +41,15 @@ def detect_views(det, image: np.ndarray, *, views: int = 4, scale="auto",
     Raises:
         ValueError: ``views`` outside 1..4.
     """
-    from hemascope.detect.predict import detect_field
+    from hemascope.detect.predict import balanced, detect_field
 
     if not 1 <= views <= len(VIEWS):
         raise ValueError(f"views must be 1..{len(VIEWS)}, got {views}")
+    image = balanced(det, image, balance)  # once: mirroring keeps the background
     h, w = image.shape[:2]
     out = []
     for horizontal, vertical in VIEWS[:views]:
         x = flip_image(image, horizontal=horizontal, vertical=vertical)
-        out.append(flip_detections(detect_field(det, x, scale=scale, balance=balance), h, w,
+        out.append(flip_detections(detect_field(det, x, scale=scale, balance=False), h, w,
                                    horizontal=horizontal, vertical=vertical))
     return out

@@ -116,6 +116,12 @@ def zoom_window(shape: tuple[int, int], box: tuple[float, float, float, float], 
     return int(round(cx - side / 2)), int(round(cy - side / 2)), side
 
 
+def border_colour(image: np.ndarray) -> np.ndarray:
+    """Median RGB (uint8) of an image's outermost rows and columns: the fill for padding it."""
+    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
+    return np.median(border, axis=0).astype(np.uint8)
+
+
 def _rezoom(loaded: LoadedModel, image: np.ndarray, first: np.ndarray, *,
             return_probs: bool) -> np.ndarray:
     from hemascope.segment.outline import outline_from_parts
@@ -129,9 +135,8 @@ def _rezoom(loaded: LoadedModel, image: np.ndarray, first: np.ndarray, *,
     if win is None:
         return first
     x0, y0, side = win
-    border = np.concatenate([image[0], image[-1], image[:, 0], image[:, -1]])
     window = np.empty((side, side, 3), np.uint8)
-    window[:] = np.median(border, axis=0).astype(np.uint8)
+    window[:] = border_colour(image)
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
     window[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[iy0:iy1, ix0:ix1]
     second = _segment(loaded, [window], return_probs=return_probs, batch_size=1,

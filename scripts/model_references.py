@@ -33,8 +33,9 @@ def card_paragraph(cfg: dict) -> str:
                 f"colour of its brightest tenth) is brought to the training images' median, RGB "
                 f"({bg[0]:.0f}, {bg[1]:.0f}, {bg[2]:.0f}), by per-channel gains (`--no-balance` "
                 f"turns it off). The median share of its image that a training cell covers "
-                f"({cfg['cell_fraction']:.3f}) is recorded for the opt-in `zoom` of "
-                f"`hemascope.segment.predict.segment_arrays`. {how}")
+                f"({cfg['cell_fraction']:.3f}) sets the zoom pass: a cell far smaller or larger "
+                f"in its image is segmented again in a window that gives it that share "
+                f"(`--no-zoom` turns it off). {how}")
     return (f"{CARD_HEADING}: before detection each field's background (the median colour of "
             f"its brightest tenth) is brought to the training fields' median, RGB "
             f"({bg[0]:.0f}, {bg[1]:.0f}, {bg[2]:.0f}), by per-channel gains "

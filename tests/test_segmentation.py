@@ -96,6 +96,9 @@ def test_train_cv_predict_evaluate(cells_with_masks, tmp_path):
                  "--json", str(tmp_path / "e.json")]) == 0
     rep = json.loads((tmp_path / "e.json").read_text())
     assert rep["n_images"] == 12 and rep["per_class"]["nucleus"]["iou"] > 0.5
+    assert main(["evaluate", "segmentation", "--model", str(out), "--data", str(cells_with_masks),
+                 "--no-zoom", "--no-balance", "--json", str(tmp_path / "e2.json")]) == 0
+    assert json.loads((tmp_path / "e2.json").read_text())["n_images"] == 12
     src = tmp_path / "in"
     write_image(src / "x.jpg", make_cell("neutrophil", seed=40, size=80).image)
     (src / "bad.jpg").write_bytes(b"not a jpeg")
@@ -124,7 +127,7 @@ def test_augmentation_moves_masks_with_pixels_and_blurs_only_the_image():
     y = torch.zeros(2, 32, 32, dtype=torch.long)
     y[:, 12:20, 12:20] = 1
     img = torch.rand(2, 3, 32, 32) * 0.1 + y[:, None].float() * 0.8
-    cfg = SegmentationTrainConfig(zoom=0.0, colour=0.0, blur=2.0)
+    cfg = SegmentationTrainConfig(zoom=0.0, min_scale=0.0, colour=0.0, blur=2.0)
     for seed in range(6):
         xa, ya = augment_pairs(img, y, cfg, torch.Generator().manual_seed(seed))
         assert set(ya.unique().tolist()) == {0, 1} and int((ya == 1).sum()) == int((y == 1).sum())
@@ -132,6 +135,25 @@ def test_augmentation_moves_masks_with_pixels_and_blurs_only_the_image():
         assert inside  # the mask still lies on the bright square, blurred or not
     with pytest.raises(Exception, match="--blur"):
         SegmentationTrainConfig(blur=-1)
+
+
+def test_min_scale_zooms_out_to_lower_magnifications():
+    from hemascope.train.config import SegmentationTrainConfig
+    from hemascope.train.segmentation import augment_pairs
+
+    y = torch.zeros(64, 64, 64, dtype=torch.long)
+    y[:, 24:40, 24:40] = 1  # a 16 px cell in the middle of each image
+    img = y[:, None].float().repeat(1, 3, 1, 1)
+    side = {}
+    for min_scale in (0.0, 0.5):
+        cfg = SegmentationTrainConfig(zoom=0.15, min_scale=min_scale, colour=0.0)
+        _, ya = augment_pairs(img, y, cfg, torch.Generator().manual_seed(0))
+        side[min_scale] = (ya == 1).sum((1, 2)).float().sqrt() / 16  # the cell's scale per image
+    assert side[0.0].min() > 0.8 and side[0.0].max() < 1.2  # +-15 %
+    assert side[0.5].min() < 0.7 and side[0.5].max() < 1.2  # down to about half size
+    assert (side[0.5] < 0.85).float().mean() > 0.4  # log-uniform: most of the range is zoom-out
+    with pytest.raises(Exception, match="--min-scale"):
+        SegmentationTrainConfig(min_scale=1.5)
 
 
 def test_classical_parts_on_cartoon_cells():
@@ -286,9 +308,9 @@ def test_segment_arrays_balances_and_zooms_onto_the_training_cells(monkeypatch):
     real = predict._segment
     monkeypatch.setattr(predict, "_segment", lambda m, ims, **kw: calls.append(
         [np.asarray(i).copy() for i in ims]) or real(m, ims, **kw))
-    assert len(predict.segment_arrays(loaded, [image])) == 1 and len(calls) == 1  # zoom is opt-in
+    assert len(predict.segment_arrays(loaded, [image], zoom=False)) == 1 and len(calls) == 1
     calls.clear()
-    out = predict.segment_arrays(loaded, [image], zoom=True)[0]
+    out = predict.segment_arrays(loaded, [image])[0]  # zoom is on by default
     assert out.shape == (300, 300) and out[150, 160] == PARTS.index("nucleus") and out[10, 10] == 0
     first, second = calls[0][0], calls[1][0]
     assert np.abs(first[5, 5].astype(float) - cfg["background"]).max() <= 2  # balanced

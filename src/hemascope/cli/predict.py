@@ -7,7 +7,7 @@ import sys
 
 from hemascope.cli._common import (Formatter, add_json_option, emit_json, finish_batch, number,
                                    progress)
-from hemascope.cli.segment import add_balance_option
+from hemascope.cli.segment import add_adjust_options
 
 
 def register(groups: argparse._SubParsersAction) -> None:
@@ -88,7 +88,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "128 cytoplasm, 0 other; or indexed part labels), or images/ + masks/.")
     es.add_argument("--model", default="default", help="segmentation model folder or 'default'")
     es.add_argument("--data", required=True, help="folder of images and masks")
-    add_balance_option(es)
+    add_adjust_options(es)
     add_json_option(es)
     es.set_defaults(handler=_evaluate_segmentation)
 
@@ -96,7 +96,7 @@ def register(groups: argparse._SubParsersAction) -> None:
 def _evaluate_segmentation(args: argparse.Namespace) -> int:
     from hemascope.evaluate.segmentation import evaluate_segmentation
 
-    ev = evaluate_segmentation(args.data, model=args.model, balance=args.balance,
+    ev = evaluate_segmentation(args.data, model=args.model, balance=args.balance, zoom=args.zoom,
                                progress=lambda it: progress(it, desc="evaluating"))
     rep = ev.report
     if args.json:

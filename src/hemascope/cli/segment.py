@@ -34,7 +34,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     pr.add_argument("paths", nargs="+", help="images and/or folders")
     pr.add_argument("--out", required=True, help="output folder")
     pr.add_argument("--model", default="default", help="segmentation model folder or 'default'")
-    add_balance_option(pr)
+    add_adjust_options(pr)
     add_json_option(pr)
     pr.set_defaults(handler=_predict)
 
@@ -101,9 +101,13 @@ def _pseudo(args: argparse.Namespace) -> int:
     return finish_batch(errors, len(done))
 
 
-def add_balance_option(p: argparse.ArgumentParser) -> None:
+def add_adjust_options(p: argparse.ArgumentParser) -> None:
+    """``--no-balance`` and ``--no-zoom``: the two adjustments part segmentation makes."""
     p.add_argument("--no-balance", dest="balance", action="store_false",
                    help="do not white-balance each image onto the training images' background")
+    p.add_argument("--no-zoom", dest="zoom", action="store_false",
+                   help="no second pass for a cell much smaller or larger in its image than "
+                        "the training cells")
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -125,7 +129,7 @@ def _predict(args: argparse.Namespace) -> int:
         if img is None:
             errors[str(f)] = err
             continue
-        mask = segment_arrays(loaded, [img], balance=args.balance)[0]
+        mask = segment_arrays(loaded, [img], balance=args.balance, zoom=args.zoom)[0]
         parts, over = out / f"{stems[f]}_parts.png", out / f"{stems[f]}_overlay.png"
         guard_inputs(parts, files)
         guard_inputs(over, files)

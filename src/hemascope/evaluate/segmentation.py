@@ -20,7 +20,7 @@ class SegmentationEvaluation:
 
 
 def evaluate_segmentation(data: str | Path, *, model: str | Path | LoadedModel = "default",
-                          balance: bool = True, zoom: bool = False,
+                          balance: bool = True, zoom: bool = True,
                           progress=None) -> SegmentationEvaluation:
     """Score a part model on a folder of image/mask pairs; ``balance`` and ``zoom`` as in
     :func:`hemascope.segment.predict.segment_arrays`.

@@ -40,7 +40,7 @@ ZOOM_TOLERANCE, ZOOM_RANGE = 1.3, (1 / 3, 3.0)
 def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
                    return_probs: bool = False, batch_size: int = 32,
                    at_input_size: bool = False, balance: bool = True,
-                   zoom: bool = False) -> list[np.ndarray]:
+                   zoom: bool = True) -> list[np.ndarray]:
     """Part indices ``(H, W)`` uint8 for each RGB uint8 image, at its own size.
 
     The image is resized to the model's square input, the logits are resized back
@@ -51,14 +51,14 @@ def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
 
     Models that record their training images' background colour (``background`` in the
     config) white-balance each image onto it first unless ``balance`` is off
-    (:mod:`hemascope.stain.background`: another lamp, camera or stain). ``zoom`` (off by
-    default; models that record ``cell_fraction``) adds a second pass for a cell much
-    smaller or larger in its image than the training cells: the window around the centre
-    cell (padded with the border colour where it leaves the image) that gives it the
-    training share is segmented and pasted over the first pass. On CellaVision cells under
-    simulated magnification changes it did not pay (``benchmarks/segmentation_shift.py``:
-    it costs cytoplasm IoU), so it stays an option. ``zoom`` needs maps at the image's
-    size, so it is skipped with ``at_input_size``.
+    (:mod:`hemascope.stain.background`: another lamp, camera or stain). ``zoom`` (models
+    that record ``cell_fraction``) adds a second pass for a cell much smaller or larger in
+    its image than the training cells: the window around the centre cell (padded with the
+    border colour where it leaves the image) that gives it the training share is segmented
+    and pasted over the first pass. With a model trained down to half size
+    (``min_scale``) it pays on CellaVision cells under simulated magnification changes
+    (``benchmarks/segmentation_shift.py``), so it is on by default. ``zoom`` needs maps at
+    the image's size, so it is skipped with ``at_input_size``.
     """
     cfg = loaded.config
     if balance and cfg.get("background"):

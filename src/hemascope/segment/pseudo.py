@@ -65,5 +65,5 @@ def pseudo_label(loaded, images: Sequence[np.ndarray], min_confidence: float) ->
     """``(N, H, W)`` pseudo-labels of same-size images from a loaded segmenter."""
     from hemascope.segment.predict import segment_arrays
 
-    probs = segment_arrays(loaded, list(images), return_probs=True)
+    probs = segment_arrays(loaded, list(images), return_probs=True, zoom=False)  # as measured
     return np.stack([confident_labels(p, min_confidence) for p in probs])

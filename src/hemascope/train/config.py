@@ -25,7 +25,7 @@ _RANGES = {
     "test_fraction": (0, 1, False, True), "threads": (0, None, False, False),
     "workers": (0, None, False, False), "max_minutes": (0, None, False, False),
     "clip_grad": (0, None, False, False), "dice_weight": (0, None, False, False),
-    "colour": (0, None, False, False), "zoom": (0, 1, False, True), "blur": (0, 8, False, False),
+    "colour": (0, None, False, False), "zoom": (0, 1, False, True), "min_scale": (0, 1, False, True), "blur": (0, 8, False, False),
     "pseudo_limit": (1, None, False, False), "min_confidence": (0, 1, False, False),
     "student_epochs": (0, None, False, False), "shots": (1, None, False, False),
     "head_lr_mult": (0, None, True, False), "source_mix": (0, None, False, False),
@@ -220,14 +220,16 @@ class SegmentationTrainConfig:
     """Options of ``hemascope train segmentation`` (every field is a CLI flag).
 
     A small U-Net at 128 px from random init; cross-entropy plus soft Dice (Milletari
-    2016); flips, 90-degree turns, mild zoom, and strong per-channel colour gain, contrast
-    and saturation jitter so one lab's stain does not become the model's idea of a nucleus.
+    2016); flips, 90-degree turns, zoom from half size (``min_scale``: other labs image
+    at lower magnifications than the CellaVision training cells) to 1.15, and strong
+    per-channel colour gain, contrast and saturation jitter so one lab's stain does not
+    become the model's idea of a nucleus.
     """
 
     width: int = 16
     depth: int = 4
     image_size: int = 128
-    epochs: int = 60
+    epochs: int = 120
     batch_size: int = 8
     lr: float = 3e-3
     weight_decay: float = 1e-4
@@ -235,6 +237,7 @@ class SegmentationTrainConfig:
     dice_weight: float = 1.0
     colour: float = 0.2  # per-channel gain / contrast / saturation jitter strength
     zoom: float = 0.15  # random zoom in or out by up to this fraction
+    min_scale: float = 0.5  # > 0: scales log-uniform from this up to 1 + zoom (0: +-zoom)
     blur: float = 0.0  # half the batches blurred, Gaussian sigma up to this many px (defocus)
     val_fraction: float = 0.0  # 0: train on everything for the fixed number of epochs
     seed: int = 0

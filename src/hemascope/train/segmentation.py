@@ -52,8 +52,12 @@ def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig
         x, y = x.flip(-2), y.flip(-2)
     k = int(torch.randint(0, 4, (1,), generator=gen))
     x, y = torch.rot90(x, k, (-2, -1)), torch.rot90(y, k, (-2, -1))
-    if cfg.zoom > 0:
+    if cfg.min_scale > 0:  # scale log-uniform in [min_scale, 1 + zoom]: lower magnifications
+        lo, hi = math.log(cfg.min_scale), math.log(1 + cfg.zoom)
+        z = torch.exp(lo + torch.rand(b, generator=gen) * (hi - lo))
+    elif cfg.zoom > 0:
         z = 1 + (torch.rand(b, generator=gen) * 2 - 1) * cfg.zoom
+    if cfg.zoom > 0 or cfg.min_scale > 0:
         theta = torch.zeros(b, 2, 3)
         theta[:, 0, 0] = theta[:, 1, 1] = 1 / z
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)

@@ -1,12 +1,16 @@
 """Copy a trained cell-part U-Net into the package as the shipped default, with its card.
 
     python scripts/ship_segmenter.py runs/cellparts_unet [--name cellparts_unet] [--card-only]
+        [--cv-from benchmarks/results/segmentation_cellavision.json]
 
 Copies config.json and model.safetensors to src/hemascope/weights/NAME/ and writes
 MODEL_CARD.md from the recorded config (its k-fold cross-validation, if it was trained with
 ``--cv``), its history and the recipe's scores under simulated lab shifts
 (``benchmarks/results/segmentation_shift.json``, when it was run on the same recipe).
-Nothing in the card is typed by hand.
+Nothing in the card is typed by hand. ``--cv-from`` records in the shipped config the
+k-fold cross-validation that ``benchmarks/segmentation_cellavision.py`` ran on the same
+recipe (the computation ``--cv K`` does while training), for a model trained without
+``--cv``; a result of another recipe is refused.
 """
 
 from __future__ import annotations
@@ -49,9 +53,11 @@ def card(cfg: dict, hist: list[dict], shift: dict | None = None) -> str:
             f"| {c} | {v['iou']['mean']:.3f} +- {v['iou']['std']:.3f} | "
             f"{v['f1']['mean']:.3f} +- {v['f1']['std']:.3f} | {cv['pooled']['per_class'][c]['iou']:.3f} |"
             for c, v in cv["per_class"].items())
-        scores = (f"{cv['k']}-fold cross-validation on the {cv['n_images']} training cells (each cell "
-                  "scored once, at its own resolution, by a model that never saw it; mean +- std "
-                  "over folds, and pooled over all held-out pixels):\n\n"
+        source = cfg["metrics"].get("cross_validation_source")
+        by = f" (run by `{source}` on this recipe)" if source else ""
+        scores = (f"{cv['k']}-fold cross-validation on the {cv['n_images']} training cells{by}; "
+                  "each cell scored once, at its own resolution, by a model that never saw it; "
+                  "mean +- std over folds, and pooled over all held-out pixels:\n\n"
                   "| class | IoU | F1 | pooled IoU |\n|---|---|---|---|\n" + rows +
                   f"\n| **mIoU** | {cv['miou']['mean']:.3f} +- {cv['miou']['std']:.3f} | | "
                   f"{cv['pooled']['miou']:.3f} |\n")
@@ -92,13 +98,36 @@ ground truth here and are not predicted.
 """
 
 
+def same_recipe(a: dict, b: dict) -> bool:
+    """Two training configs that differ at most in threads (which do not change the recipe)."""
+    keys = (set(a) | set(b)) - {"threads"}
+    return all(a.get(k) == b.get(k) for k in keys)
+
+
+def record_cv(dest: Path, result: Path) -> None:
+    """Copy a benchmark's cross-validation of this model's recipe into its config."""
+    from hemascope.io.atomic import write_json
+
+    cfg = json.loads((dest / "config.json").read_text())
+    bench = json.loads(result.read_text())
+    if not same_recipe(bench["recipe"], cfg["training"]["config"]):
+        raise SystemExit(f"{result} cross-validated another recipe than {dest}'s")
+    cfg["metrics"]["cross_validation"] = bench["cross_validation"]
+    cfg["metrics"]["cross_validation_source"] = f"python benchmarks/{result.stem}.py"
+    write_json(dest / "config.json", cfg)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("run", type=Path)
     ap.add_argument("--name", default="cellparts_unet")
     ap.add_argument("--card-only", action="store_true")
+    ap.add_argument("--cv-from", type=Path, default=None,
+                    help="results JSON of benchmarks/segmentation_cellavision.py")
     args = ap.parse_args()
     dest = WEIGHTS / args.name if args.card_only else copy_run(args.run, args.name)
+    if args.cv_from:
+        record_cv(dest, args.cv_from)
     cfg = json.loads((dest / "config.json").read_text())
     (dest / "MODEL_CARD.md").write_text(card(cfg, history(args.run), benchmark("segmentation_shift")))
     print(f"{'rewrote card of' if args.card_only else 'shipped'} {dest}")

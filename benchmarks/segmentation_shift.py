@@ -25,7 +25,8 @@ before lower magnifications were trained for) and segments the held-out cells in
 four ways (`segment_arrays`, ``--modes``): ``plain`` (no adjustment), ``balance`` (the
 image white-balanced onto the training images' background), ``zoom`` (a cell far smaller
 or larger in its image than the training cells is segmented again in a window that gives
-it the training share) and ``both`` (the default). The training references (background, cell share) come from the fold's own training cells.
+it the training share) and ``both`` (the default). The training references (background,
+cell share) come from the fold's own training cells.
 Scores: nucleus and cytoplasm IoU pooled over every held-out pixel of all folds, at each
 image's own resolution. Writes ``results/<name>.{json,md}``.
 """

@@ -26,8 +26,7 @@ from model_references import card_paragraph
 def shift_section(shift: dict | None, recipe: dict) -> str:
     """The simulated lab shifts of ``benchmarks/segmentation_shift.py``, when that run used
     this model's recipe (else nothing: its numbers would describe another model)."""
-    if not shift or any(shift["config"].get(k) != v for k, v in recipe.items()
-                        if k not in ("threads", "unlabelled")):
+    if not shift or not same_recipe(shift["config"], recipe):
         return ""
     iou = shift["iou"]
     modes = list(iou)
@@ -46,8 +45,10 @@ def card(cfg: dict, hist: list[dict], shift: dict | None = None) -> str:
     t = cfg["training"]
     tc = t["config"]
     cv = cfg["metrics"].get("cross_validation")
-    scores = ("No cross-validation was recorded with the model (it was trained without `--cv`); "
-              "the recipe's cross-validated scores are the `none` row of the table below.\n")
+    shifts = shift_section(shift, tc)
+    scores = ("No cross-validation was recorded with the model (it was trained without `--cv`)"
+              + ("; the recipe's cross-validated scores are the `none` row of the table below.\n"
+                 if shifts else ".\n"))
     if cv:
         rows = "\n".join(
             f"| {c} | {v['iou']['mean']:.3f} +- {v['iou']['std']:.3f} | "
@@ -84,7 +85,7 @@ shipped model; the recipe was scored by cross-validation first (below).
 
 ## Scores
 
-{scores}{shift_section(shift, tc)}
+{scores}{shifts}
 Reproduce: `hemascope train segmentation --data ../shared/data/cellavision --out DIR --cv 5`,
 `python benchmarks/segmentation_cellavision.py` or `python benchmarks/segmentation_shift.py`.
 

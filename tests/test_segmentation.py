@@ -97,13 +97,13 @@ def test_train_cv_predict_evaluate(cells_with_masks, tmp_path):
     rep = json.loads((tmp_path / "e.json").read_text())
     assert rep["n_images"] == 12 and rep["per_class"]["nucleus"]["iou"] > 0.5
     assert main(["evaluate", "segmentation", "--model", str(out), "--data", str(cells_with_masks),
-                 "--no-zoom", "--no-balance", "--json", str(tmp_path / "e2.json")]) == 0
+                 "--no-zoom", "--no-balance", "--centre-cell", "--json", str(tmp_path / "e2.json")]) == 0
     assert json.loads((tmp_path / "e2.json").read_text())["n_images"] == 12
     src = tmp_path / "in"
     write_image(src / "x.jpg", make_cell("neutrophil", seed=40, size=80).image)
     (src / "bad.jpg").write_bytes(b"not a jpeg")
     assert main(["segment", "predict", str(src), "--model", str(out), "--out",
-                 str(tmp_path / "pred")]) == 0
+                 str(tmp_path / "pred"), "--all-cells"]) == 0
     from hemascope.io.masks import read_part_mask
 
     parts = read_part_mask(tmp_path / "pred" / "x_parts.png", convention="indexed")
@@ -271,6 +271,28 @@ def test_outline_from_parts_nearest_the_centre_or_none():
         outline_from_parts(lab, ["background", "rbc"])
 
 
+def test_keep_centre_cell_drops_parts_of_other_cells_from_labels_and_probabilities():
+    from hemascope.segment.outline import keep_centre_cell
+
+    lab = np.zeros((100, 100), np.uint8)
+    lab[20:80, 20:80] = 2  # the centre cell's cytoplasm
+    lab[35:65, 35:65] = 1  # and nucleus
+    lab[0:12, 0:12] = 2  # a red cell taken for cytoplasm
+    lab[90:98, 0:8] = 1  # a neighbour's nucleus
+    lab[85:95, 85:95] = 5  # a red cell called a red cell: kept
+    out = keep_centre_cell(lab, PARTS)
+    assert (out[:12, :12] == 0).all() and (out[90:98, :8] == 0).all()
+    assert np.array_equal(out[20:80, 20:80], lab[20:80, 20:80]) and (out[85:95, 85:95] == 5).all()
+    assert np.array_equal(lab[:12, :12], np.full((12, 12), 2))  # the input is untouched
+    probs = np.eye(len(PARTS), dtype=np.float32)[lab].transpose(2, 0, 1) * 0.7 + 0.05
+    kept = keep_centre_cell(probs, PARTS)
+    assert np.array_equal(kept.argmax(0), out) and np.allclose(kept.sum(0), probs.sum(0))
+    assert np.array_equal(keep_centre_cell(np.zeros_like(lab), PARTS), np.zeros_like(lab))
+    other = lab.copy()
+    other[lab == 0] = 1  # nucleus everywhere: one region, nothing dropped
+    assert np.array_equal(keep_centre_cell(other, PARTS), other)
+
+
 class _DarkIsNucleus(torch.nn.Module):
     """A stand-in part model: nucleus where the (normalised) image is dark, else background."""
 
@@ -322,3 +344,8 @@ def test_segment_arrays_balances_and_zooms_onto_the_training_cells(monkeypatch):
     calls.clear()
     predict.segment_arrays(loaded, [image], at_input_size=True, zoom=True)
     assert len(calls) == 1  # no zoom on input-size maps
+    image[20:40, 20:40] = 40  # a second dark blob in the corner
+    both = predict.segment_arrays(loaded, [image], zoom=False, centre=False)[0]
+    assert both[30, 30] == PARTS.index("nucleus")
+    only = predict.segment_arrays(loaded, [image], zoom=False, centre=True)[0]
+    assert only[30, 30] == 0 and only[150, 160] == PARTS.index("nucleus")

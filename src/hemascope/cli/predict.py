@@ -97,7 +97,7 @@ def _evaluate_segmentation(args: argparse.Namespace) -> int:
     from hemascope.evaluate.segmentation import evaluate_segmentation
 
     ev = evaluate_segmentation(args.data, model=args.model, balance=args.balance, zoom=args.zoom,
-                               progress=lambda it: progress(it, desc="evaluating"))
+                               centre=args.centre, progress=lambda it: progress(it, desc="evaluating"))
     rep = ev.report
     if args.json:
         emit_json(rep.to_dict(), args.json)

@@ -102,12 +102,23 @@ def _pseudo(args: argparse.Namespace) -> int:
 
 
 def add_adjust_options(p: argparse.ArgumentParser) -> None:
-    """``--no-balance`` and ``--no-zoom``: the two adjustments part segmentation makes."""
+    """``--no-balance``, ``--no-zoom`` and ``--centre-cell | --all-cells``: the adjustments
+    part segmentation makes."""
+    from hemascope.segment.predict import CENTRE_CELL
+
     p.add_argument("--no-balance", dest="balance", action="store_false",
                    help="do not white-balance each image onto the training images' background")
     p.add_argument("--no-zoom", dest="zoom", action="store_false",
                    help="no second pass for a cell much smaller or larger in its image than "
                         "the training cells")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--centre-cell", dest="centre", action="store_true",
+                       help="keep the parts of the centre cell only (one white cell per "
+                            "single-cell image)" + (" (default)" if CENTRE_CELL else ""))
+    which.add_argument("--all-cells", dest="centre", action="store_false",
+                       help="keep the parts of every cell in the image"
+                            + ("" if CENTRE_CELL else " (default)"))
+    p.set_defaults(centre=CENTRE_CELL)
 
 
 def _predict(args: argparse.Namespace) -> int:
@@ -129,7 +140,8 @@ def _predict(args: argparse.Namespace) -> int:
         if img is None:
             errors[str(f)] = err
             continue
-        mask = segment_arrays(loaded, [img], balance=args.balance, zoom=args.zoom)[0]
+        mask = segment_arrays(loaded, [img], balance=args.balance, zoom=args.zoom,
+                              centre=args.centre)[0]
         parts, over = out / f"{stems[f]}_parts.png", out / f"{stems[f]}_overlay.png"
         guard_inputs(parts, files)
         guard_inputs(over, files)

@@ -11,6 +11,7 @@ from pathlib import Path
 from hemascope.errors import DatasetError, ImageReadError
 from hemascope.models.artifact import LoadedModel
 from hemascope.segment.metrics import SegmentationReport, segmentation_report
+from hemascope.segment.predict import CENTRE_CELL
 
 
 @dataclass
@@ -20,9 +21,10 @@ class SegmentationEvaluation:
 
 
 def evaluate_segmentation(data: str | Path, *, model: str | Path | LoadedModel = "default",
-                          balance: bool = True, zoom: bool = True,
+                          balance: bool = True, zoom: bool = True, centre: bool = CENTRE_CELL,
                           progress=None) -> SegmentationEvaluation:
-    """Score a part model on a folder of image/mask pairs; ``balance`` and ``zoom`` as in
+    """Score a part model on a folder of image/mask pairs; ``balance``, ``zoom`` and
+    ``centre`` as in
     :func:`hemascope.segment.predict.segment_arrays`.
 
     Raises ``DatasetError`` when the folder holds no readable pair."""
@@ -41,7 +43,7 @@ def evaluate_segmentation(data: str | Path, *, model: str | Path | LoadedModel =
             errors[str(e.path)] = e.reason
             continue
         truths.append(mask)
-        preds += segment_arrays(loaded, [image], balance=balance, zoom=zoom)
+        preds += segment_arrays(loaded, [image], balance=balance, zoom=zoom, centre=centre)
     if not truths:
         raise DatasetError(f"no readable image/mask pair in {data}")
     return SegmentationEvaluation(segmentation_report(truths, preds, loaded.config["classes"]), errors)

@@ -66,21 +66,23 @@ def part_indices(classes: Sequence[str]) -> tuple[list[int], int | None]:
     return cell, (list(classes).index("nucleus") if "nucleus" in classes else None)
 
 
-def outline_from_parts(labels: np.ndarray, classes: Sequence[str], *,
-                       min_area_fraction: float = 0.01) -> PartOutline | None:
-    """The cell at the centre of a part map ``(H, W)`` of class indices into ``classes``,
-    or ``None`` when no region of cell parts covers at least ``min_area_fraction`` of it."""
+def centre_region(labels: np.ndarray, classes: Sequence[str], *,
+                  min_area_fraction: float = 0.01) -> np.ndarray | None:
+    """The cell at the centre of a part map ``(H, W)`` of class indices into ``classes``:
+    a boolean mask of the connected region of cell parts (8-connected) that covers the
+    centre, or else lies nearest to it (within 5 % of the map's side, the largest), holes
+    not filled; ``None`` when no region covers at least ``min_area_fraction`` of the map."""
     import cv2
 
     lab = np.asarray(labels)
     if lab.ndim != 2 or not lab.size:
         raise ValueError(f"expected an (H, W) label map, got {lab.shape}")
-    cell_ids, nucleus_id = part_indices(classes)
+    cell_ids, _ = part_indices(classes)
     if not cell_ids:
         raise ValueError(f"the part classes {list(classes)} name none of {CELL_PARTS}")
     h, w = lab.shape
     fg = np.isin(lab, cell_ids).astype(np.uint8)
-    n, comp, stats, centroids = cv2.connectedComponentsWithStats(fg, connectivity=8)
+    n, comp, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
     cy, cx = (h - 1) / 2, (w - 1) / 2
     best, best_key = None, None
     for k in range(1, n):
@@ -93,9 +95,22 @@ def outline_from_parts(labels: np.ndarray, classes: Sequence[str], *,
         key = (not covers, d // (0.05 * max(h, w)), -area)
         if best_key is None or key < best_key:
             best, best_key = k, key
-    if best is None:
+    return None if best is None else comp == best
+
+
+def outline_from_parts(labels: np.ndarray, classes: Sequence[str], *,
+                       min_area_fraction: float = 0.01) -> PartOutline | None:
+    """The cell at the centre of a part map ``(H, W)`` of class indices into ``classes``
+    (:func:`centre_region`, holes filled), or ``None`` when no region of cell parts covers
+    at least ``min_area_fraction`` of it."""
+    import cv2
+
+    found = centre_region(labels, classes, min_area_fraction=min_area_fraction)
+    if found is None:
         return None
-    region = (comp == best).astype(np.uint8)
+    lab = np.asarray(labels)
+    _, nucleus_id = part_indices(classes)
+    region = found.astype(np.uint8)
     contours, _ = cv2.findContours(region, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     outer = max(contours, key=cv2.contourArea)
     filled = np.zeros_like(region)
@@ -111,6 +126,33 @@ def outline_from_parts(labels: np.ndarray, classes: Sequence[str], *,
     ys, xs = np.nonzero(filled)
     box = (float(xs.min()), float(ys.min()), float(xs.max() + 1), float(ys.max() + 1))
     return PartOutline(_poly(outer), nucleus_polys, box, int(filled.sum()), nucleus_area)
+
+
+def keep_centre_cell(parts: np.ndarray, classes: Sequence[str], *,
+                     min_area_fraction: float = 0.002) -> np.ndarray:
+    """A part map with every cell-part pixel outside the centre cell (:func:`centre_region`)
+    turned into background: one white cell per single-cell image, so that red cells or a
+    neighbour's edge taken for cytoplasm or nucleus drop out. ``parts`` is ``(H, W)`` class
+    indices, or ``(C, H, W)`` class probabilities, whose cell-part mass outside the cell
+    moves to the background class (``"background"``, else index 0). Maps with no cell come
+    back unchanged. Pure."""
+    arr = np.asarray(parts)
+    labels = arr.argmax(0) if arr.ndim == 3 else arr
+    region = centre_region(labels, classes, min_area_fraction=min_area_fraction)
+    if region is None:
+        return arr
+    cell_ids, _ = part_indices(classes)
+    bg = list(classes).index("background") if "background" in classes else 0
+    out = arr.copy()
+    if arr.ndim == 3:
+        outside = ~region
+        moved = out[cell_ids][:, outside].sum(0)
+        for i in cell_ids:
+            out[i][outside] = 0
+        out[bg][outside] += moved
+    else:
+        out[np.isin(labels, cell_ids) & ~region] = bg
+    return out
 
 
 def _poly(contour: np.ndarray) -> list[tuple[float, float]]:

@@ -35,12 +35,16 @@ def load_segmenter(spec: str | Path | None = "default") -> LoadedModel:
 #: window that gives it the training share; the rescaling stays within ZOOM_RANGE.
 ZOOM_TOLERANCE, ZOOM_RANGE = 1.3, (1 / 3, 3.0)
 
+#: Default of ``centre`` (keep the centre cell's parts only) in :func:`segment_arrays`,
+#: ``segment predict`` and ``evaluate segmentation``.
+CENTRE_CELL = False
+
 
 @torch.inference_mode()
 def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
                    return_probs: bool = False, batch_size: int = 32,
                    at_input_size: bool = False, balance: bool = True,
-                   zoom: bool = True) -> list[np.ndarray]:
+                   zoom: bool = True, centre: bool = CENTRE_CELL) -> list[np.ndarray]:
     """Part indices ``(H, W)`` uint8 for each RGB uint8 image, at its own size.
 
     The image is resized to the model's square input, the logits are resized back
@@ -58,7 +62,9 @@ def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
     and pasted over the first pass. With a model trained down to half size
     (``min_scale``) it pays on CellaVision cells under simulated magnification changes
     (``benchmarks/segmentation_shift.py``), so it is on by default. ``zoom`` needs maps at
-    the image's size, so it is skipped with ``at_input_size``.
+    the image's size, so it is skipped with ``at_input_size``. ``centre`` keeps the parts of
+    the centre cell only (:func:`hemascope.segment.outline.keep_centre_cell`): one white cell
+    per single-cell image.
     """
     cfg = loaded.config
     if balance and cfg.get("background"):
@@ -70,6 +76,10 @@ def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
     if zoom and not at_input_size and cfg.get("cell_fraction"):
         out = [_rezoom(loaded, np.asarray(im), o, return_probs=return_probs)
                for im, o in zip(images, out)]
+    if centre:
+        from hemascope.segment.outline import keep_centre_cell
+
+        out = [keep_centre_cell(o, cfg["classes"]) for o in out]
     return out
 
 

@@ -166,3 +166,31 @@ def paired_fewshot_benchmark(args, conditions: dict[str, dict], arms: dict[str, 
                "n_target": len(target.labels), "base": str(base.path), "minutes": minutes,
                "machine": machine()}
     write_results(args.name, payload, "\n".join(lines) + "\n")
+
+
+def fold_unet(models: Path | None, fold: int, cfg, x, y, test_idx):
+    """Fold ``fold``'s part U-Net (``cfg`` a ``SegmentationTrainConfig``, ``x``/``y`` its
+    training cells, ``test_idx`` the held-out ones): read from ``models/fold<k>`` when it
+    was trained there with this recipe on this fold, else trained (and saved there when
+    ``models`` is given), so that a cross-validation can be scored again without training.
+    The model's config says which (``reused``)."""
+    from hemascope.models.artifact import LoadedModel, read_config, save_artifact
+    from hemascope.segment.predict import load_segmenter
+    from hemascope.train.segmentation import PARTS, fit_unet, reference_stats
+
+    where = models / f"fold{fold}" if models else None
+    stamp = {"recipe": cfg.to_dict(), "test_indices": [int(i) for i in test_idx]}
+    if where and (where / "config.json").exists():
+        saved = read_config(where)
+        if {k: saved.get(k) for k in stamp} == stamp:
+            loaded = load_segmenter(where)
+            loaded.config["reused"] = True
+            return loaded
+        print(f"{where} holds another recipe or fold: training again", flush=True)
+    model, mean, std, _ = fit_unet(x, y, cfg)
+    config = {"task": "segmentation", "arch": "unet", "width": cfg.width, "depth": cfg.depth,
+              "classes": PARTS, "image_size": cfg.image_size, "mean": mean.tolist(),
+              "std": std.tolist(), **reference_stats(x, y), **stamp}
+    if where:
+        save_artifact(where, model, config)
+    return LoadedModel(model.eval(), {**config, "reused": False}, where or Path("."))

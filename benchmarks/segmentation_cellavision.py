@@ -1,12 +1,15 @@
 """Cell-part segmentation on CellaVision (100 cells, expert nucleus/cytoplasm masks).
 
-    python benchmarks/segmentation_cellavision.py [--k 5] [--from-model DIR]
+    python benchmarks/segmentation_cellavision.py [--k 5] [--from-model DIR] [--models DIR]
 
 K-fold cross-validation of the U-Net recipe (`hemascope train segmentation` defaults):
 each cell is scored once, at its own resolution, by a model that never saw it. Reports
 per-class IoU and F1 (mean +- std over folds and pooled over all held-out pixels) and
 mIoU. ``--from-model DIR`` reads the cross-validation that `hemascope train segmentation
 --cv K` recorded in that model's config (the same computation) instead of re-running it.
+``--models DIR`` keeps each fold's U-Net in ``DIR/fold<k>`` and reuses the ones trained
+there with the same recipe and folds (``benchmarks/segmentation_shift.py --models`` makes
+the same folds), so that a change in inference is scored without training again.
 Writes ``results/segmentation_cellavision.{json,md}``.
 """
 
@@ -18,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from _common import machine, shared_data, write_results
+from _common import fold_unet, machine, shared_data, write_results
 
 TARGETS = {"nucleus": 0.90, "cytoplasm": 0.80}
 
@@ -28,6 +31,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=5)
     ap.add_argument("--from-model", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--models", type=Path, default=None)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from hemascope.segment.data import find_mask_pairs
@@ -42,7 +46,11 @@ def main() -> None:
     else:
         cfg = SegmentationTrainConfig(threads=args.threads)
         pairs, _ = find_mask_pairs(shared_data() / "cellavision")
-        cv = cross_validate_segmenter(pairs, cfg, k=args.k)
+        def fold_model(f, x, y, test_idx):
+            return fold_unet(args.models, f, cfg, x, y, test_idx)
+
+        cv = cross_validate_segmenter(pairs, cfg, k=args.k,
+                                      fold_model=fold_model if args.models else None)
         recipe, source = cfg.to_dict(), "run by this script"
     from hemascope.segment.data import load_pair
     from hemascope.segment.metrics import segmentation_report
@@ -63,7 +71,8 @@ def main() -> None:
         for c, v in cv["per_class"].items())
     table = f"""## CellaVision cell-part segmentation, {cv['k']}-fold cross-validation ({cv['n_images']} cells)
 
-U-Net width {recipe['width']} @ {recipe['image_size']} px, {recipe['epochs']} epochs, random init ({source}).
+U-Net width {recipe['width']} @ {recipe['image_size']} px, {recipe['epochs']} epochs, random init ({source});
+held-out cells segmented with the defaults of `segment_arrays` (white balance, zoom pass, centre cell only).
 mIoU {cv['miou']['mean']:.3f} +- {cv['miou']['std']:.3f} (pooled {cv['pooled']['miou']:.3f}).
 
 | part | U-Net IoU (mean +- std over folds) | U-Net IoU pooled | U-Net F1 (mean +- std) | classical colour rules IoU (no training) | target IoU (unseen labs) |

@@ -47,11 +47,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from _common import machine, shared_data, write_results
+from _common import fold_unet, machine, shared_data, write_results
 from hemascope.segment.predict import border_colour
 
-MODES = {"plain": {"balance": False, "zoom": False}, "balance": {"balance": True, "zoom": False},
-         "zoom": {"balance": False, "zoom": True}, "both": {"balance": True, "zoom": True},
+MODES = {"plain": {"balance": False, "zoom": False, "centre": False},
+         "balance": {"balance": True, "zoom": False, "centre": False},
+         "zoom": {"balance": False, "zoom": True, "centre": False},
+         "both": {"balance": True, "zoom": True, "centre": False},
          "centre": {"balance": True, "zoom": True, "centre": True}}
 
 
@@ -171,10 +173,11 @@ def main() -> None:
     folds = np.array_split(np.random.default_rng(base.seed).permutation(len(x)), args.k)
     truths: dict[str, list] = {s: [] for s in shifts}
     preds: dict[str, dict[str, list]] = {m: {s: [] for s in shifts} for m in modes}
-    t0 = time.perf_counter()
+    t0, reused = time.perf_counter(), 0
     for f, test_idx in enumerate(folds):
         train_idx = np.setdiff1d(np.arange(len(x)), test_idx)
-        loaded = _fold_model(args.models, f, base, x[train_idx], y[train_idx], test_idx)
+        loaded = fold_unet(args.models, f, base, x[train_idx], y[train_idx], test_idx)
+        reused += bool(loaded.config["reused"])
         for name, shift in shifts.items():
             moved = [shift(*full[i]) for i in test_idx]
             truths[name] += [m for _, m in moved]
@@ -190,41 +193,18 @@ def main() -> None:
             print(mode, name, results[mode][name], flush=True)
     payload = {"machine": machine(), "k": args.k, "n_images": int(len(x)),
                "config": base.to_dict(), "changed": args.set,
-               "minutes": round((time.perf_counter() - t0) / 60, 1), "iou": results}
+               "minutes": round((time.perf_counter() - t0) / 60, 1), "reused_folds": reused,
+               "iou": results}
     write_results(args.name, payload, render(payload))
-
-
-def _fold_model(models: Path | None, fold: int, cfg, x: np.ndarray, y: np.ndarray,
-                test_idx: np.ndarray):
-    """Fold ``fold``'s U-Net: read from ``models/fold<k>`` when it was trained there with
-    this recipe on this fold, else trained (and saved there when ``models`` is given)."""
-    from hemascope.models.artifact import LoadedModel, read_config, save_artifact
-    from hemascope.segment.predict import load_segmenter
-    from hemascope.train.segmentation import PARTS, fit_unet, reference_stats
-
-    where = models / f"fold{fold}" if models else None
-    stamp = {"recipe": cfg.to_dict(), "test_indices": [int(i) for i in test_idx]}
-    if where and (where / "config.json").exists():
-        saved = read_config(where)
-        if {k: saved.get(k) for k in stamp} == stamp:
-            return load_segmenter(where)
-        print(f"{where} holds another recipe or fold: training again", flush=True)
-    model, mean, std, _ = fit_unet(x, y, cfg)
-    config = {"task": "segmentation", "arch": "unet", "width": cfg.width, "depth": cfg.depth,
-              "classes": PARTS, "image_size": cfg.image_size, "mean": mean.tolist(),
-              "std": std.tolist(), **reference_stats(x, y), **stamp}
-    if where:
-        save_artifact(where, model, config)
-    return LoadedModel(model.eval(), config, where or Path("."))
 
 
 WAYS = {"plain": "no adjustment",
         "balance": "white balance onto the training images' background",
         "zoom": "a second pass in a window that gives the cell the training cells' share "
                 "(`segment_arrays(zoom=True)`)",
-        "both": "both (the default of `segment_arrays`, `segment predict` and `evaluate "
-                "segmentation`)",
-        "centre": "both, then the parts of the centre cell only (`segment_arrays(centre=True)`)"}
+        "both": "both",
+        "centre": "both, then the parts of the centre cell only (the default of "
+                  "`segment_arrays`, `segment predict` and `evaluate segmentation`)"}
 
 
 def render(payload: dict) -> str:
@@ -243,6 +223,9 @@ def render(payload: dict) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     took = (f" {payload['minutes']} min on {payload['machine']['threads']} CPU threads."
             if payload.get("minutes") else "")
+    if payload.get("reused_folds"):
+        took += (f" {payload['reused_folds']} of the {payload['k']} fold models were kept by an "
+                 "earlier run (`--models`) and only scored here.")
     lines += ["", f"One U-Net per fold ({recipe}), run " + "; ".join(
         f"{m}: {WAYS[m]}" for m in modes) + ". Targets on unseen labs: nucleus >= 0.90, "
         f"cytoplasm >= 0.80.{took}"]

@@ -37,7 +37,8 @@ def shift_section(shift: dict | None, recipe: dict) -> str:
             f"({shift['k']}-fold cross-validation of this recipe on the {shift['n_images']} cells; "
             "each held-out fold changed as another lab would change it, masks moved with the "
             "pixels). Nucleus / cytoplasm IoU pooled over the held-out pixels; `balance` is "
-            "white balance only, `both` adds the zoom pass:\n\n"
+            "white balance only, `both` adds the zoom pass, `centre` then keeps the centre "
+            "cell's parts only (the default):\n\n"
             f"| held-out cells | {' | '.join(modes)} |\n|---|{'---|' * len(modes)}\n{rows}\n")
 
 
@@ -74,6 +75,10 @@ def card(cfg: dict, hist: list[dict], shift: dict | None = None) -> str:
 random initialisation; input {cfg['image_size']}x{cfg['image_size']} RGB (resized, bilinear),
 normalised with the training mean/std; logits are resized back to the image.
 {balance}
+**One cell per image**: the parts of other cells (a neighbour's edge, red cells taken for
+cytoplasm) are dropped; only the connected region of cell parts at (or nearest) the image
+centre is kept (`--all-cells` keeps them all).
+
 **Data**: `{t['data']}`: CellaVision single cells with expert nucleus/cytoplasm masks
 (100 cells, 5 types; 255 nucleus, 128 cytoplasm, 0 other). All {t['n_images']} pairs train the
 shipped model; the recipe was scored by cross-validation first (below).
@@ -87,14 +92,17 @@ shipped model; the recipe was scored by cross-validation first (below).
 
 {scores}{shifts}
 Reproduce: `hemascope train segmentation --data ../shared/data/cellavision --out DIR --cv 5`,
-`python benchmarks/segmentation_cellavision.py` or `python benchmarks/segmentation_shift.py`.
+`python benchmarks/segmentation_cellavision.py` or `python benchmarks/segmentation_shift.py`
+(both take `--models DIR` to keep the fold models and score them again without training).
 
 ## Limits
 
 One lab, one scanner, 100 cells: cross-validation here is within that lab, so it says how
 well the recipe learns the task, not how it transfers. Other labs are only simulated (the
 table above): colour jitter, white balance and the zoom range are the defences against
-other stains, lamps and magnifications. Vacuole, platelet and red-cell classes have no
+other stains, lamps and magnifications. Keeping the centre cell assumes one white cell per
+image, centred, as single-cell images are; for a field with several cells use
+`--all-cells` (or `hemascope analyze`, which crops each cell first). Vacuole, platelet and red-cell classes have no
 ground truth here and are not predicted.
 """
 

@@ -37,7 +37,7 @@ ZOOM_TOLERANCE, ZOOM_RANGE = 1.3, (1 / 3, 3.0)
 
 #: Default of ``centre`` (keep the centre cell's parts only) in :func:`segment_arrays`,
 #: ``segment predict`` and ``evaluate segmentation``.
-CENTRE_CELL = False
+CENTRE_CELL = True
 
 
 @torch.inference_mode()

@@ -65,5 +65,6 @@ def pseudo_label(loaded, images: Sequence[np.ndarray], min_confidence: float) ->
     """``(N, H, W)`` pseudo-labels of same-size images from a loaded segmenter."""
     from hemascope.segment.predict import segment_arrays
 
-    probs = segment_arrays(loaded, list(images), return_probs=True, zoom=False)  # as measured
+    probs = segment_arrays(loaded, list(images), return_probs=True, zoom=False,
+                           centre=False)  # as measured
     return np.stack([confident_labels(p, min_confidence) for p in probs])

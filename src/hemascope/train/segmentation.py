@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from hemascope.io.atomic import write_json
-from hemascope.models.artifact import save_artifact
+from hemascope.models.artifact import LoadedModel, save_artifact
 from hemascope.segment.data import MaskPair, load_pairs
 from hemascope.segment.metrics import SegmentationReport, segmentation_report
 from hemascope.segment.pseudo import IGNORE, load_unlabelled, pseudo_label
@@ -196,8 +196,6 @@ def self_train(x: np.ndarray, y: np.ndarray, unlabelled: np.ndarray, cfg: Segmen
     student takes as many optimiser steps as the teacher did (same compute per model)."""
     from dataclasses import replace
 
-    from hemascope.models.artifact import LoadedModel
-
     teacher, mean, std, _ = fit_unet(x, y, cfg, log=lambda s: log("teacher " + s))
     loaded = LoadedModel(teacher, {"image_size": cfg.image_size, "mean": mean.tolist(),
                                    "std": std.tolist()}, Path("."))
@@ -270,9 +268,12 @@ def train_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainConfig, out
 
 
 def cross_validate_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainConfig, *, k: int = 5,
-                             log: Callable[[str], None] | None = None) -> dict:
+                             log: Callable[[str], None] | None = None,
+                             fold_model: Callable[..., LoadedModel] | None = None) -> dict:
     """k-fold protocol: each fold is scored by a model trained on the other k-1 folds,
-    at each held-out image's own resolution.
+    at each held-out image's own resolution (:func:`segment_arrays` defaults).
+    ``fold_model(fold, x_train, y_train, test_idx)`` replaces the training of each fold's
+    model (a benchmark that keeps fold models to score them again).
 
     Returns per-class IoU/F1 and mIoU as mean +- std over folds, the pooled report over
     every held-out pixel, and each fold's report.
@@ -283,7 +284,6 @@ def cross_validate_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainCo
     if len(x) < k:
         raise ValueError(f"{len(x)} readable pairs cannot make {k} folds")
     folds = np.array_split(np.random.default_rng(cfg.seed).permutation(len(x)), k)
-    from hemascope.models.artifact import LoadedModel
     from hemascope.segment.data import load_pair
     from hemascope.segment.predict import segment_arrays
 
@@ -292,10 +292,13 @@ def cross_validate_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainCo
     reports, truths, preds = [], [], []
     for f, test_idx in enumerate(folds):
         train_idx = np.setdiff1d(np.arange(len(x)), test_idx)
-        model, mean, std, _, _ = _fit(x[train_idx], y[train_idx], unlabelled, cfg)
-        loaded = LoadedModel(model, {"image_size": cfg.image_size, "mean": mean.tolist(),
-                                     "std": std.tolist(), "classes": PARTS,
-                                     **reference_stats(x[train_idx], y[train_idx])}, Path("."))
+        if fold_model is not None:
+            loaded = fold_model(f, x[train_idx], y[train_idx], test_idx)
+        else:
+            model, mean, std, _, _ = _fit(x[train_idx], y[train_idx], unlabelled, cfg)
+            loaded = LoadedModel(model, {"image_size": cfg.image_size, "mean": mean.tolist(),
+                                         "std": std.tolist(), "classes": PARTS,
+                                         **reference_stats(x[train_idx], y[train_idx])}, Path("."))
         full = [load_pair(readable[i]) for i in test_idx]  # scored at each image's own size
         pred = segment_arrays(loaded, [im for im, _ in full])
         truth = [m for _, m in full]

@@ -182,7 +182,9 @@ def fold_unet(models: Path | None, fold: int, cfg, x, y, test_idx):
     stamp = {"recipe": cfg.to_dict(), "test_indices": [int(i) for i in test_idx]}
     if where and (where / "config.json").exists():
         saved = read_config(where)
-        if {k: saved.get(k) for k in stamp} == stamp:
+        # options added since the model was kept count at their defaults
+        recipe = type(cfg).from_dict(saved.get("recipe", {})).to_dict() if saved.get("recipe") else None
+        if recipe == stamp["recipe"] and saved.get("test_indices") == stamp["test_indices"]:
             loaded = load_segmenter(where)
             loaded.config["reused"] = True
             return loaded

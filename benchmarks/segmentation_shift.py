@@ -20,7 +20,10 @@ cells (the masks move with the pixels where the geometry changes):
 * ``larger x1.4``: enlarged 1.4 times and centre-cropped (a higher magnification);
 * ``defocus``: Gaussian blur, sigma 2 px;
 * ``JPEG q30``: strong compression;
-* ``dim``: intensities x 0.7 (a darker lamp or exposure).
+* ``dim``: intensities x 0.7 (a darker lamp or exposure);
+* ``hue -20 deg`` / ``+20 deg``: the HSV hue turned (another stain's tint);
+* ``buffer pH high``: the smear study's interference factor (`hemascope.interference`,
+  severity 1): stained pixels bluer.
 
 Each fold's U-Net is trained once with the shipped recipe (``SegmentationTrainConfig``
 defaults; ``--set KEY=VALUE`` changes it, e.g. ``min_scale=0 epochs=60`` for the recipe
@@ -105,6 +108,13 @@ def larger(image: np.ndarray, mask: np.ndarray, f: float = 1.4) -> tuple[np.ndar
     return np.ascontiguousarray(im[t:t + h, l:l + w]), np.ascontiguousarray(m[t:t + h, l:l + w])
 
 
+def turn_hue(image: np.ndarray, degrees: float) -> np.ndarray:
+    """The image's HSV hue turned by ``degrees`` (another stain's tint)."""
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    hsv[..., 0] = ((hsv[..., 0].astype(np.int16) + round(degrees / 2)) % 180).astype(np.uint8)
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
 def jpeg(image: np.ndarray, quality: int = 30) -> np.ndarray:
     ok, buf = cv2.imencode(".jpg", image[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, quality])
     return cv2.imdecode(buf, cv2.IMREAD_COLOR)[..., ::-1].copy()
@@ -135,6 +145,7 @@ def main() -> None:
 
     import torch
 
+    from hemascope.interference import ph_high
     from hemascope.io.image import read_image
     from hemascope.segment.data import find_mask_pairs, load_pair, load_pairs
     from hemascope.segment.metrics import segmentation_report
@@ -158,6 +169,9 @@ def main() -> None:
         "defocus": lambda im, m: (cv2.GaussianBlur(im, (0, 0), 2.0), m),
         "JPEG q30": lambda im, m: (jpeg(im), m),
         "dim": lambda im, m: ((im.astype(np.float32) * 0.7).astype(np.uint8), m),
+        "hue -20 deg": lambda im, m: (turn_hue(im, -20), m),
+        "hue +20 deg": lambda im, m: (turn_hue(im, 20), m),
+        "buffer pH high": lambda im, m: (ph_high(im, np.zeros((0, 4)), severity=1.0, rng=None)[0], m),
     }
     pairs, _ = find_mask_pairs(data / "cellavision")
     base = SegmentationTrainConfig(threads=args.threads)

@@ -108,9 +108,12 @@ ground truth here and are not predicted.
 
 
 def same_recipe(a: dict, b: dict) -> bool:
-    """Two training configs that differ at most in threads (which do not change the recipe)."""
-    keys = (set(a) | set(b)) - {"threads"}
-    return all(a.get(k) == b.get(k) for k in keys)
+    """Two training configs that differ at most in threads (which do not change the recipe);
+    options added since either was written count at their defaults."""
+    from hemascope.train.config import SegmentationTrainConfig
+
+    a, b = (SegmentationTrainConfig.from_dict(c).to_dict() for c in (a, b))
+    return all(a[k] == b[k] for k in set(a) - {"threads"})
 
 
 def record_cv(dest: Path, result: Path) -> None:

@@ -156,6 +156,30 @@ def test_min_scale_zooms_out_to_lower_magnifications():
         SegmentationTrainConfig(min_scale=1.5)
 
 
+def test_hue_turns_the_stain_tint_and_leaves_masks_and_brightness():
+    from hemascope.train.config import SegmentationTrainConfig
+    from hemascope.train.segmentation import augment_pairs, turn_hue
+
+    x = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 0.3 + 0.35
+    assert turn_hue(x, torch.tensor([90.0, 90.0, 90.0])).sub(0.5).abs().max() < 0.5  # no clipping
+    assert torch.allclose(turn_hue(x, torch.tensor([0.0, 360.0, -360.0])), x, atol=1e-5)
+    turned = turn_hue(x, torch.tensor([30.0, -30.0, 90.0]))
+    luma = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
+    assert torch.allclose((turned * luma).sum(1), (x * luma).sum(1), atol=1e-4)  # luma kept
+    assert (turned - x).abs().mean() > 0.01  # the colour moved
+    back = turn_hue(turned, torch.tensor([-30.0, 30.0, -90.0]))
+    assert torch.allclose(back, x, atol=1e-4)
+    purple = torch.tensor([0.5, 0.3, 0.6]).view(1, 3, 1, 1).expand(1, 3, 4, 4)
+    redder = turn_hue(purple, torch.tensor([40.0]))[0, :, 0, 0]
+    assert not torch.allclose(redder, purple[0, :, 0, 0], atol=0.02)
+    y = torch.randint(0, 3, (4, 16, 16))
+    cfg = SegmentationTrainConfig(zoom=0.0, min_scale=0.0, colour=0.0, hue=30.0)
+    xa, ya = augment_pairs(torch.rand(4, 3, 16, 16), y, cfg, torch.Generator().manual_seed(1))
+    assert xa.min() >= 0 and xa.max() <= 1 and sorted(ya.unique().tolist()) == [0, 1, 2]
+    with pytest.raises(Exception, match="--hue"):
+        SegmentationTrainConfig(hue=200)
+
+
 def test_classical_parts_on_cartoon_cells():
     from hemascope.segment.parts import classical_parts
 

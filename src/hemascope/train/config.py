@@ -26,6 +26,7 @@ _RANGES = {
     "workers": (0, None, False, False), "max_minutes": (0, None, False, False),
     "clip_grad": (0, None, False, False), "dice_weight": (0, None, False, False),
     "colour": (0, None, False, False), "zoom": (0, 1, False, True), "min_scale": (0, 1, False, True), "blur": (0, 8, False, False),
+    "hue": (0, 180, False, False),
     "pseudo_limit": (1, None, False, False), "min_confidence": (0, 1, False, False),
     "student_epochs": (0, None, False, False), "shots": (1, None, False, False),
     "head_lr_mult": (0, None, True, False), "source_mix": (0, None, False, False),
@@ -239,6 +240,7 @@ class SegmentationTrainConfig:
     zoom: float = 0.15  # random zoom in or out by up to this fraction
     min_scale: float = 0.5  # > 0: scales log-uniform from this up to 1 + zoom (0: +-zoom)
     blur: float = 0.0  # half the batches blurred, Gaussian sigma up to this many px (defocus)
+    hue: float = 0.0  # each image's hue turned by up to this many degrees (another stain)
     val_fraction: float = 0.0  # 0: train on everything for the fixed number of epochs
     seed: int = 0
     threads: int = 0

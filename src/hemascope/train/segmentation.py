@@ -40,8 +40,8 @@ class SegmentationTrainResult:
 
 def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig,
                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-    """Flips, 90-degree turns and zoom on image and mask alike; colour and blur (defocus)
-    on the image only.
+    """Flips, 90-degree turns and zoom on image and mask alike; hue, colour and blur
+    (defocus) on the image only.
 
     ``x`` float ``(B, 3, S, S)`` in 0-1, ``y`` long ``(B, S, S)``; returns new tensors.
     """
@@ -64,6 +64,8 @@ def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="reflection",
                           align_corners=False)[:, 0].long()
+    if cfg.hue > 0:
+        x = turn_hue(x, (torch.rand(b, generator=gen) * 2 - 1) * cfg.hue)
     if cfg.colour > 0:
         c = cfg.colour
         gain = 1 + (torch.rand(b, 3, 1, 1, generator=gen) * 2 - 1) * c
@@ -77,6 +79,23 @@ def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig
     if cfg.blur > 0 and torch.rand(1, generator=gen).item() < 0.5:
         x = gaussian_blur(x, float(torch.rand(1, generator=gen)) * cfg.blur)
     return x.contiguous(), y.contiguous()
+
+
+#: RGB -> YIQ (NTSC): luma and two chroma axes; a hue turn rotates the chroma plane.
+_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
+
+
+def turn_hue(x: torch.Tensor, degrees: torch.Tensor) -> torch.Tensor:
+    """``(B, 3, H, W)`` RGB in 0-1 with each image's hue turned by ``degrees[b]`` (rotation
+    of the YIQ chroma plane; luma kept), clipped to 0-1: another stain's tint."""
+    t = torch.deg2rad(degrees.to(x.dtype))
+    rot = torch.zeros(len(x), 3, 3, dtype=x.dtype)
+    rot[:, 0, 0] = 1
+    rot[:, 1, 1], rot[:, 1, 2] = torch.cos(t), -torch.sin(t)
+    rot[:, 2, 1], rot[:, 2, 2] = torch.sin(t), torch.cos(t)
+    yiq = _YIQ.to(x.dtype)
+    m = (torch.linalg.inv(yiq) @ rot @ yiq).to(x.device)
+    return torch.einsum("bij,bjhw->bihw", m, x).clamp(0, 1)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:

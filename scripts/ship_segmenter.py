@@ -85,7 +85,8 @@ shipped model; the recipe was scored by cross-validation first (below).
 
 **Training**: `{t['command']}` - AdamW lr {tc['lr']}, weight decay {tc['weight_decay']}, batch
 {tc['batch_size']}, {tc['epochs']} epochs, cross-entropy + {tc['dice_weight']} x soft Dice; flips,
-90-degree turns, {zoom}, colour jitter {tc['colour']}. Wall time
+90-degree turns, {zoom}, hue turns up to {tc.get('hue', 0):g} degrees, colour jitter
+{tc['colour']}. Wall time
 {t['wall_time_s'] / 60:.1f} min on {t['device']}. Last epoch: {json.dumps(last)}.
 
 ## Scores

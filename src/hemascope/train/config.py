@@ -222,9 +222,9 @@ class SegmentationTrainConfig:
 
     A small U-Net at 128 px from random init; cross-entropy plus soft Dice (Milletari
     2016); flips, 90-degree turns, zoom from half size (``min_scale``: other labs image
-    at lower magnifications than the CellaVision training cells) to 1.15, and strong
-    per-channel colour gain, contrast and saturation jitter so one lab's stain does not
-    become the model's idea of a nucleus.
+    at lower magnifications than the CellaVision training cells) to 1.15, hue turns of up to
+    30 degrees and strong per-channel colour gain, contrast and saturation jitter so one
+    lab's stain does not become the model's idea of a nucleus.
     """
 
     width: int = 16
@@ -240,7 +240,7 @@ class SegmentationTrainConfig:
     zoom: float = 0.15  # random zoom in or out by up to this fraction
     min_scale: float = 0.5  # > 0: scales log-uniform from this up to 1 + zoom (0: +-zoom)
     blur: float = 0.0  # half the batches blurred, Gaussian sigma up to this many px (defocus)
-    hue: float = 0.0  # each image's hue turned by up to this many degrees (another stain)
+    hue: float = 30.0  # each image's hue turned by up to this many degrees (another stain)
     val_fraction: float = 0.0  # 0: train on everything for the fixed number of epochs
     seed: int = 0
     threads: int = 0
@@ -257,7 +257,13 @@ class SegmentationTrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SegmentationTrainConfig":
-        return _from_dict(cls, d, dict)
+        """A saved config; an option it predates takes the value that meant "off"
+        (:data:`SEGMENTATION_BEFORE_OPTION`), not today's default: that is how it was trained."""
+        return _from_dict(cls, {**SEGMENTATION_BEFORE_OPTION, **d}, dict)
+
+
+#: What a segmentation config written before an option existed was trained with.
+SEGMENTATION_BEFORE_OPTION = {"min_scale": 0.0, "hue": 0.0}
 
 
 def _from_dict(cls, d: dict[str, Any], augment_cls):

@@ -171,20 +171,20 @@ def paired_fewshot_benchmark(args, conditions: dict[str, dict], arms: dict[str, 
 def fold_unet(models: Path | None, fold: int, cfg, x, y, test_idx):
     """Fold ``fold``'s part U-Net (``cfg`` a ``SegmentationTrainConfig``, ``x``/``y`` its
     training cells, ``test_idx`` the held-out ones): read from ``models/fold<k>`` when it
-    was trained there with this recipe on this fold, else trained (and saved there when
+    was trained there with this recipe (any thread count) on this fold, else trained (and saved there when
     ``models`` is given), so that a cross-validation can be scored again without training.
     The model's config says which (``reused``)."""
     from hemascope.models.artifact import LoadedModel, read_config, save_artifact
     from hemascope.segment.predict import load_segmenter
+    from hemascope.train.config import same_segmentation_recipe
     from hemascope.train.segmentation import PARTS, fit_unet, reference_stats
 
     where = models / f"fold{fold}" if models else None
     stamp = {"recipe": cfg.to_dict(), "test_indices": [int(i) for i in test_idx]}
     if where and (where / "config.json").exists():
         saved = read_config(where)
-        # options added since the model was kept count at their defaults
-        recipe = type(cfg).from_dict(saved.get("recipe", {})).to_dict() if saved.get("recipe") else None
-        if recipe == stamp["recipe"] and saved.get("test_indices") == stamp["test_indices"]:
+        if (saved.get("recipe") and same_segmentation_recipe(saved["recipe"], stamp["recipe"])
+                and saved.get("test_indices") == stamp["test_indices"]):
             loaded = load_segmenter(where)
             loaded.config["reused"] = True
             return loaded

@@ -19,6 +19,8 @@ import argparse
 import json
 from pathlib import Path
 
+from hemascope.train.config import same_segmentation_recipe
+
 from _ship import WEIGHTS, benchmark, copy_run, history
 from model_references import card_paragraph
 
@@ -26,7 +28,7 @@ from model_references import card_paragraph
 def shift_section(shift: dict | None, recipe: dict) -> str:
     """The simulated lab shifts of ``benchmarks/segmentation_shift.py``, when that run used
     this model's recipe (else nothing: its numbers would describe another model)."""
-    if not shift or not same_recipe(shift["config"], recipe):
+    if not shift or not same_segmentation_recipe(shift["config"], recipe):
         return ""
     iou = shift["iou"]
     modes = list(iou)
@@ -108,22 +110,13 @@ ground truth here and are not predicted.
 """
 
 
-def same_recipe(a: dict, b: dict) -> bool:
-    """Two training configs that differ at most in threads (which do not change the recipe);
-    options added since either was written count at their defaults."""
-    from hemascope.train.config import SegmentationTrainConfig
-
-    a, b = (SegmentationTrainConfig.from_dict(c).to_dict() for c in (a, b))
-    return all(a[k] == b[k] for k in set(a) - {"threads"})
-
-
 def record_cv(dest: Path, result: Path) -> None:
     """Copy a benchmark's cross-validation of this model's recipe into its config."""
     from hemascope.io.atomic import write_json
 
     cfg = json.loads((dest / "config.json").read_text())
     bench = json.loads(result.read_text())
-    if not same_recipe(bench["recipe"], cfg["training"]["config"]):
+    if not same_segmentation_recipe(bench["recipe"], cfg["training"]["config"]):
         raise SystemExit(f"{result} cross-validated another recipe than {dest}'s")
     cfg["metrics"]["cross_validation"] = bench["cross_validation"]
     cfg["metrics"]["cross_validation_source"] = f"python benchmarks/{result.stem}.py"

@@ -178,6 +178,12 @@ def test_hue_turns_the_stain_tint_and_leaves_masks_and_brightness():
     assert xa.min() >= 0 and xa.max() <= 1 and sorted(ya.unique().tolist()) == [0, 1, 2]
     with pytest.raises(Exception, match="--hue"):
         SegmentationTrainConfig(hue=200)
+    from hemascope.train.config import same_segmentation_recipe
+
+    now = SegmentationTrainConfig().to_dict()
+    older = {k: v for k, v in now.items() if k != "hue"}  # written before --hue existed
+    assert not same_segmentation_recipe(older, now)  # it was trained without hue turns
+    assert same_segmentation_recipe(older, {**now, "hue": 0.0, "threads": 7})
 
 
 def test_classical_parts_on_cartoon_cells():

@@ -266,6 +266,13 @@ class SegmentationTrainConfig:
 SEGMENTATION_BEFORE_OPTION = {"min_scale": 0.0, "hue": 0.0}
 
 
+def same_segmentation_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Two saved segmentation configs that differ at most in threads (which do not change
+    the recipe); an option either predates reads as off."""
+    a, b = (SegmentationTrainConfig.from_dict(c).to_dict() for c in (a, b))
+    return all(a[k] == b[k] for k in set(a) - {"threads"})
+
+
 def _from_dict(cls, d: dict[str, Any], augment_cls):
     """A config from its saved dict (JSON lists back to tuples); unknown keys are an error."""
     known = {f.name for f in fields(cls)}

@@ -16,7 +16,8 @@ cells (the masks move with the pixels where the geometry changes):
   lower-magnification image; the mirrored copies of the white cell are painted over with
   the border colour and are background in the mask, which holds the one centred cell (the
   CellaVision convention). (Until 2026-11-27 these rows were ``mirrored``: the copies were
-  kept and labelled as cell, so at x0.45 86 % of the nucleus pixels scored were copies.)
+  kept and labelled as cell, so at x0.45 86 % of the nucleus pixels scored were copies:
+  ``segmentation_shift_copies.py``.)
 * ``larger x1.4``: enlarged 1.4 times and centre-cropped (a higher magnification);
 * ``defocus``: Gaussian blur, sigma 2 px;
 * ``JPEG q30``: strong compression;

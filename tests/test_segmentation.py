@@ -156,6 +156,36 @@ def test_min_scale_zooms_out_to_lower_magnifications():
         SegmentationTrainConfig(min_scale=1.5)
 
 
+def test_flat_pad_fills_zoomed_out_margins_with_the_border_colour():
+    from hemascope.train.config import SegmentationTrainConfig, same_segmentation_recipe
+    from hemascope.train.segmentation import augment_pairs
+
+    y = torch.zeros(32, 64, 64, dtype=torch.long)
+    y[:, 8:56, 8:56] = 2  # a large cell (cytoplasm) whose mirror copies would show
+    y[:, 24:40, 24:40] = 1
+    img = torch.full((32, 3, 64, 64), 0.9)  # pale slide
+    img[:, 0] = 0.8
+    img[(y > 0)[:, None].expand_as(img)] = 0.4
+    for flat, copies in ((0.0, True), (1.0, False)):
+        cfg = SegmentationTrainConfig(zoom=0.0, min_scale=0.5, colour=0.0, hue=0.0, flat_pad=flat)
+        xa, ya = augment_pairs(img, y, cfg, torch.Generator().manual_seed(0))
+        edge = torch.zeros(64, 64, dtype=torch.bool)
+        edge[:3], edge[-3:], edge[:, :3], edge[:, -3:] = True, True, True, True
+        shrunk = (ya == 1).sum((1, 2)) < 0.8 * 256  # zoomed out by more than ~10 %
+        assert shrunk.sum() > 5
+        on_edge = (ya[shrunk][:, edge] > 0).float().mean().item()
+        assert (on_edge > 0.3) == copies, (flat, on_edge)  # mirrored cell parts reach the edge
+        if not copies:  # the margin has the slide's colour, red 0.8 and the rest 0.9
+            margin = xa[shrunk][..., 0, 0]
+            assert torch.allclose(margin, torch.tensor([0.8, 0.9, 0.9]).expand_as(margin))
+    with pytest.raises(Exception, match="--flat-pad"):
+        SegmentationTrainConfig(flat_pad=1.5)
+    now = SegmentationTrainConfig().to_dict()
+    older = {k: v for k, v in now.items() if k != "flat_pad"}  # written before --flat-pad
+    assert same_segmentation_recipe(older, {**now, "flat_pad": 0.0})
+    assert not same_segmentation_recipe(older, {**now, "flat_pad": 0.5})
+
+
 def test_hue_turns_the_stain_tint_and_leaves_masks_and_brightness():
     from hemascope.train.config import SegmentationTrainConfig
     from hemascope.train.segmentation import augment_pairs, turn_hue

@@ -26,7 +26,7 @@ _RANGES = {
     "workers": (0, None, False, False), "max_minutes": (0, None, False, False),
     "clip_grad": (0, None, False, False), "dice_weight": (0, None, False, False),
     "colour": (0, None, False, False), "zoom": (0, 1, False, True), "min_scale": (0, 1, False, True), "blur": (0, 8, False, False),
-    "hue": (0, 180, False, False),
+    "hue": (0, 180, False, False), "flat_pad": (0, 1, False, False),
     "pseudo_limit": (1, None, False, False), "min_confidence": (0, 1, False, False),
     "student_epochs": (0, None, False, False), "shots": (1, None, False, False),
     "head_lr_mult": (0, None, True, False), "source_mix": (0, None, False, False),
@@ -241,6 +241,7 @@ class SegmentationTrainConfig:
     min_scale: float = 0.5  # > 0: scales log-uniform from this up to 1 + zoom (0: +-zoom)
     blur: float = 0.0  # half the batches blurred, Gaussian sigma up to this many px (defocus)
     hue: float = 30.0  # each image's hue turned by up to this many degrees (another stain)
+    flat_pad: float = 0.0  # share of zoomed-out images with a flat margin (border colour), not mirrored
     val_fraction: float = 0.0  # 0: train on everything for the fixed number of epochs
     seed: int = 0
     threads: int = 0
@@ -263,7 +264,7 @@ class SegmentationTrainConfig:
 
 
 #: What a segmentation config written before an option existed was trained with.
-SEGMENTATION_BEFORE_OPTION = {"min_scale": 0.0, "hue": 0.0}
+SEGMENTATION_BEFORE_OPTION = {"min_scale": 0.0, "hue": 0.0, "flat_pad": 0.0}
 
 
 def same_segmentation_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -41,7 +41,8 @@ class SegmentationTrainResult:
 def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig,
                   gen: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """Flips, 90-degree turns and zoom on image and mask alike; hue, colour and blur
-    (defocus) on the image only.
+    (defocus) on the image only. A zoomed-out image's margin is mirrored, or, for a share
+    ``flat_pad`` of them, filled with the image's border colour and background in the mask.
 
     ``x`` float ``(B, 3, S, S)`` in 0-1, ``y`` long ``(B, S, S)``; returns new tensors.
     """
@@ -61,9 +62,17 @@ def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig
         theta = torch.zeros(b, 2, 3)
         theta[:, 0, 0] = theta[:, 1, 1] = 1 / z
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+        fill = border_fill(x)  # taken before zooming: the slide's colour at the image edge
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="reflection",
                           align_corners=False)[:, 0].long()
+        if cfg.flat_pad > 0:  # some margins flat (a padded crop; the zoom pass's window)
+            flat = (torch.rand(b, generator=gen) < cfg.flat_pad) & (z < 1)
+            if flat.any():
+                outside = grid.abs().amax(-1) > 1  # (B, S, S): sampled beyond the image
+                m = outside & flat.view(b, 1, 1)
+                x = torch.where(m[:, None], fill.view(b, 3, 1, 1).expand_as(x), x)
+                y = y.masked_fill(m, 0)
     if cfg.hue > 0:
         x = turn_hue(x, (torch.rand(b, generator=gen) * 2 - 1) * cfg.hue)
     if cfg.colour > 0:
@@ -79,6 +88,13 @@ def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig
     if cfg.blur > 0 and torch.rand(1, generator=gen).item() < 0.5:
         x = gaussian_blur(x, float(torch.rand(1, generator=gen)) * cfg.blur)
     return x.contiguous(), y.contiguous()
+
+
+def border_fill(x: torch.Tensor) -> torch.Tensor:
+    """``(B, 3)`` median colour of each image's outermost rows and columns (as
+    :func:`hemascope.segment.predict.border_colour` pads a window at inference)."""
+    border = torch.cat([x[..., 0, :], x[..., -1, :], x[..., :, 0], x[..., :, -1]], -1)
+    return border.median(-1).values
 
 
 #: RGB -> YIQ (NTSC): luma and two chroma axes; a hue turn rotates the chroma plane.

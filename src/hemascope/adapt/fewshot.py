@@ -111,6 +111,10 @@ class FewShotConfig:
             none (``benchmarks/results/propagate_cellavision_seeds5_9.md``); +0.030 and
             +0.052 over 20 pairs with the seeds it was found on
             (``benchmarks/results/propagate_pooled.md``).
+        views: flips/rotations of each target image (1, 2, 4 or 8) whose embeddings and
+            softmax are averaged for the transductive scores (``predict`` and
+            ``pseudo_from`` ``propagate``): cells have no up or left, so the averaged
+            embedding is steadier for the kNN graph. 1 (off) until measured.
     """
 
     shots: int = 25
@@ -133,6 +137,7 @@ class FewShotConfig:
     shot_labels: bool = True
     shot_max_images: int = 500
     predict: str = "propagate"
+    views: int = 1
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -433,7 +438,7 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     rounds = cfg.pseudo_rounds if cfg.mode in ("full", "head") and len(test_x) else 0
     share = min(cfg.pseudo_fraction, cfg.pseudo_per_shot * len(y) / max(1, len(test_x)))
     transductive = _Transductive(start if cfg.mode != "none" else None, every, len(x), y,
-                                 mean, std)  # with mode none, model is the start
+                                 mean, std, views=cfg.views)  # with mode none, model is the start
     for _ in range(rounds):
         if cfg.pseudo_from == "propagate":
             ranking = transductive(model)[0][len(x):]
@@ -463,15 +468,15 @@ class _Transductive:
     model returns ``(scores, the model's own softmax)``, both ``(n, C)``, shots first."""
 
     def __init__(self, start: LoadedModel | None, every: np.ndarray, n_shots: int,
-                 y: np.ndarray, mean: torch.Tensor, std: torch.Tensor) -> None:
+                 y: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *, views: int = 1) -> None:
         self.start, self.every, self.y = start, every, y
-        self.n_shots, self.mean, self.std = n_shots, mean, std
+        self.n_shots, self.mean, self.std, self.views = n_shots, mean, std, views
         self._start_view: tuple[np.ndarray, np.ndarray] | None = None
 
     def _view(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:
         from hemascope.adapt.shot import embed_all
 
-        emb, logits = embed_all(model, self.every, self.mean, self.std)
+        emb, logits = embed_all(model, self.every, self.mean, self.std, views=self.views)
         return emb.float().numpy(), torch.softmax(logits.float(), 1).numpy()
 
     def __call__(self, model: nn.Module) -> tuple[np.ndarray, np.ndarray]:

@@ -216,13 +216,28 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
 
 
 @torch.no_grad()
-def embed_all(model, images: np.ndarray, mean, std, batch: int = 64):
+def embed_all(model, images: np.ndarray, mean, std, batch: int = 64, *, views: int = 1):
     """Embeddings and logits ``(torch.Tensor, torch.Tensor)`` of cached uint8 images, in eval
-    mode, without gradients; the model is left in eval mode."""
+    mode, without gradients; the model is left in eval mode.
+
+    ``views`` > 1 averages over that many flips/rotations
+    (:func:`hemascope.classify.dihedral_views`): the mean embedding, and as logits the log
+    of the mean softmax (so that a softmax of them gives the view-averaged probabilities).
+    """
+    from hemascope.classify import dihedral_views
+
     model.eval()
     embs, logits = [], []
     for b in range(0, len(images), batch):
-        e = model.embed(to_batch(images[b:b + batch], mean, std))
-        embs.append(e)
-        logits.append(model.forward_head(e))
+        x = to_batch(images[b:b + batch], mean, std)
+        if views == 1:
+            e = model.embed(x)
+            embs.append(e)
+            logits.append(model.forward_head(e))
+            continue
+        es = [model.embed(v.contiguous(memory_format=torch.channels_last))
+              for v in dihedral_views(x, views)]
+        embs.append(torch.stack(es).mean(0))
+        probs = torch.stack([torch.softmax(model.forward_head(e).float(), 1) for e in es]).mean(0)
+        logits.append(probs.clamp_min(1e-12).log())
     return torch.cat(embs), torch.cat(logits)

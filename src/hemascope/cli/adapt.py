@@ -76,6 +76,10 @@ def register(groups: argparse._SubParsersAction) -> None:
                          "(the SHOT start's, when there is one). The saved model still "
                          "predicts with its head alone; RUN_DIR/model/config.json records that "
                          f"head's own score (default: {d.predict})")
+    fs.add_argument("--views", type=int, choices=(1, 2, 4, 8), default=d.views,
+                    help="flips/rotations of each DATA image whose embeddings and softmax are "
+                         "averaged for the transductive scores (--predict / --pseudo-from "
+                         f"propagate) (default: {d.views})")
     fs.add_argument("--new-classes", action=argparse.BooleanOptionalAction, default=True,
                     help="classes of DATA that the base model has no output for (e.g. blasts "
                          "for a peripheral-blood model) get one, imprinted from their shots; "
@@ -207,7 +211,7 @@ def _fewshot(args: argparse.Namespace) -> int:
                         pseudo_per_shot=args.pseudo_per_shot, shot_epochs=args.shot_epochs,
                         shot_labels=(FewShotConfig.shot_labels if args.shot_labels is None
                                      else args.shot_labels), predict=args.predict,
-                        pseudo_from=args.pseudo_from)
+                        pseudo_from=args.pseudo_from, views=args.views)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

@@ -40,7 +40,7 @@ _CHOICES = {
     "optimizer": ("adamw", "adam", "sgd"), "schedule": ("cosine", "plateau", "constant"),
     "weights_dtype": ("float32", "float16"),
     "monitor": ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall"),
-    "aggregate": ("concat", "max", "mean", "weighted", "attention")
+    "aggregate": ("concat", "max", "mean", "weighted", "attention"), "views": (1, 2, 4, 8),
 }
 
 

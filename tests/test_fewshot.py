@@ -210,6 +210,40 @@ def test_propagated_predictions_see_only_the_shot_labels(tiny_model, new_lab, tm
     assert "model alone, as it will classify new cells" in capsys.readouterr().out
 
 
+def test_views_average_the_transductive_embeddings_over_flips(tiny_model, new_lab, tmp_path,
+                                                             monkeypatch):
+    import hemascope.adapt.propagate as propagate
+    from hemascope.adapt.shot import embed_all
+    from hemascope.errors import HemascopeError
+
+    base = load_classifier(tiny_model)
+    target = load_target(new_lab, base)
+    mean, std = base.normalisation
+    imgs = target.images[:5]
+    flipped = np.ascontiguousarray(imgs[:, :, ::-1])  # left-right
+    one, one_f = (embed_all(base.model, im, mean, std)[0] for im in (imgs, flipped))
+    four, four_f = (embed_all(base.model, im, mean, std, views=4) for im in (imgs, flipped))
+    assert not np.allclose(one, one_f, atol=1e-4)  # one view sees the flip
+    assert np.allclose(four[0], four_f[0], atol=1e-4)  # the average over flips does not
+    assert np.allclose(four[1], four_f[1], atol=1e-4)
+    assert np.allclose(np.exp(four[1].numpy()).sum(1), 1, atol=1e-5)  # log of mean softmax
+    seen = []
+    real = propagate.transductive_probs
+
+    def spy(probs, emb, labelled, labels, **kw):
+        seen.append(emb.copy())
+        return real(probs, emb, labelled, labels, **kw)
+
+    monkeypatch.setattr(propagate, "transductive_probs", spy)
+    for views in (1, 4):
+        run_fewshot(target, base, FewShotConfig(shots=6, seed=2, mode="none", shot_epochs=0,
+                                                views=views, threads=1))
+    assert seen[0].shape == seen[1].shape == (len(target.images), seen[0].shape[1])
+    assert not np.allclose(seen[0], seen[1], atol=1e-4)  # the graph reads the averaged views
+    with pytest.raises(HemascopeError, match="--views"):
+        FewShotConfig(views=3)
+
+
 def test_pseudo_labels_can_come_from_propagation(tiny_model, new_lab, tmp_path, monkeypatch):
     from dataclasses import replace
 

@@ -52,7 +52,7 @@ def check_options(cfg: Any) -> None:
     for f in fields(cfg):
         value, flag = getattr(cfg, f.name), "--" + f.name.replace("_", "-")
         if f.name in _CHOICES and value not in _CHOICES[f.name]:
-            raise HemascopeError(f"{flag} must be one of {', '.join(_CHOICES[f.name])} (got {value!r})")
+            raise HemascopeError(f"{flag} must be one of {', '.join(map(str, _CHOICES[f.name]))} (got {value!r})")
         if f.name not in _RANGES or isinstance(value, bool) or not isinstance(value, (int, float)):
             continue
         low, high, low_open, high_open = _RANGES[f.name]

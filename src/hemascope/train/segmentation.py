@@ -62,7 +62,7 @@ def augment_pairs(x: torch.Tensor, y: torch.Tensor, cfg: SegmentationTrainConfig
         theta = torch.zeros(b, 2, 3)
         theta[:, 0, 0] = theta[:, 1, 1] = 1 / z
         grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-        fill = border_fill(x)  # taken before zooming: the slide's colour at the image edge
+        fill = border_fill(x) if cfg.flat_pad > 0 else None  # the slide's colour, before zooming
         x = F.grid_sample(x, grid, mode="bilinear", padding_mode="reflection", align_corners=False)
         y = F.grid_sample(y[:, None].float(), grid, mode="nearest", padding_mode="reflection",
                           align_corners=False)[:, 0].long()

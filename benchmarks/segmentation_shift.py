@@ -32,8 +32,10 @@ before lower magnifications were trained for) and segments the held-out cells in
 five ways (`segment_arrays`, ``--modes``): ``plain`` (no adjustment), ``balance`` (the
 image white-balanced onto the training images' background), ``zoom`` (a cell far smaller
 or larger in its image than the training cells is segmented again in a window that gives
-it the training share), ``both`` and ``centre`` (both, then every cell part outside the
-centre cell dropped). The training references (background, cell share) come from the
+it the training share), ``both``, ``centre`` (both, then every cell part outside the
+centre cell dropped), ``margins`` (centre, with flat margins refilled by mirroring:
+:mod:`hemascope.segment.margins`) and ``mirror`` (margins, and the zoom window padded by
+mirroring too). The training references (background, cell share) come from the
 fold's own training cells. ``--models DIR`` keeps each fold's U-Net in ``DIR/fold<k>`` and
 reuses it when recipe and fold match, so that other modes are scored without retraining.
 Scores: nucleus and cytoplasm IoU pooled over every held-out pixel of all folds, at each
@@ -54,11 +56,14 @@ import numpy as np
 from _common import fold_unet, machine, shared_data, write_results
 from hemascope.segment.predict import border_colour
 
-MODES = {"plain": {"balance": False, "zoom": False, "centre": False},
-         "balance": {"balance": True, "zoom": False, "centre": False},
-         "zoom": {"balance": False, "zoom": True, "centre": False},
-         "both": {"balance": True, "zoom": True, "centre": False},
-         "centre": {"balance": True, "zoom": True, "centre": True}}
+MODES = {"plain": {"balance": False, "zoom": False, "centre": False, "mirror": False},
+         "balance": {"balance": True, "zoom": False, "centre": False, "mirror": False},
+         "zoom": {"balance": False, "zoom": True, "centre": False, "mirror": False},
+         "both": {"balance": True, "zoom": True, "centre": False, "mirror": False},
+         "centre": {"balance": True, "zoom": True, "centre": True, "mirror": False},
+         "margins": {"balance": True, "zoom": True, "centre": True, "mirror": True},
+         "mirror": {"balance": True, "zoom": True, "centre": True, "mirror": True,
+                    "zoom_pad": "mirror"}}
 
 
 def _resize(image: np.ndarray, mask: np.ndarray, f: float) -> tuple[np.ndarray, np.ndarray]:
@@ -219,7 +224,12 @@ WAYS = {"plain": "no adjustment",
                 "(`segment_arrays(zoom=True)`)",
         "both": "both",
         "centre": "both, then the parts of the centre cell only (the default of "
-                  "`segment_arrays`, `segment predict` and `evaluate segmentation`)"}
+                  "`segment_arrays`, `segment predict` and `evaluate segmentation` until "
+                  "flat margins were mirrored)",
+        "margins": "centre, with flat margins refilled by mirroring the image "
+                   "(`segment_arrays(mirror=True)`; the default since 2026-11-28)",
+        "mirror": "margins, and the zoom window padded by mirroring the image too "
+                  "(`zoom_pad=\"mirror\"`)"}
 
 
 def render(payload: dict) -> str:

@@ -97,13 +97,14 @@ def test_train_cv_predict_evaluate(cells_with_masks, tmp_path):
     rep = json.loads((tmp_path / "e.json").read_text())
     assert rep["n_images"] == 12 and rep["per_class"]["nucleus"]["iou"] > 0.5
     assert main(["evaluate", "segmentation", "--model", str(out), "--data", str(cells_with_masks),
-                 "--no-zoom", "--no-balance", "--centre-cell", "--json", str(tmp_path / "e2.json")]) == 0
+                 "--no-zoom", "--no-balance", "--centre-cell", "--no-mirror", "--zoom-pad", "mirror",
+                 "--json", str(tmp_path / "e2.json")]) == 0
     assert json.loads((tmp_path / "e2.json").read_text())["n_images"] == 12
     src = tmp_path / "in"
     write_image(src / "x.jpg", make_cell("neutrophil", seed=40, size=80).image)
     (src / "bad.jpg").write_bytes(b"not a jpeg")
     assert main(["segment", "predict", str(src), "--model", str(out), "--out",
-                 str(tmp_path / "pred"), "--all-cells"]) == 0
+                 str(tmp_path / "pred"), "--all-cells", "--zoom-pad", "mirror"]) == 0
     from hemascope.io.masks import read_part_mask
 
     parts = read_part_mask(tmp_path / "pred" / "x_parts.png", convention="indexed")
@@ -409,3 +410,105 @@ def test_segment_arrays_balances_and_zooms_onto_the_training_cells(monkeypatch):
     assert both[30, 30] == PARTS.index("nucleus")
     only = predict.segment_arrays(loaded, [image], zoom=False, centre=True)[0]
     assert only[30, 30] == 0 and only[150, 160] == PARTS.index("nucleus")
+
+
+def _photo(h, w, seed=0):
+    """A stand-in for a photographed field: background with camera noise."""
+    rng = np.random.default_rng(seed)
+    return np.clip(rng.normal(190, 6, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def test_flat_margins_are_found_on_padded_crops_not_on_photographed_background():
+    from hemascope.segment.margins import flat_margins
+
+    photo = _photo(100, 120)
+    assert flat_margins(photo) == (0, 0, 0, 0)
+    padded = np.pad(photo, ((10, 5), (0, 20), (0, 0)), constant_values=230)
+    assert flat_margins(padded) == (10, 5, 0, 20)
+    framed = padded.copy()
+    framed[:10] = 10  # a top strip of another colour than the right one
+    assert flat_margins(framed) == (10, 5, 0, 20)
+    assert flat_margins(padded[..., 0]) == (10, 5, 0, 20)  # grey
+    assert flat_margins(np.full((50, 50, 3), 7, np.uint8)) == (0, 0, 0, 0)  # an empty frame
+    tiny = np.pad(_photo(12, 12), ((40, 40), (40, 40), (0, 0)), constant_values=230)
+    assert flat_margins(tiny) == (0, 0, 0, 0)  # too little inside to stand for the image
+    noisy = padded.copy()
+    noisy[2, 60] += 5  # one pixel off the margin colour ends the top strip there
+    assert flat_margins(noisy)[0] == 2
+
+
+def test_mirror_margins_refill_the_strips_and_clear_margins_empties_them():
+    from hemascope.segment.margins import clear_margins, mirror_margins, scale_margins
+
+    photo = _photo(60, 80)
+    padded = np.pad(photo, ((10, 0), (5, 15), (0, 0)), constant_values=230)
+    m = (10, 0, 5, 15)
+    out = mirror_margins(padded, m)
+    assert out.shape == padded.shape and out.dtype == padded.dtype
+    assert np.array_equal(out[10:, 5:85], photo)  # the content is untouched
+    assert np.array_equal(out[9], out[11]) and np.array_equal(out[:, 4], out[:, 6])  # mirrored
+    assert mirror_margins(padded, (0, 0, 0, 0)) is padded
+    labels = np.ones((70, 100), np.uint8)
+    cleared = clear_margins(labels, m)
+    assert cleared[:10].max() == 0 and cleared[:, :5].max() == 0 and cleared[:, 85:].max() == 0
+    assert cleared[10:, 5:85].min() == 1 and labels.min() == 1  # a copy
+    probs = np.full((3, 70, 100), 1 / 3, np.float32)
+    p = clear_margins(probs, m)
+    assert np.allclose(p[:, 0, 0], [1, 0, 0]) and np.allclose(p[:, 40, 40], 1 / 3)
+    assert scale_margins(m, (70, 100), (35, 50)) == (5, 0, 2, 8)
+
+
+def test_segment_arrays_mirrors_flat_margins_and_calls_them_background(monkeypatch):
+    from hemascope.models.artifact import LoadedModel
+    from hemascope.segment import predict
+    from hemascope.train.segmentation import PARTS
+
+    photo = _photo(120, 120)
+    yy, xx = np.mgrid[:120, :120]
+    photo[(yy - 60) ** 2 + (xx - 60) ** 2 <= 12 ** 2] = 40
+    image = np.pad(photo, ((40, 40), (40, 40), (0, 0)), constant_values=0)  # dark padding
+    cfg = {"image_size": 64, "mean": [0.5] * 3, "std": [0.2] * 3, "classes": PARTS}
+    loaded = LoadedModel(_DarkIsNucleus(), cfg, None)
+    seen = []
+    real = predict._segment
+    monkeypatch.setattr(predict, "_segment", lambda m, ims, **kw: seen.append(
+        [np.asarray(i).copy() for i in ims]) or real(m, ims, **kw))
+    as_is = predict.segment_arrays(loaded, [image], mirror=False, centre=False)[0]
+    assert np.array_equal(seen[0][0], image) and as_is[5, 5] == PARTS.index("nucleus")
+    seen.clear()
+    out = predict.segment_arrays(loaded, [image], centre=False)[0]  # mirror is on by default
+    assert seen[0][0][:40].min() > 100  # the dark margin became mirrored background
+    assert out.shape == (200, 200) and out[100, 100] == PARTS.index("nucleus")
+    assert out[:40].max() == 0 and out[:, 160:].max() == 0  # margins are background
+    probs = predict.segment_arrays(loaded, [image], return_probs=True, centre=False)[0]
+    assert probs.shape == (len(PARTS), 200, 200) and np.allclose(probs[0, :40], 1)
+    small = predict.segment_arrays(loaded, [image], at_input_size=True, centre=False)[0]
+    assert small.shape == (64, 64) and small[:12].max() == 0
+    with pytest.raises(ValueError, match="zoom_pad"):
+        predict.segment_arrays(loaded, [image], zoom_pad="wrap")
+
+
+def test_zoom_pad_mirror_fills_the_window_from_the_image(monkeypatch):
+    from hemascope.models.artifact import LoadedModel
+    from hemascope.segment import predict
+    from hemascope.train.segmentation import PARTS
+
+    image = _photo(100, 100)
+    yy, xx = np.mgrid[:100, :100]
+    image[(yy - 50) ** 2 + (xx - 50) ** 2 <= 40 ** 2] = 40  # a cell too large: zoom out
+    cfg = {"image_size": 64, "mean": [0.5] * 3, "std": [0.2] * 3, "classes": PARTS,
+           "cell_fraction": 0.1}
+    loaded = LoadedModel(_DarkIsNucleus(), cfg, None)
+    windows, seen = {}, []
+    real = predict._segment
+    monkeypatch.setattr(predict, "_segment", lambda m, ims, **kw: seen.append(
+        np.asarray(ims[0]).copy()) or real(m, ims, **kw))
+    for pad in ("border", "mirror"):
+        seen.clear()
+        predict.segment_arrays(loaded, [image], centre=False, balance=False, zoom_pad=pad)
+        assert len(seen) == 2 and seen[1].shape[0] > 100  # the window is larger than the image
+        windows[pad] = seen[1]
+    off = (windows["border"].shape[0] - 100) // 2
+    corner = (slice(0, off - 1), slice(0, off - 1))
+    assert (windows["border"][corner] == windows["border"][0, 0]).all()  # one colour
+    assert np.ptp(windows["mirror"][corner]) > 10  # the image's noise, mirrored

@@ -63,7 +63,7 @@ def add_part_channels(segmenter: LoadedModel, images: np.ndarray) -> np.ndarray:
     from hemascope.segment.predict import segment_arrays
 
     probs = segment_arrays(segmenter, list(images), return_probs=True, zoom=False,
-                           centre=False)  # as trained
+                           centre=False, mirror=False)  # as trained
     parts = np.stack([np.stack([p[1], p[2]], -1) for p in probs]) if probs else \
         np.zeros(images.shape[:3] + (2,))
     return np.concatenate([images, np.round(parts * 255).astype(np.uint8)], -1)

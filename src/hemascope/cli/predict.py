@@ -97,7 +97,8 @@ def _evaluate_segmentation(args: argparse.Namespace) -> int:
     from hemascope.evaluate.segmentation import evaluate_segmentation
 
     ev = evaluate_segmentation(args.data, model=args.model, balance=args.balance, zoom=args.zoom,
-                               centre=args.centre, progress=lambda it: progress(it, desc="evaluating"))
+                               centre=args.centre, mirror=args.mirror, zoom_pad=args.zoom_pad,
+                               progress=lambda it: progress(it, desc="evaluating"))
     rep = ev.report
     if args.json:
         emit_json(rep.to_dict(), args.json)

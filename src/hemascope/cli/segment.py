@@ -102,15 +102,23 @@ def _pseudo(args: argparse.Namespace) -> int:
 
 
 def add_adjust_options(p: argparse.ArgumentParser) -> None:
-    """``--no-balance``, ``--no-zoom`` and ``--centre-cell | --all-cells``: the adjustments
-    part segmentation makes."""
-    from hemascope.segment.predict import CENTRE_CELL
+    """``--no-balance``, ``--no-zoom``, ``--zoom-pad``, ``--no-mirror`` and ``--centre-cell |
+    --all-cells``: the adjustments part segmentation makes."""
+    from hemascope.segment.predict import CENTRE_CELL, MIRROR_MARGINS, ZOOM_PADS
 
     p.add_argument("--no-balance", dest="balance", action="store_false",
                    help="do not white-balance each image onto the training images' background")
     p.add_argument("--no-zoom", dest="zoom", action="store_false",
                    help="no second pass for a cell much smaller or larger in its image than "
                         "the training cells")
+    p.add_argument("--zoom-pad", choices=ZOOM_PADS, default="border",
+                   help="how the zoom pass pads its window where it leaves the image: with "
+                        "the image's border colour, or with the image mirrored")
+    p.add_argument("--no-mirror", dest="mirror", action="store_false",
+                   help="segment flat one-colour margins (a crop padded to size) as they are, "
+                        "instead of refilling them by mirroring the image and calling them "
+                        "background")
+    p.set_defaults(mirror=MIRROR_MARGINS)
     which = p.add_mutually_exclusive_group()
     which.add_argument("--centre-cell", dest="centre", action="store_true",
                        help="keep the parts of the centre cell only (one white cell per "
@@ -141,7 +149,8 @@ def _predict(args: argparse.Namespace) -> int:
             errors[str(f)] = err
             continue
         mask = segment_arrays(loaded, [img], balance=args.balance, zoom=args.zoom,
-                              centre=args.centre)[0]
+                              centre=args.centre, mirror=args.mirror,
+                              zoom_pad=args.zoom_pad)[0]
         parts, over = out / f"{stems[f]}_parts.png", out / f"{stems[f]}_overlay.png"
         guard_inputs(parts, files)
         guard_inputs(over, files)

@@ -11,7 +11,7 @@ from pathlib import Path
 from hemascope.errors import DatasetError, ImageReadError
 from hemascope.models.artifact import LoadedModel
 from hemascope.segment.metrics import SegmentationReport, segmentation_report
-from hemascope.segment.predict import CENTRE_CELL
+from hemascope.segment.predict import CENTRE_CELL, MIRROR_MARGINS
 
 
 @dataclass
@@ -22,9 +22,10 @@ class SegmentationEvaluation:
 
 def evaluate_segmentation(data: str | Path, *, model: str | Path | LoadedModel = "default",
                           balance: bool = True, zoom: bool = True, centre: bool = CENTRE_CELL,
+                          mirror: bool = MIRROR_MARGINS, zoom_pad: str = "border",
                           progress=None) -> SegmentationEvaluation:
-    """Score a part model on a folder of image/mask pairs; ``balance``, ``zoom`` and
-    ``centre`` as in
+    """Score a part model on a folder of image/mask pairs; ``balance``, ``zoom``,
+    ``centre``, ``mirror`` and ``zoom_pad`` as in
     :func:`hemascope.segment.predict.segment_arrays`.
 
     Raises ``DatasetError`` when the folder holds no readable pair."""
@@ -43,7 +44,8 @@ def evaluate_segmentation(data: str | Path, *, model: str | Path | LoadedModel =
             errors[str(e.path)] = e.reason
             continue
         truths.append(mask)
-        preds += segment_arrays(loaded, [image], balance=balance, zoom=zoom, centre=centre)
+        preds += segment_arrays(loaded, [image], balance=balance, zoom=zoom, centre=centre,
+                                mirror=mirror, zoom_pad=zoom_pad)
     if not truths:
         raise DatasetError(f"no readable image/mask pair in {data}")
     return SegmentationEvaluation(segmentation_report(truths, preds, loaded.config["classes"]), errors)

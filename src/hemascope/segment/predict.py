@@ -39,12 +39,22 @@ ZOOM_TOLERANCE, ZOOM_RANGE = 1.3, (1 / 3, 3.0)
 #: ``segment predict`` and ``evaluate segmentation``.
 CENTRE_CELL = True
 
+#: Default of ``mirror`` (flat margins refilled by mirroring) in :func:`segment_arrays`,
+#: ``segment predict`` and ``evaluate segmentation``. On: on the 5-fold shift benchmark
+#: (``benchmarks/results/segmentation_shift_mirror.md``) it lifted cells shrunk on a flat
+#: margin from 0.790 to 0.866 cytoplasm IoU and moved no other row by more than 0.003.
+MIRROR_MARGINS = True
+#: How the zoom pass pads its window where it leaves the image: ``border`` (the image's
+#: border colour) or ``mirror`` (the image mirrored).
+ZOOM_PADS = ("border", "mirror")
+
 
 @torch.inference_mode()
 def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
                    return_probs: bool = False, batch_size: int = 32,
                    at_input_size: bool = False, balance: bool = True,
-                   zoom: bool = True, centre: bool = CENTRE_CELL) -> list[np.ndarray]:
+                   zoom: bool = True, centre: bool = CENTRE_CELL,
+                   mirror: bool = MIRROR_MARGINS, zoom_pad: str = "border") -> list[np.ndarray]:
     """Part indices ``(H, W)`` uint8 for each RGB uint8 image, at its own size.
 
     The image is resized to the model's square input, the logits are resized back
@@ -65,9 +75,23 @@ def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
     the image's size, so it is skipped with ``at_input_size``. ``centre`` keeps the parts of
     the centre cell only (:func:`hemascope.segment.outline.keep_centre_cell`): one white cell
     per single-cell image, as the CellaVision masks hold; on by default, as it paid on
-    every simulated shift of the same benchmark.
+    every simulated shift of the same benchmark. ``mirror`` refills an image's flat margins
+    (a crop padded with one colour; :mod:`hemascope.segment.margins`) by mirroring its
+    content before segmenting, and leaves the margins background: the U-Net's training
+    margins are mirrored; on by default. ``zoom_pad`` pads the zoom window with the
+    image's ``border`` colour (the default) or by ``mirror``-ing the image: measured, the
+    mirror lifted cytoplasm IoU on most simulated shifts (+0.010 on average) but cost
+    enlarged cells 0.013 nucleus IoU, so it is an option.
     """
+    if zoom_pad not in ZOOM_PADS:
+        raise ValueError(f"zoom_pad must be one of {ZOOM_PADS}, not {zoom_pad!r}")
     cfg = loaded.config
+    margins = None
+    if mirror:
+        from hemascope.segment.margins import flat_margins, mirror_margins
+
+        margins = [flat_margins(np.asarray(im)) for im in images]
+        images = [mirror_margins(np.asarray(im), m) for im, m in zip(images, margins)]
     if balance and cfg.get("background"):
         from hemascope.stain.background import balance_background
 
@@ -75,8 +99,13 @@ def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
     out = _segment(loaded, images, return_probs=return_probs, batch_size=batch_size,
                    at_input_size=at_input_size)
     if zoom and not at_input_size and cfg.get("cell_fraction"):
-        out = [_rezoom(loaded, np.asarray(im), o, return_probs=return_probs)
+        out = [_rezoom(loaded, np.asarray(im), o, return_probs=return_probs, pad=zoom_pad)
                for im, o in zip(images, out)]
+    if margins is not None:
+        from hemascope.segment.margins import clear_margins, scale_margins
+
+        out = [clear_margins(o, scale_margins(m, np.asarray(im).shape[:2], o.shape[-2:]))
+               for o, m, im in zip(out, margins, images)]
     if centre:
         from hemascope.segment.outline import keep_centre_cell
 
@@ -134,7 +163,7 @@ def border_colour(image: np.ndarray) -> np.ndarray:
 
 
 def _rezoom(loaded: LoadedModel, image: np.ndarray, first: np.ndarray, *,
-            return_probs: bool) -> np.ndarray:
+            return_probs: bool, pad: str = "border") -> np.ndarray:
     from hemascope.segment.outline import outline_from_parts
 
     labels = first.argmax(0) if return_probs else first
@@ -146,10 +175,17 @@ def _rezoom(loaded: LoadedModel, image: np.ndarray, first: np.ndarray, *,
     if win is None:
         return first
     x0, y0, side = win
-    window = np.empty((side, side, 3), np.uint8)
-    window[:] = border_colour(image)
     ix0, iy0, ix1, iy1 = max(x0, 0), max(y0, 0), min(x0 + side, w), min(y0 + side, h)
-    window[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[iy0:iy1, ix0:ix1]
+    if pad == "mirror":
+        import cv2
+
+        window = cv2.copyMakeBorder(np.ascontiguousarray(image[iy0:iy1, ix0:ix1]), iy0 - y0,
+                                    y0 + side - iy1, ix0 - x0, x0 + side - ix1,
+                                    cv2.BORDER_REFLECT_101)
+    else:
+        window = np.empty((side, side, 3), np.uint8)
+        window[:] = border_colour(image)
+        window[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[iy0:iy1, ix0:ix1]
     second = _segment(loaded, [window], return_probs=return_probs, batch_size=1,
                       at_input_size=False)[0]
     out = first.copy()

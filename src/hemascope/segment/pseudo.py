@@ -66,5 +66,5 @@ def pseudo_label(loaded, images: Sequence[np.ndarray], min_confidence: float) ->
     from hemascope.segment.predict import segment_arrays
 
     probs = segment_arrays(loaded, list(images), return_probs=True, zoom=False,
-                           centre=False)  # as measured
+                           centre=False, mirror=False)  # as measured
     return np.stack([confident_labels(p, min_confidence) for p in probs])

@@ -417,3 +417,24 @@ def test_a_lab_with_a_few_labelled_cells_and_many_unlabelled(tiny_model, new_lab
 def replace_shots(cfg, k):
     from dataclasses import replace
     return replace(cfg, shots=k)
+
+
+def test_fine_tuning_epochs_shrink_to_the_image_budget(tiny_model, new_lab, tmp_path, monkeypatch):
+    from hemascope.adapt import fewshot
+
+    cfg = FewShotConfig(epochs=30, max_image_passes=6000)
+    assert fewshot.fine_tune_epochs(cfg, 110) == 30  # CellaVision-sized runs are unchanged
+    assert fewshot.fine_tune_epochs(cfg, 1100) == 5  # K = 100 plus 1000 pseudo-labels
+    assert fewshot.fine_tune_epochs(cfg, 10 ** 6) == 1  # never below one epoch
+    with pytest.raises(Exception, match="max-image-passes"):
+        FewShotConfig(max_image_passes=0)
+    seen = []
+    real = fewshot.fine_tune_epochs
+    monkeypatch.setattr(fewshot, "fine_tune_epochs", lambda c, n: seen.append((n, real(c, n)))
+                        or real(c, n))
+    assert main(["fewshot", "--data", str(new_lab), "--shots", "6", "--out", str(tmp_path / "r"),
+                 "--base", str(tiny_model), "--epochs", "4", "--max-image-passes", "12",
+                 "--shot-epochs", "0", "--threads", "1"]) == 0
+    assert seen and seen[0] == (6, 2)  # 6 shots x 2 epochs = the budget of 12
+    cfg = json.loads((tmp_path / "r" / "model" / "config.json").read_text())
+    assert cfg["training"]["fewshot"]["max_image_passes"] == 12

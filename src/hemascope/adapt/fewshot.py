@@ -86,6 +86,10 @@ class FewShotConfig:
             none at K = 25 (-0.003) (``benchmarks/results/pseudo_propagate_pooled.md``).
         pseudo_per_shot: at most this many pseudo-labelled images per shot (the share is
             lowered to fit), so that a large unlabelled folder keeps the run in minutes.
+        max_image_passes: each fine-tuning sees at most this many images in all (epochs x
+            shots and pseudo-labels); a larger training set gets fewer epochs (at least
+            one), so that K = 100 on a folder of thousands still adapts in minutes. Runs
+            below it are unchanged (every CellaVision run: at most its 100 images x 30 epochs).
         shot_epochs: with N > 0 (modes ``full``, ``head`` and ``none``), the base model is
             first adapted to all target images by N epochs of SHOT
             (:mod:`hemascope.adapt.shot`; no source data); fine-tuning then starts from that
@@ -135,6 +139,7 @@ class FewShotConfig:
     pseudo_rounds: int = 1
     pseudo_fraction: float = 0.5
     pseudo_per_shot: float = 10.0
+    max_image_passes: int = 6000
     pseudo_from: str = "propagate"
     shot_epochs: int = 10
     shot_labels: bool = True
@@ -543,6 +548,12 @@ def _adaptable_model(base: LoadedModel, cfg: FewShotConfig, classes: list[str]) 
     return model
 
 
+def fine_tune_epochs(cfg: FewShotConfig, n_images: int) -> int:
+    """``cfg.epochs``, lowered (to at least 1) so that ``n_images`` x epochs stays within
+    ``cfg.max_image_passes``."""
+    return max(1, min(cfg.epochs, cfg.max_image_passes // max(1, n_images)))
+
+
 def _fine_tune(model: nn.Module, x: np.ndarray, y: np.ndarray, mean, std, cfg: FewShotConfig, *,
                frozen_bn: bool = False) -> None:
     torch.manual_seed(cfg.seed)
@@ -559,14 +570,15 @@ def _fine_tune(model: nn.Module, x: np.ndarray, y: np.ndarray, mean, std, cfg: F
                   {"params": head, "lr": cfg.lr * cfg.head_lr_mult}]
     opt = torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
     bs = max(2, min(cfg.batch_size, len(y)))
-    steps = max(1, int(np.ceil(len(y) / bs))) * cfg.epochs
+    epochs = fine_tune_epochs(cfg, len(y))
+    steps = max(1, int(np.ceil(len(y) / bs))) * epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + np.cos(np.pi * s / steps)))
     model.train()
     if cfg.mode == "head":
         model.encoder.eval()  # frozen encoder keeps its batch-norm statistics
     elif frozen_bn:
         freeze_batchnorm(model)  # the target statistics stay as re-estimated
-    for _ in range(cfg.epochs):
+    for _ in range(epochs):
         order = torch.randperm(len(y), generator=gen).numpy()
         for b in range(0, len(order), bs):
             idx = order[b:b + bs]

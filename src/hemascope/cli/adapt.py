@@ -59,6 +59,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--pseudo-per-shot", type=number(float, 0, low_open=True), default=d.pseudo_per_shot, metavar="M",
                     help="at most M pseudo-labels per shot (the share is lowered to fit), so "
                          "that large folders stay fast")
+    fs.add_argument("--max-image-passes", type=number(int, 1), default=d.max_image_passes,
+                    metavar="N", help="each fine-tuning sees at most N images in all (epochs x "
+                                      "shots and pseudo-labels): a larger set gets fewer epochs")
     fs.add_argument("--pseudo-from", choices=PSEUDO_FROM, default=d.pseudo_from,
                     help="rank each round's pseudo-labels by the adapted model's head (softmax "
                          "over 4 flips/rotations) or by the transductive scores of --predict "
@@ -209,6 +212,7 @@ def _fewshot(args: argparse.Namespace) -> int:
                         batch_size=args.batch_size, lr=args.lr, threads=args.threads,
                         pseudo_rounds=args.pseudo_rounds, pseudo_fraction=args.pseudo_fraction,
                         pseudo_per_shot=args.pseudo_per_shot, shot_epochs=args.shot_epochs,
+                        max_image_passes=args.max_image_passes,
                         shot_labels=(FewShotConfig.shot_labels if args.shot_labels is None
                                      else args.shot_labels), predict=args.predict,
                         pseudo_from=args.pseudo_from, views=args.views)

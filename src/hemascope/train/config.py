@@ -32,6 +32,7 @@ _RANGES = {
     "head_lr_mult": (0, None, True, False), "source_mix": (0, None, False, False),
     "pseudo_rounds": (0, None, False, False), "pseudo_fraction": (0, 1, True, False),
     "pseudo_per_shot": (0, None, True, False), "shot_epochs": (0, None, False, False),
+    "max_image_passes": (1, None, False, False),
     "shot_max_images": (1, None, False, False), "steps_per_epoch": (1, None, False, False),
     "domain_weight": (0, None, False, False), "diversity": (0, None, False, False),
     "pseudo_weight": (0, None, False, False), "max_images": (1, None, False, False),

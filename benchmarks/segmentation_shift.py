@@ -155,6 +155,7 @@ def main() -> None:
     from hemascope.io.image import read_image
     from hemascope.segment.data import find_mask_pairs, load_pair, load_pairs
     from hemascope.segment.metrics import segmentation_report
+    from hemascope.segment.margins import flat_margins
     from hemascope.segment.predict import segment_arrays
     from hemascope.stain import fit_reference, standardize
     from hemascope.train.config import SegmentationTrainConfig
@@ -164,7 +165,8 @@ def main() -> None:
     data = shared_data()
     pbc = sorted((data / "pbc").rglob("*.jpg"))
     pick = np.random.default_rng(0).choice(len(pbc), size=40, replace=False)
-    reference = fit_reference([read_image(pbc[i]) for i in sorted(pick)])
+    pbc_sample = [read_image(pbc[i]) for i in sorted(pick)]
+    reference = fit_reference(pbc_sample)
     shifts = {
         "none": lambda im, m: (im, m),
         "PBC stain": lambda im, m: (standardize(im, reference=reference), m),
@@ -192,6 +194,7 @@ def main() -> None:
     full = [load_pair(p) for p in readable]
     folds = np.array_split(np.random.default_rng(base.seed).permutation(len(x)), args.k)
     truths: dict[str, list] = {s: [] for s in shifts}
+    flat = {s: 0 for s in shifts}  # images in which hemascope.segment.margins finds a margin
     preds: dict[str, dict[str, list]] = {m: {s: [] for s in shifts} for m in modes}
     t0, reused = time.perf_counter(), 0
     for f, test_idx in enumerate(folds):
@@ -201,6 +204,7 @@ def main() -> None:
         for name, shift in shifts.items():
             moved = [shift(*full[i]) for i in test_idx]
             truths[name] += [m for _, m in moved]
+            flat[name] += sum(any(flat_margins(im)) for im, _ in moved)
             for mode, kw in modes.items():
                 preds[mode][name] += segment_arrays(loaded, [im for im, _ in moved], **kw)
         print(f"fold {f + 1}/{args.k} ({time.perf_counter() - t0:.0f} s)", flush=True)
@@ -212,6 +216,8 @@ def main() -> None:
                                    for c in ("nucleus", "cytoplasm", "background")}
             print(mode, name, results[mode][name], flush=True)
     payload = {"machine": machine(), "k": args.k, "n_images": int(len(x)),
+               "flat_margin_images": {**flat, "PBC sample (40 cells, unchanged)":
+                                      sum(any(flat_margins(im)) for im in pbc_sample)},
                "config": base.to_dict(), "changed": args.set,
                "minutes": round((time.perf_counter() - t0) / 60, 1), "reused_folds": reused,
                "iou": results}
@@ -243,9 +249,18 @@ def render(payload: dict) -> str:
              f"{payload['n_images']} CellaVision cells)", "",
              "Nucleus / cytoplasm IoU, pooled over every held-out pixel.", "",
              "| held-out cells | " + " | ".join(modes) + " |", "|---|" + "---|" * len(modes)]
+    flat = payload.get("flat_margin_images")
+    if flat:  # a column: how many images have a flat margin (hemascope.segment.margins)
+        lines[-2] += " images with a flat margin |"
+        lines[-1] += "---|"
     for name in shifts:
         cells = [f"{iou[m][name]['nucleus']:.3f} / {iou[m][name]['cytoplasm']:.3f}" for m in modes]
+        cells += [str(flat[name])] if flat else []
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    if flat:
+        pbc = {k: v for k, v in flat.items() if k not in shifts}
+        lines += ["", "Images with a flat margin found (of " + str(payload["n_images"]) + " per "
+                  "row): " + "; ".join(f"{k}: {v}" for k, v in pbc.items()) + "."]
     took = (f" {payload['minutes']} min on {payload['machine']['threads']} CPU threads."
             if payload.get("minutes") else "")
     if payload.get("reused_folds"):

@@ -51,6 +51,9 @@ def flat_margins(image: np.ndarray, *, tol: int = FLAT_TOLERANCE) -> Margins:
     if img.ndim == 2:
         img = img[..., None]
     h, w = img.shape[:2]
+    edges = np.stack([img[0], img[-1]]), np.stack([img[:, 0], img[:, -1]])
+    if not (_flat_lines(edges[0], tol).any() or _flat_lines(edges[1], tol).any()):
+        return (0, 0, 0, 0)  # the common case, in O(H + W): no edge line is flat
     rows = _flat_lines(img, tol)
     top = _run(rows)
     if top == h:

@@ -87,6 +87,7 @@ def test_a_class_folder_the_taxonomy_does_not_know_is_an_error(synthetic_cells, 
                  "--arch", "tinycnn", "--image-size", "24", "--epochs", "1"]) == 1
     err = capsys.readouterr().err
     assert "unknown to the taxonomy" in err and "foobar" in err
+    assert "move a folder of mixed or unlabelled cells out" in " ".join(err.split())
     assert not (tmp_path / "m").exists()
 
 

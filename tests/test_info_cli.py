@@ -71,6 +71,15 @@ def test_help_shows_defaults(capsys):
     assert "(default: decode)" in capsys.readouterr().out
 
 
+def test_help_shows_no_default_under_an_on_off_flag(capsys):
+    """'--no-mirror ... (default: True)' reads as if the flag were on by default."""
+    with pytest.raises(SystemExit):
+        main(["segment", "predict", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "--no-mirror" in out and "(default: True)" not in out and "(default: False)" not in out
+    assert "(default: border)" in out
+
+
 def test_usage_error_exit_code():
     with pytest.raises(SystemExit) as e:
         main(["data", "info"])

@@ -12,7 +12,15 @@ from hemascope.io.atomic import write_json
 
 
 class Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Show defaults and keep the description's line breaks."""
+    """Show defaults and keep the description's line breaks.
+
+    An on/off flag (``--no-zoom``, ``--tta``) shows no default: "(default: True)" under
+    ``--no-zoom`` reads as if the flag were on by default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        if isinstance(action, (argparse._StoreTrueAction, argparse._StoreFalseAction)):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def number(kind: type = int, low: float | None = None, high: float | None = None, *,

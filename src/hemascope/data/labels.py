@@ -55,4 +55,6 @@ def refuse_unknown_labels(ds) -> None:
         where = "; ".join(f"{p.path}: {p.message}" for p in unknown[:5])
         more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
         raise DatasetError(f"labels of {ds.root} unknown to the taxonomy: {where}{more} "
-                           "(rename them to a known class name; `hemascope data info` lists all)")
+                           "(rename a folder that holds one cell type to a known class name, and move a folder "
+                           "of mixed or unlabelled cells out of the data folder; `hemascope data info` "
+                           "lists all names)")

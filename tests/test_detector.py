@@ -15,7 +15,7 @@ from hemascope.detect.tiling import merge_tiles, tile_grid
 from hemascope.errors import DatasetError
 from hemascope.evaluate.detection import GroundTruth, best_count_thresholds, detection_report
 from hemascope.io.annotations import DetectionSet, ImageAnnotation, Instance
-from hemascope.io.image import write_image
+from hemascope.io.image import read_image, write_image
 from hemascope.io.voc import write_voc
 from hemascope.models.artifact import ModelError
 from hemascope.synthetic import make_smear
@@ -181,7 +181,7 @@ def test_detection_report_perfect_partial_and_empty():
 
 
 @pytest.mark.slow
-def test_train_evaluate_detect_round_trip(voc_smears, tmp_path):
+def test_train_evaluate_detect_round_trip(voc_smears, tmp_path, capsys):
     out = tmp_path / "det"
     code = main(["train", "detector", "--data", str(voc_smears), "--out", str(out), "--epochs", "2",
                  "--min-sizes", "96", "--test-size", "96", "--max-size", "128",
@@ -219,6 +219,13 @@ def test_train_evaluate_detect_round_trip(voc_smears, tmp_path):
                  "--tta", "2", "--fusion", "wbf", "--score-thresh", "0.0"])
     assert code == 0 and isinstance(json.loads((tmp_path / "p2.json").read_text()), list)
     assert all({"file_name", "category_name", "bbox", "score"} <= set(p) for p in preds)
+    # a grayscale field is detected all the same, with a warning naming why
+    gray = tmp_path / "gray.png"
+    write_image(gray, read_image(next(imgs.iterdir())).mean(axis=2).astype(np.uint8))
+    capsys.readouterr()
+    assert main(["detect", str(gray), "--model", str(out), "--out", str(tmp_path / "g.json")]) == 0
+    out_err = capsys.readouterr()
+    assert "WARNING grayscale" in out_err.out and "1 image(s) the detector may not read" in out_err.err
     # outputs never overwrite inputs
     victim = next(imgs.iterdir())
     assert main(["detect", str(victim), "--model", str(out), "--out", str(victim)]) == 1

@@ -21,7 +21,8 @@ from hemascope.models.artifact import LoadedModel, load_classifier
 
 @dataclass(frozen=True)
 class CellPrediction:
-    """One image's prediction: best class, its probability, the runner-up, all probabilities."""
+    """One image's prediction: best class, its probability, the runner-up, all probabilities,
+    and why the answer may be a guess (``warnings``: :func:`hemascope.io.quality.image_warnings`)."""
 
     path: str
     label: str
@@ -30,11 +31,12 @@ class CellPrediction:
     second_probability: float
     probabilities: dict[str, float]
     attributes: dict[str, dict] | None = None
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict:
         d = {"path": self.path, "class": self.label, "probability": self.probability,
              "top2": [[self.label, self.probability], [self.second_label, self.second_probability]],
-             "probabilities": self.probabilities}
+             "probabilities": self.probabilities, "warnings": list(self.warnings)}
         if self.attributes is not None:
             d["attributes"] = self.attributes
         return d
@@ -136,6 +138,9 @@ def classify_paths(paths: Iterable[str | Path], *, model: str | Path | LoadedMod
                    classes: Sequence[str] | None = None, progress=None) -> ClassifyResult:
     """Classify image files and folders (recursive); unreadable files land in ``errors``.
 
+    Readable images the models cannot judge (grayscale, blank, very dark, washed out, tiny)
+    are classified all the same, with the reason in the prediction's ``warnings``.
+
     ``attributes`` (an attribute-model folder) adds the 11 morphology attributes to each
     prediction. ``classes`` (any spelling the taxonomy knows) restricts the predictions to
     those of the model's classes; the others get probability 0.
@@ -145,6 +150,7 @@ def classify_paths(paths: Iterable[str | Path], *, model: str | Path | LoadedMod
     """
     from dataclasses import replace
 
+    from hemascope.io.quality import image_warnings
     from hemascope.model_classes import allowed_classes, restrict
 
     loaded = model if isinstance(model, LoadedModel) else load_classifier(model)
@@ -169,7 +175,8 @@ def classify_paths(paths: Iterable[str | Path], *, model: str | Path | LoadedMod
             probs = predict_arrays(loaded, images, batch_size=batch_size, tta=tta)
             if kept is not None:
                 probs = restrict(probs, kept)
-            preds = to_predictions(names, probs, loaded.classes)
+            preds = [replace(p, warnings=tuple(image_warnings(im)))
+                     for p, im in zip(to_predictions(names, probs, loaded.classes), images)]
             if att is not None:
                 from hemascope.attributes import predict_attributes
 

@@ -21,6 +21,25 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "--resume skips images already done.")
     p.add_argument("paths", nargs="+", help="image files and/or folders (recursive)")
     p.add_argument("--out", required=True, help="output folder (created)")
+    add_analysis_options(p)
+    p.add_argument("--adapt", default="none", choices=ADAPTATIONS,
+                   help="adapt the classifier to this run's own white cells before typing them, "
+                        "with no label (for a lab other than the classifier's): 'bn' re-estimates "
+                        "batch-norm statistics (seconds), 'shot' trains the encoder by SHOT "
+                        "(minutes; give --classes). Needs 16+ white cells; the adapted model is "
+                        "saved in OUT/adapted_classifier")
+    p.add_argument("--adapt-seed", type=int, default=0, help="seed of --adapt")
+    p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--resume", action="store_true",
+                   help="skip images whose result --out already holds (same file, same models "
+                        "and options; other settings are refused). Without it an earlier run "
+                        "in --out is replaced")
+    add_json_option(p)
+    p.set_defaults(handler=_analyze)
+
+
+def add_analysis_options(p: argparse.ArgumentParser) -> None:
+    """The models and settings of an analysis (shared by ``analyze`` and ``serve``)."""
     p.add_argument("--detector", default="default", help="detector folder or 'default'")
     p.add_argument("--classifier", default="default",
                    help="classifier folder or 'default' (e.g. RUN/model from `hemascope fewshot`)")
@@ -54,20 +73,18 @@ def register(groups: argparse._SubParsersAction) -> None:
                    help="the classes white cells may take, e.g. 'neutrophil lymphocyte monocyte "
                         "eosinophil basophil' for normal blood; none given: all of the "
                         "classifier's")
-    p.add_argument("--adapt", default="none", choices=ADAPTATIONS,
-                   help="adapt the classifier to this run's own white cells before typing them, "
-                        "with no label (for a lab other than the classifier's): 'bn' re-estimates "
-                        "batch-norm statistics (seconds), 'shot' trains the encoder by SHOT "
-                        "(minutes; give --classes). Needs 16+ white cells; the adapted model is "
-                        "saved in OUT/adapted_classifier")
-    p.add_argument("--adapt-seed", type=int, default=0, help="seed of --adapt")
-    p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
-    p.add_argument("--resume", action="store_true",
-                   help="skip images whose result --out already holds (same file, same models "
-                        "and options; other settings are refused). Without it an earlier run "
-                        "in --out is replaced")
-    add_json_option(p)
-    p.set_defaults(handler=_analyze)
+
+
+def analysis_options(args: argparse.Namespace):
+    """:class:`~hemascope.pipeline.AnalysisOptions` from :func:`add_analysis_options`' flags."""
+    from hemascope.pipeline import AnalysisOptions
+
+    return AnalysisOptions(detector=args.detector, classifier=args.classifier,
+                           refiner=args.refiner, attributes=args.attributes,
+                           parts=None if args.parts == "none" else args.parts, stain=args.stain,
+                           mode=args.mode, scale=args.scale, balance=args.balance,
+                           review_below=args.review_below, tta=args.tta,
+                           detector_tta=args.detector_tta, classes=args.classes)
 
 
 def _progress():
@@ -121,6 +138,7 @@ def _analyze(args: argparse.Namespace) -> int:
         for label, count in counts.items():
             print(f"  {label:<{width}}{count:>7}")
         _review_line(result, args)
+        _warning_lines(result)
         print(f"report: {result.out_dir / 'report.html'}")
     for path, reason in result.errors.items():
         print(f"skipped {path}: {reason}", file=sys.stderr)
@@ -129,6 +147,19 @@ def _analyze(args: argparse.Namespace) -> int:
               f"(see {result.out_dir / 'errors.csv'})", file=sys.stderr)
         return 1
     return 0
+
+
+def _warning_lines(result) -> None:
+    """The images the models may not read (grayscale, blank, dark, tiny...), a few by name."""
+    warned = [r for r in result.images if r.warnings]
+    if not warned:
+        return
+    print(f"{len(warned)} image(s) the models may not read (their white cells are flagged "
+          "for review):", file=sys.stderr)
+    for r in warned[:10]:
+        print(f"  {r.file}: {'; '.join(r.warnings)}", file=sys.stderr)
+    if len(warned) > 10:
+        print(f"  ... and {len(warned) - 10} more (see the report)", file=sys.stderr)
 
 
 #: Share of white cells flagged for review above which a run suggests adapting: the default
@@ -145,7 +176,10 @@ def _review_line(result, args: argparse.Namespace) -> None:
         return
     flagged = sum(c.review for c in white)
     print(f"{flagged} of {len(white)} white cells flagged for review (see the report)")
-    if flagged / len(white) >= SHIFT_HINT and args.adapt == "none":
+    # the hint is about another lab's cells: images flagged as unreadable by the models
+    # (grayscale, blank, ...) say nothing about that
+    plain = [c for r in result.images if not r.warnings for c in r.cells if c.probability is not None]
+    if plain and sum(c.review for c in plain) / len(plain) >= SHIFT_HINT and args.adapt == "none":
         print("hint: many white cells are uncertain; if they come from another lab than the "
               "classifier's, try --classes (the types your samples hold) with --adapt shot, or "
               "adapt with a few labels (`hemascope fewshot`)", file=sys.stderr)

@@ -89,11 +89,14 @@ def _detect(args: argparse.Namespace) -> int:
     guard_inputs(args.out, expand_paths(args.paths))
     det = load_detector(args.model)
     classes = det.classes
-    images, errors, tallies = [], {}, []
+    from hemascope.io.quality import image_warnings
+
+    images, errors, tallies, warnings = [], {}, [], []
     for path, img, err in iter_images(args.paths, desc="detecting"):
         if err is not None:
             errors[str(path)] = err
             continue
+        warnings.append(image_warnings(img))
         d = predict_ensemble([det], img, fusion=args.fusion, scale=args.scale, views=args.tta,
                              balance=args.balance)
         tallies.append(counted(det, d, at_least=args.score_thresh))
@@ -105,9 +108,13 @@ def _detect(args: argparse.Namespace) -> int:
     if not images:  # nothing to write: no empty results file
         return finish_batch(errors, 0)
     emit_json(to_coco_results(images, classes), args.out)
-    for im, n in zip(images, tallies):
+    for im, n, ws in zip(images, tallies, warnings):
         counts = {c: int((n.labels == k + 1).sum()) for k, c in enumerate(classes)}
-        print(f"{im.file_name}\t" + "\t".join(f"{c} {n}" for c, n in counts.items()))
+        print(f"{im.file_name}\t" + "\t".join(f"{c} {n}" for c, n in counts.items())
+              + "".join(f"\tWARNING {w}" for w in ws))
+    if any(warnings):
+        print(f"{sum(map(bool, warnings))} image(s) the detector may not read (see WARNING)",
+              file=sys.stderr)
     return finish_batch(errors, len(images))
 
 

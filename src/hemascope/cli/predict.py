@@ -143,7 +143,12 @@ def _classify(args: argparse.Namespace) -> int:
     if args.json != "-":
         for p in result.predictions:
             print(f"{p.path}\t{p.label}\t{p.probability:.3f}\t(2nd {p.second_label} "
-                  f"{p.second_probability:.3f})")
+                  f"{p.second_probability:.3f})"
+                  + "".join(f"\tWARNING {w}" for w in p.warnings))
+        warned = sum(1 for p in result.predictions if p.warnings)
+        if warned:
+            print(f"{warned} image(s) classified with a warning: the answer may be a guess",
+                  file=sys.stderr)
     return finish_batch(result.errors, len(result.predictions))
 
 

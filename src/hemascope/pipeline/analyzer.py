@@ -238,8 +238,11 @@ class Analyzer:
     def analyze_image(self, image: np.ndarray, *, file: str = "", key: str = "",
                       found: tuple[list, list[str], list[float]] | None = None) -> ImageResult:
         """All cells of one RGB uint8 image (``found``: its :meth:`find_cells`, if known)."""
+        from hemascope.io.quality import image_warnings
+
         h, w = image.shape[:2]
         mode = self.mode_of(image)
+        warnings = image_warnings(image)
         sec: dict[str, float] = {}
         t = time.perf_counter()
         boxes, kinds, scores = found if found is not None else self.find_cells(image, mode)
@@ -279,7 +282,7 @@ class Analyzer:
                 order = np.argsort(-p)
                 top2 = [[names[j], float(p[j])] for j in order[:2]]
                 label, prob = top2[0][0], top2[0][1]
-                review = prob < self.options.review_below or scores[i] < 0.5
+                review = prob < self.options.review_below or scores[i] < 0.5 or bool(warnings)
                 po = parts[k]
                 cells.append(CellRecord(n + 1, kinds[i], label, scores[i], box, prob, top2,
                                         polygon, review, refined=k in refined,
@@ -288,7 +291,8 @@ class Analyzer:
                                         nc_ratio=None if po is None else po.nc_ratio))
             else:
                 cells.append(CellRecord(n + 1, kinds[i], kinds[i], scores[i], box))
-        return ImageResult(file, key, w, h, mode, cells, {k: round(v, 4) for k, v in sec.items()})
+        return ImageResult(file, key, w, h, mode, cells, {k: round(v, 4) for k, v in sec.items()},
+                           warnings=warnings)
 
     def _parts(self, image: np.ndarray, boxes: list, crops: list[np.ndarray], mode: str) -> list:
         """Per white cell, its :class:`~hemascope.segment.outline.PartOutline` in image

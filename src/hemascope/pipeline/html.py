@@ -100,6 +100,8 @@ def render_report(result, manifest: dict[str, Any], header: Sequence[str],
                        f'2nd {_e(second)}<br><small>{_e(r.key)} #{c.id}</small></figcaption></figure>')
     confidences = [c.probability for c in white if c.probability is not None]
     errors = "".join(f"<li>{_e(f)}: {_e(why)}</li>" for f, why in sorted(result.errors.items()))
+    warned = "".join(f"<li>{_e(r.file)}: {_e('; '.join(r.warnings))}</li>"
+                     for r in result.images if r.warnings)
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>hemascope report</title>
 <style>body{{font-family:sans-serif;margin:2em;max-width:1100px}}table{{border-collapse:collapse}}
@@ -113,8 +115,9 @@ margin:4px;font-size:11px;width:110px}}pre{{background:#f5f5f5;padding:1em;overf
 <h2>White-cell classes</h2>{bar_chart(counts)}
 <h2>Classifier confidence of white cells</h2>{histogram(confidences)}
 <h2>Per image</h2>{''.join(per_image)}
-<h2>Cells to review (confidence below {manifest['options']['review_below']} or weak detection)</h2>
+<h2>Cells to review (confidence below {manifest['options']['review_below']}, weak detection, or an image the models may not read)</h2>
 {''.join(gallery) or '<p>none</p>'}
+<h2>Images the models may not read</h2>{f'<ul>{warned}</ul>' if warned else '<p>none</p>'}
 <h2>Unreadable files</h2>{f'<ul>{errors}</ul>' if errors else '<p>none</p>'}
 <h2>Configuration</h2><pre>{_e(json.dumps(manifest, indent=2))}</pre>
 </body></html>

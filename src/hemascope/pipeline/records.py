@@ -103,12 +103,14 @@ class ImageResult:
     seconds: dict[str, float] = field(default_factory=dict)
     #: the input's absolute path when it was analysed (``--resume`` checks it)
     source: str = ""
+    #: why the models may not read this image (:func:`hemascope.io.quality.image_warnings`)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         d = {"format": RESULT_FORMAT, "file": self.file, "key": self.key,
              "width": self.width, "height": self.height, "mode": self.mode,
              "counts": counts(self.cells), "seconds": self.seconds,
-             "cells": [c.to_dict() for c in self.cells]}
+             "warnings": list(self.warnings), "cells": [c.to_dict() for c in self.cells]}
         if self.source:
             d["source"] = self.source
         return d
@@ -119,7 +121,8 @@ class ImageResult:
             raise ValueError("not a hemascope analysis file")
         return cls(file=d["file"], key=d["key"], width=int(d["width"]), height=int(d["height"]),
                    mode=d["mode"], cells=[CellRecord.from_dict(c) for c in d["cells"]],
-                   seconds=dict(d.get("seconds", {})), source=str(d.get("source", "")))
+                   seconds=dict(d.get("seconds", {})), source=str(d.get("source", "")),
+                   warnings=[str(w) for w in d.get("warnings", [])])
 
 
 def counts(cells: Sequence[CellRecord]) -> dict[str, int]:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 #: Pixels looked at per image: larger images are subsampled on a regular grid.
-_SAMPLE_PIXELS = 1_000_000
+_SAMPLE_PIXELS = 100_000
 _LUMA = np.array([0.299, 0.587, 0.114], np.float32)
 
 

@@ -18,7 +18,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_PROBLEMS, EXIT_INTERRUPTED = 0, 1, 2, 3, 1
 
 def build_parser() -> argparse.ArgumentParser:
     from hemascope.cli import (adapt, analyze, data, detect, explain, export, predict, report,
-                               segment, stain, train)
+                               segment, serve, stain, train)
 
     parser = argparse.ArgumentParser(
         prog="hemascope",
@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     predict.register(groups)
     detect.register(groups)
     analyze.register(groups)
+    serve.register(groups)
     explain.register(groups)
     stain.register(groups)
     adapt.register(groups)

@@ -30,12 +30,23 @@ def register(groups: argparse._SubParsersAction) -> None:
                         "saved in OUT/adapted_classifier")
     p.add_argument("--adapt-seed", type=int, default=0, help="seed of --adapt")
     p.add_argument("--no-overlays", action="store_true", help="skip the overlay PNGs")
+    p.add_argument("--shard", type=_shard, default=None, metavar="K/N",
+                   help="analyse the K-th of N interleaved parts of the inputs (1 <= K <= N), "
+                        "e.g. one part per cluster job; join the parts' --out folders with "
+                        "`hemascope report merge`")
     p.add_argument("--resume", action="store_true",
                    help="skip images whose result --out already holds (same file, same models "
                         "and options; other settings are refused). Without it an earlier run "
                         "in --out is replaced")
     add_json_option(p)
     p.set_defaults(handler=_analyze)
+
+
+def _shard(text: str) -> tuple[int, int]:
+    k, sep, n = text.partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit() and 1 <= int(k) <= int(n)):
+        raise argparse.ArgumentTypeError(f"expected K/N with 1 <= K <= N (e.g. 2/8), got {text!r}")
+    return int(k), int(n)
 
 
 def add_analysis_options(p: argparse.ArgumentParser) -> None:
@@ -121,7 +132,8 @@ def _analyze(args: argparse.Namespace) -> int:
                      mode=args.mode, scale=args.scale, balance=args.balance,
                      review_below=args.review_below, overlays=not args.no_overlays, tta=args.tta,
                      detector_tta=args.detector_tta, classes=args.classes, adapt=args.adapt,
-                     adapt_seed=args.adapt_seed, resume=args.resume, progress=_progress(),
+                     adapt_seed=args.adapt_seed, resume=args.resume, shard=args.shard,
+                     progress=_progress(),
                      log=lambda s: print(s, file=sys.stderr, flush=True))
     summary = {"out": str(result.out_dir), "images": len(result.images), "resumed": result.resumed,
                "errors": result.errors, "counts": result.differential(), "seconds": result.seconds}

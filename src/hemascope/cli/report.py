@@ -27,6 +27,45 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(ad)
     ad.set_defaults(handler=_adaptation)
 
+    mg = verbs.add_parser(
+        "merge", formatter_class=Formatter,
+        help="join the output folders of `analyze --shard k/n` runs into one run",
+        description="Checks that the parts belong together (finished, same models and "
+                    "options, shards 1..n each once), copies their per-image files into --out "
+                    "and writes cells.csv, differential.csv, COCO, CVAT, errors.csv, "
+                    "manifest.json and report.html over all of them, as one run would have. "
+                    "The parts are only read.")
+    mg.add_argument("runs", nargs="+", help="the parts' output folders")
+    mg.add_argument("--out", required=True, help="the merged run's folder (created)")
+    mg.add_argument("--allow-missing", action="store_true",
+                    help="merge even when shards are missing (the manifest lists them)")
+    add_json_option(mg)
+    mg.set_defaults(handler=_merge)
+
+
+def _merge(args: argparse.Namespace) -> int:
+    import sys
+
+    from hemascope.pipeline.merge import merge_runs
+
+    result = merge_runs(args.runs, args.out, allow_missing=args.allow_missing)
+    summary = {"out": str(result.out_dir), "runs": len(args.runs), "images": len(result.images),
+               "errors": len(result.errors), "counts": result.differential()}
+    if args.json:
+        emit_json(summary, args.json)
+    if args.json != "-":
+        print(f"merged {len(args.runs)} runs: {len(result.images)} images, {len(result.errors)} "
+              f"unreadable; outputs in {result.out_dir}")
+        for label, count in summary["counts"].items():
+            print(f"  {label:<24}{count:>7}")
+        print(f"report: {result.out_dir / 'report.html'}")
+    import json
+
+    missing = json.loads((result.out_dir / "manifest.json").read_text())["missing_shards"]
+    if missing:
+        print(f"note: shards {', '.join(missing)} are missing from this merge", file=sys.stderr)
+    return 0
+
 
 def _adaptation(args: argparse.Namespace) -> int:
     from pathlib import Path

@@ -18,7 +18,7 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             mode: str = "auto", scale: float | str | None = "auto", balance: bool = True,
             review_below: float = 0.6, overlays: bool = True, tta: int = 1,
             detector_tta: int = 1, classes: Sequence[str] | None = None, adapt: str = "none",
-            adapt_seed: int = 0, resume: bool = False,
+            adapt_seed: int = 0, resume: bool = False, shard: tuple[int, int] | None = None,
             progress: Callable[[int, int, str], None] | None = None,
             log: Callable[[str], None] | None = None) -> AnalysisResult:
     """Analyse images and folders into ``out_dir`` (the Python face of `hemascope analyze`).
@@ -53,6 +53,8 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             adapted model is saved in ``out_dir/adapted_classifier``); ``"none"``: as is.
         adapt_seed: seed of the adaptation (cell sample, SHOT's training).
         resume: skip images whose result is already in ``out_dir``.
+        shard: ``(k, n)``: analyse only the k-th of n interleaved parts of the inputs (one
+            per machine or job; ``hemascope report merge`` joins the parts' folders).
         progress: called as ``progress(done, total, file)`` (twice over the files with
             ``adapt``: finding the cells to adapt on, then analysing).
         log: called with a line of text about adaptation.
@@ -68,4 +70,5 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
                            detector_tta=detector_tta,
                            classes=None if classes is None else list(classes), adapt=adapt,
                            adapt_seed=adapt_seed)
-    return _run(paths, out_dir=out_dir, options=opts, resume=resume, progress=progress, log=log)
+    return _run(paths, out_dir=out_dir, options=opts, resume=resume, shard=shard,
+                progress=progress, log=log)

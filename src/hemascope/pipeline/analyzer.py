@@ -367,6 +367,7 @@ def _outline(image: np.ndarray, box, *, whole: bool):
 
 def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
             options: AnalysisOptions | None = None, resume: bool = False,
+            shard: tuple[int, int] | None = None,
             progress: Callable[[int, int, str], None] | None = None,
             log: Callable[[str], None] | None = None) -> AnalysisResult:
     """Analyse images and folders (recursive) into ``out_dir``; see the module doc.
@@ -375,6 +376,11 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
     of earlier runs found inside them. Without ``resume`` an earlier run's results in
     ``out_dir`` are replaced; with it, an image is skipped only when ``out_dir`` holds its
     result (same file) from a run with the same models and options.
+
+    ``shard=(k, n)`` analyses the k-th of n interleaved parts of the inputs (1 <= k <= n;
+    every n-th file of the sorted list), so that n jobs on n machines share an archive;
+    each image keeps the key it has in a whole run, and ``hemascope report merge`` joins
+    the n output folders into one run (:mod:`hemascope.pipeline.merge`).
 
     Returns:
         :class:`AnalysisResult`; the files in ``out_dir`` are described in the README.
@@ -388,7 +394,19 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
 
     out = Path(out_dir).resolve()
     options = options or AnalysisOptions()
+    if shard is not None:
+        check_shard(shard)
+        if options.adapt != "none":
+            raise HemascopeError("--shard with --adapt would adapt each part to its own cells; "
+                                 "adapt once (`hemascope adapt`, `fewshot`) and pass --classifier")
     files = input_files(paths, out)
+    keys = image_keys(files)
+    if shard is not None:
+        k, n = shard
+        files, keys = files[k - 1::n], keys[k - 1::n]
+        if not files:
+            raise HemascopeError(f"shard {k}/{n} holds no image: there are fewer images than "
+                                 "shards")
     analyzer = Analyzer(options)  # models load before anything is written
     found: dict[str, Any] = {}
     t_adapt = time.perf_counter()
@@ -403,18 +421,11 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
         outputs.check_resumable(out, fingerprint)
     else:
         outputs.clear_earlier_run(out)
-    outputs.write_json(out / "manifest.json", outputs.start_manifest(analyzer, fingerprint))
-    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+    outputs.write_json(out / "manifest.json", outputs.start_manifest(analyzer, fingerprint, shard))
     t_start = time.perf_counter()
     results, errors, resumed = [], {}, 0
     totals = {"read": 0.0, "detect": 0.0, "classify": 0.0, "outline": 0.0, "write": 0.0}
-    keys_seen: dict[str, int] = {}
-    for n, f in enumerate(files):
-        key = image_key(f, root)
-        if key in keys_seen:  # same name after sanitising: keep both
-            keys_seen[key] += 1
-            key = f"{key}_{keys_seen[key]}"
-        keys_seen.setdefault(key, 0)
+    for n, (f, key) in enumerate(zip(files, keys)):
         source = str(f.resolve())
         if progress:
             progress(n, len(files), str(f))
@@ -448,8 +459,34 @@ def analyze(paths: Iterable[str | Path], *, out_dir: str | Path,
     if options.adapt != "none":
         result.seconds["adapt"] = round(t_adapt, 3)
     result.seconds["total"] = round(time.perf_counter() - t_start + t_adapt, 3)
-    outputs.write_run_outputs(out, result, analyzer, files=files, fingerprint=fingerprint)
+    manifest = {**outputs.run_manifest(result, analyzer, files), "fingerprint": fingerprint}
+    if shard is not None:
+        manifest["shard"] = list(shard)
+    outputs.write_run_outputs(out, result, manifest)
     return result
+
+
+def check_shard(shard: tuple[int, int]) -> None:
+    """Raise unless ``shard`` is ``(k, n)`` with ``1 <= k <= n``."""
+    k, n = shard
+    if not (isinstance(k, int) and isinstance(n, int) and 1 <= k <= n):
+        raise HemascopeError(f"shard must be k/n with 1 <= k <= n, got {k}/{n}")
+
+
+def image_keys(files: Sequence[Path]) -> list[str]:
+    """The output key of every input (its path below the inputs' common folder, made safe);
+    names that collide after sanitising get ``_2``, ``_3``... in input order. A shard's
+    images keep the keys they have in the whole list."""
+    root = Path(os.path.commonpath([str(f.resolve().parent) for f in files]))
+    keys, seen = [], {}
+    for f in files:
+        key = image_key(f, root)
+        if key in seen:
+            seen[key] += 1
+            key = f"{key}_{seen[key]}"
+        seen.setdefault(key, 0)
+        keys.append(key)
+    return keys
 
 
 def _adapt(analyzer: Analyzer, files: list[Path], out: Path, *, resume: bool,

@@ -90,14 +90,18 @@ def check_resumable(out: Path, fingerprint: dict[str, Any]) -> None:
         old = None
     if old is None or old == fingerprint:
         return
-    diff = [f"{k} {old[part].get(k)!r} -> {fingerprint[part].get(k)!r}" if part == "options"
+    raise HemascopeError(f"cannot resume in {out}: its results were made with other settings "
+                         f"({'; '.join(fingerprint_diff(old, fingerprint))}); analyse into a new "
+                         "folder, or run without --resume to replace them")
+
+
+def fingerprint_diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """What differs between two runs' fingerprints, in words (``option a -> b``, ``x model``)."""
+    return [f"{k} {old.get(part, {}).get(k)!r} -> {new.get(part, {}).get(k)!r}" if part == "options"
             else f"{k} model"
             for part in ("options", "models")
-            for k in sorted(set(old.get(part, {})) | set(fingerprint[part]))
-            if old.get(part, {}).get(k) != fingerprint[part].get(k)]
-    raise HemascopeError(f"cannot resume in {out}: its results were made with other settings "
-                         f"({'; '.join(diff)}); analyse into a new folder, or run without --resume "
-                         "to replace them")
+            for k in sorted(set(old.get(part, {})) | set(new.get(part, {})))
+            if old.get(part, {}).get(k) != new.get(part, {}).get(k)]
 
 
 def clear_earlier_run(out: Path) -> None:
@@ -118,10 +122,14 @@ def clear_earlier_run(out: Path) -> None:
                 raise HemascopeError(f"cannot replace the earlier result {q}: {e.strerror or e}") from None
 
 
-def start_manifest(analyzer, fingerprint: dict[str, Any]) -> dict[str, Any]:
+def start_manifest(analyzer, fingerprint: dict[str, Any],
+                   shard: tuple[int, int] | None = None) -> dict[str, Any]:
     """Written when a run starts, so that an interrupted run can be resumed safely."""
-    return {"format": RUN_FORMAT, "complete": False, "options": analyzer.options.to_dict(),
-            "fingerprint": fingerprint}
+    m = {"format": RUN_FORMAT, "complete": False, "options": analyzer.options.to_dict(),
+         "fingerprint": fingerprint}
+    if shard is not None:
+        m["shard"] = list(shard)
+    return m
 
 
 def load_done(out: Path, key: str) -> ImageResult | None:
@@ -225,8 +233,8 @@ def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return buf.getvalue()
 
 
-def write_run_outputs(out: Path, result, analyzer, *, files: Sequence[Path],
-                      fingerprint: dict[str, Any]) -> None:
+def write_run_outputs(out: Path, result, manifest: dict[str, Any]) -> None:
+    """The run-level files (tables, COCO, CVAT, errors, manifest, report) of ``result``."""
     from hemascope.io.coco import to_coco_dict
     from hemascope.io.cvat import cvat_xml
 
@@ -240,7 +248,6 @@ def write_run_outputs(out: Path, result, analyzer, *, files: Sequence[Path],
     write_json(out / "coco.json", to_coco_dict(anns, classes))
     with atomic_write(out / "cvat.xml") as fh:
         fh.write(cvat_xml(anns, classes))
-    manifest = {**run_manifest(result, analyzer, files), "fingerprint": fingerprint}
     write_json(out / "manifest.json", manifest)
     from hemascope.pipeline.html import render_report
 

@@ -83,6 +83,13 @@ def test_http_routes(service, cell_png):
     html = client.post("/analyze", files=files).text
     assert "<b onclick" not in html and "&lt;b onclick=x&gt;.png" in html
     assert "data:image/png;base64," in html and "1 image(s) analysed" in html
+    import base64
+    import re
+
+    link = re.search(r'download="differential.csv" href="data:text/csv;charset=utf-8;base64,([^"]+)"', html)
+    table = base64.b64decode(link.group(1)).decode()
+    assert table.startswith("image,") and "cell.png" in table and table.splitlines()[-1].startswith("ALL")
+    assert 'download="cells.csv"' in html and 'download="results.json"' in html
     assert client.post("/api/analyze").status_code == 400
     many = client.post("/api/analyze", files=[("files", ("c.png", cell_png, "image/png"))] * 6)
     assert many.status_code == 400 and "at most 5" in many.json()["detail"]

@@ -225,7 +225,7 @@ def _label(canvas: np.ndarray, text: str, x: int, y: int, colour: tuple, scale: 
     cv2.putText(canvas, text, (x + 2, top + th + 2), font, scale, ink, 1, cv2.LINE_AA)
 
 
-def _csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
+def csv_text(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(header)
@@ -239,10 +239,10 @@ def write_run_outputs(out: Path, result, manifest: dict[str, Any]) -> None:
     from hemascope.io.cvat import cvat_xml
 
     results = result.images
-    write_text(out / "cells.csv", _csv_text(CELL_COLUMNS, cell_rows(results)))
+    write_text(out / "cells.csv", csv_text(CELL_COLUMNS, cell_rows(results)))
     header, rows = differential(results)
-    write_text(out / "differential.csv", _csv_text(header, rows))
-    write_text(out / "errors.csv", _csv_text(["file", "reason"], sorted(result.errors.items())))
+    write_text(out / "differential.csv", csv_text(header, rows))
+    write_text(out / "errors.csv", csv_text(["file", "reason"], sorted(result.errors.items())))
     anns = [to_annotation(r) for r in results]
     classes = sorted({i.label for a in anns for i in a.instances})
     write_json(out / "coco.json", to_coco_dict(anns, classes))

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import base64
 import html
+import json
 from typing import Any, Mapping, Sequence
 
-from hemascope.pipeline.records import OTHER_KINDS, ImageResult
+from hemascope.pipeline.outputs import csv_text
+from hemascope.pipeline.records import CELL_COLUMNS, OTHER_KINDS, ImageResult, cell_rows, differential
 
 _STYLE = """body{font-family:sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left}
@@ -58,6 +60,19 @@ def _counts_table(counts: Mapping[str, int]) -> str:
             f"{rows}<tr><th>white cells</th><td>{n_white}</td><td></td></tr>{others}</table>")
 
 
+def _downloads(results: Sequence[ImageResult], errors: Mapping[str, str]) -> str:
+    """Links that save the tables as files (data URIs: nothing is kept on the server)."""
+    header, rows = differential(results)
+    files = {"differential.csv": ("text/csv", csv_text(header, rows)),
+             "cells.csv": ("text/csv", csv_text(CELL_COLUMNS, cell_rows(results))),
+             "results.json": ("application/json", json.dumps(
+                 {"images": [r.to_dict() for r in results], "errors": dict(errors)}, indent=1))}
+    links = " ".join(f'<a download="{name}" href="data:{mime};charset=utf-8;base64,'
+                     f'{base64.b64encode(text.encode()).decode()}">{name}</a>'
+                     for name, (mime, text) in files.items())
+    return f"<p>Save: {links}</p>"
+
+
 def result_page(results: Sequence[tuple[ImageResult, bytes | None]], errors: Mapping[str, str],
                 counts: Mapping[str, int], seconds: float) -> str:
     """One section per image (overlay, its cells, warnings), the overall differential, and
@@ -66,7 +81,7 @@ def result_page(results: Sequence[tuple[ImageResult, bytes | None]], errors: Map
     parts = [f"<h1>hemascope differential</h1><p>{len(results)} image(s) analysed in "
              f"{seconds:.1f} s, {len(errors)} unreadable, {n_review} white cell(s) flagged for "
              "review (marked ?). <a href=\"./\">Analyse more</a></p>",
-             "<h2>All images</h2>", _counts_table(counts)]
+             "<h2>All images</h2>", _counts_table(counts), _downloads([r for r, _ in results], errors)]
     if errors:
         parts.append("<h2>Files that could not be read</h2><ul>" + "".join(
             f'<li class="err">{_e(name)}: {_e(why)}</li>' for name, why in errors.items()) + "</ul>")

@@ -131,3 +131,20 @@ def test_oversized_or_unsized_posts_are_refused_before_reading(service):
                           headers={"content-type": "multipart/form-data; boundary=x"})
     assert unsized.status_code == 411
     assert client.get("/api/health").status_code == 200
+
+
+def test_cell_table_shows_morphology_and_nc_ratio_when_present():
+    from hemascope.pipeline.records import CellRecord
+    from hemascope.web.page import _cell_table
+
+    plain = CellRecord(1, "WBC", "lymphocyte", 1.0, (0, 0, 10, 10), 0.9,
+                       [["lymphocyte", 0.9], ["monocyte", 0.05]])
+    assert "morphology" not in _cell_table([plain]) and "N:C" not in _cell_table([plain])
+    rich = CellRecord(2, "WBC", "monocyte", 1.0, (0, 0, 10, 10), 0.5,
+                      [["monocyte", 0.5], ["lymphocyte", 0.3]], review=True,
+                      attributes={"cell_size": {"value": "big", "probability": 0.8},
+                                  "granule_colour": {"value": "<pink>", "probability": 0.6}},
+                      nc_ratio=0.41)
+    html = _cell_table([plain, rich])
+    assert "cell size: big" in html and "&lt;pink&gt;" in html and "0.41" in html
+    assert html.count("<tr>") == 3 and "<td>?</td>" in html

@@ -73,6 +73,30 @@ def _downloads(results: Sequence[ImageResult], errors: Mapping[str, str]) -> str
     return f"<p>Save: {links}</p>"
 
 
+def _cell_table(white: Sequence[Any]) -> str:
+    """One row per white cell; nucleus-to-cell ratio and morphology attributes when the
+    service runs a part model or an attribute model."""
+    nc = any(c.nc_ratio is not None for c in white)
+    attrs = any(c.attributes for c in white)
+    head = ("<tr><th>#</th><th>class</th><th>probability</th><th>second</th><th>box</th>"
+            + ("<th>N:C ratio</th>" if nc else "") + ("<th>morphology</th>" if attrs else "")
+            + "<th>review</th></tr>")
+    rows = []
+    for c in white:
+        second = (f"{_e(c.top2[1][0])} {float(c.top2[1][1]):.2f}"
+                  if c.top2 and len(c.top2) > 1 else "")
+        row = (f"<tr><td>{c.id}</td><td>{_e(c.label)}</td><td>{c.probability:.2f}</td>"
+               f"<td>{second}</td><td>{', '.join(f'{v:.0f}' for v in c.box)}</td>")
+        if nc:
+            row += f"<td>{'' if c.nc_ratio is None else f'{c.nc_ratio:.2f}'}</td>"
+        if attrs:
+            items = "; ".join(f"{_e(k.replace('_', ' '))}: {_e(v.get('value'))}"
+                              for k, v in (c.attributes or {}).items())
+            row += f"<td><small>{items}</small></td>"
+        rows.append(row + f"<td>{'?' if c.review else ''}</td></tr>")
+    return f"<table>{head}{''.join(rows)}</table>"
+
+
 def result_page(results: Sequence[tuple[ImageResult, bytes | None]], errors: Mapping[str, str],
                 counts: Mapping[str, int], seconds: float) -> str:
     """One section per image (overlay, its cells, warnings), the overall differential, and
@@ -93,13 +117,7 @@ def result_page(results: Sequence[tuple[ImageResult, bytes | None]], errors: Map
                          f'src="data:image/png;base64,{base64.b64encode(png).decode()}">')
         white = [c for c in r.cells if c.probability is not None]
         if white:
-            parts.append("<table><tr><th>#</th><th>class</th><th>probability</th>"
-                         "<th>second</th><th>box</th><th>review</th></tr>" + "".join(
-                             f"<tr><td>{c.id}</td><td>{_e(c.label)}</td><td>{c.probability:.2f}</td>"
-                             f"<td>{_e(c.top2[1][0]) if c.top2 and len(c.top2) > 1 else ''} "
-                             f"{float(c.top2[1][1]) if c.top2 and len(c.top2) > 1 else 0:.2f}</td>"
-                             f"<td>{', '.join(f'{v:.0f}' for v in c.box)}</td>"
-                             f"<td>{'?' if c.review else ''}</td></tr>" for c in white) + "</table>")
+            parts.append(_cell_table(white))
         else:
             parts.append("<p>no white cell found</p>")
     return _document("hemascope differential", "".join(parts))

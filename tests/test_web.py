@@ -25,7 +25,7 @@ def _png(image: np.ndarray) -> bytes:
 @pytest.fixture(scope="module")
 def service(tiny_model):
     return Service(AnalysisOptions(classifier=tiny_model, mode="cells"),
-                   ServiceLimits(max_files=5, max_mb=0.5))
+                   ServiceLimits(max_files=5, max_mb=0.5, max_request_mb=3.5))
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +120,7 @@ def test_oversized_or_unsized_posts_are_refused_before_reading(service):
 
     from hemascope.web import create_app
 
-    client = TestClient(create_app(service))  # limit: 5 files x 0.5 MB + 1 MB
+    client = TestClient(create_app(service))  # limit: 3.5 MB per request
     big = client.post("/api/analyze", files=[("files", ("x.png", b"\0" * 3_600_000, "image/png"))])
     assert big.status_code == 413 and "at most 3500000" in big.json()["detail"]
 

@@ -29,6 +29,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     p.add_argument("--max-files", type=number(int, 1), default=50, help="images per request")
     p.add_argument("--max-mb", type=number(float, 0, low_open=True), default=50.0,
                    help="size of one uploaded file in MB")
+    p.add_argument("--max-request-mb", type=number(float, 0, low_open=True), default=200.0,
+                   help="size of one request in MB (uploads are held in memory while it runs)")
     p.set_defaults(handler=_serve)
 
 
@@ -41,8 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ImportError:
         raise HemascopeError("`hemascope serve` needs uvicorn and FastAPI: "
                              "pip install 'hemascope[web]'") from None
-    service = Service(analysis_options(args), ServiceLimits(max_files=args.max_files,
-                                                            max_mb=args.max_mb))
+    service = Service(analysis_options(args), ServiceLimits(
+        max_files=args.max_files, max_mb=args.max_mb, max_request_mb=args.max_request_mb))
     app = create_app(service)
     if args.host not in LOOPBACK:
         print(f"warning: listening on {args.host}: anyone who can reach port {args.port} can "

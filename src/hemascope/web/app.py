@@ -10,8 +10,8 @@ Routes:
 
 A request with no file or too many is answered 400 with ``{"detail": reason}``; a file
 that cannot be used (too large, not an image, truncated) is listed under ``errors`` and the
-others are analysed. A POST larger than ``max_files`` x ``max_mb`` (plus 1 MB of form
-overhead) is refused 413 before its body is read, and one without a ``Content-Length`` 411
+others are analysed. A POST larger than ``max_request_mb`` is refused 413 before its
+body is read, and one without a ``Content-Length`` 411
 (browsers, curl and HTTP libraries send it; the server holds the body to that length).
 """
 
@@ -56,7 +56,8 @@ def create_app(service: Service) -> Any:
     @app.get("/", response_class=HTMLResponse)
     def index() -> str:
         return upload_page(service.info(), max_files=service.limits.max_files,
-                           max_mb=service.limits.max_mb)
+                           max_mb=service.limits.max_mb,
+                           max_request_mb=service.limits.max_request_mb)
 
     # plain `def` routes run in FastAPI's thread pool; Service serialises the analyses
     @app.post("/analyze", response_class=HTMLResponse)
@@ -72,7 +73,7 @@ def create_app(service: Service) -> Any:
     def health() -> dict[str, Any]:
         return {"status": "ok", **service.info()}
 
-    return BodyLimit(app, service.limits.max_files * service.limits.max_bytes + 1_000_000)
+    return BodyLimit(app, int(service.limits.max_request_mb * 1_000_000))
 
 
 class BodyLimit:

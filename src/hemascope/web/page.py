@@ -30,7 +30,8 @@ def _document(title: str, body: str) -> str:
             f"<style>{_STYLE}</style></head><body>{body}</body></html>\n")
 
 
-def upload_page(info: Mapping[str, Any], *, max_files: int, max_mb: float) -> str:
+def upload_page(info: Mapping[str, Any], *, max_files: int, max_mb: float,
+                max_request_mb: float) -> str:
     """The start page: what the service runs and a form to send images."""
     models = "".join(f"<li>{_e(k)}: {_e(v)}</li>" for k, v in info.get("models", {}).items())
     body = f"""<h1>hemascope</h1>
@@ -40,7 +41,8 @@ models are unsure of flagged for review.</p>
 <form action="analyze" method="post" enctype="multipart/form-data">
 <p><input type="file" name="files" multiple accept="image/*" required></p>
 <p><button type="submit">Analyse</button></p>
-<p><small>Up to {max_files} images of up to {max_mb:g} MB each (JPEG, PNG, BMP, TIFF, WebP, GIF).
+<p><small>Up to {max_files} images of up to {max_mb:g} MB each, {max_request_mb:g} MB in all
+(JPEG, PNG, BMP, TIFF, WebP, GIF).
 Images are analysed on this machine and not kept.</small></p>
 </form>
 <h2>Models</h2><ul>{models}</ul>

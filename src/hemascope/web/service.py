@@ -33,17 +33,21 @@ class ServiceLimits:
     Attributes:
         max_files: images per request.
         max_mb: size of one file in MB (10^6 bytes).
+        max_request_mb: size of a whole request in MB (the uploads are held in memory
+            while a request is analysed, so this bounds the service's memory).
         max_pixels: width x height of one image (refused before decoding).
         overlay_side: the longer side of the overlay PNGs on the result page.
     """
 
     max_files: int = 50
     max_mb: float = 50.0
+    max_request_mb: float = 200.0
     max_pixels: int = DEFAULT_MAX_PIXELS
     overlay_side: int = 1600
 
     def __post_init__(self) -> None:
-        if self.max_files < 1 or not self.max_mb > 0 or self.max_pixels < 1 or self.overlay_side < 16:
+        if (self.max_files < 1 or not self.max_mb > 0 or not self.max_request_mb > 0
+                or self.max_pixels < 1 or self.overlay_side < 16):
             raise HemascopeError(f"service limits must be positive: {self}")
 
     @property
@@ -109,6 +113,7 @@ class Service:
                 models[name] = str(value)
         return {"version": __version__, "models": models, "mode": o.mode,
                 "limits": {"max_files": self.limits.max_files, "max_mb": self.limits.max_mb,
+                           "max_request_mb": self.limits.max_request_mb,
                            "max_pixels": self.limits.max_pixels}}
 
     def run(self, uploads: Sequence[tuple[str, bytes | None]], *, overlays: bool = True) -> ServiceResult:

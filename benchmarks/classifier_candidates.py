@@ -49,7 +49,7 @@ def average_weights(runs: list[Path], out: Path) -> Path:
 def score(model: Path, data: Path, split: str) -> dict:
     from hemascope.evaluate.classifier import evaluate_classifier
 
-    rep = evaluate_classifier(data, model=model, split=split, n_bootstrap=0).report
+    rep = evaluate_classifier(data, model=model, split=split, n_bootstrap=0, tta=1).report
     return {"accuracy": rep.accuracy, "macro_f1": rep.macro_f1, "n_images": rep.n_images,
             "errors": round(rep.n_images * (1 - rep.accuracy))}
 

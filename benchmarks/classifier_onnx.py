@@ -53,7 +53,7 @@ def main() -> None:
                     "onnx int8": load_classifier(export_classifier(source.path, Path(tmp) / "int8",
                                                                    calibration=calibration))}
         for name, loaded in versions.items():
-            ev = evaluate_classifier(pbc, model=loaded, split="test")
+            ev = evaluate_classifier(pbc, model=loaded, split="test", tta=1)
             if sample is None:
                 sample = [read_image(pbc / p.path) for p in ev.predictions[:256]]
             t = time.perf_counter()

@@ -48,7 +48,7 @@ def main() -> None:
 
     pbc = shared_data() / "pbc" / "PBC_dataset_normal_DIB"
     loaded = load_classifier(args.model)
-    ev = evaluate_classifier(pbc, model=loaded, split="test")
+    ev = evaluate_classifier(pbc, model=loaded, split="test", tta=1)
     rep = ev.report
     tta = {n: evaluate_classifier(pbc, model=loaded, split="test", tta=n).report for n in (2, 8)}
 

@@ -36,8 +36,8 @@ def main() -> None:
         loaded = load_classifier(spec)
         aug = loaded.config["training"]["config"].get("augment", {})
         pbc = evaluate_classifier(data / "pbc" / "PBC_dataset_normal_DIB", model=loaded,
-                                  split="test", n_bootstrap=0).report
-        cv = evaluate_classifier(data / "cellavision", model=loaded, n_bootstrap=0).report
+                                  split="test", n_bootstrap=0, tta=1).report
+        cv = evaluate_classifier(data / "cellavision", model=loaded, n_bootstrap=0, tta=1).report
         present = [c for c in cv.classes if cv.per_class[c].support > 0]
         recall = {c: cv.per_class[c].recall for c in present}
         f1_present = float(np.mean([cv.per_class[c].f1 for c in present]))

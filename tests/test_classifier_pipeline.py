@@ -389,3 +389,32 @@ def test_lineage_lists_the_fine_tuning_chain_oldest_first():
     training = {"command": "c", "initialised_from": {
         "command": "b", "initialised_from": {"command": "a"}}}
     assert [r["command"] for r in lineage(training)] == ["a", "b"]
+
+
+def test_a_models_own_views_are_the_default(tiny_model, synthetic_cells, tmp_path):
+    """config 'views' (chosen on val when a model is shipped) is what classify, evaluate and
+    analyze use when no --tta is given; derived models (fine-tuned, exported) start at 1."""
+    import numpy as np
+
+    from hemascope.classify import classify_paths, model_views, predict_arrays
+    from hemascope.io.image import read_image
+
+    viewed = tmp_path / "viewed"
+    shutil.copytree(tiny_model, viewed)
+    cfg = json.loads((viewed / "config.json").read_text())
+    (viewed / "config.json").write_text(json.dumps({**cfg, "views": 4}))
+    plain, own = load_classifier(tiny_model), load_classifier(viewed)
+    assert model_views(plain) == 1 and model_views(own) == 4 and model_views(own, 2) == 2
+    files = sorted((synthetic_cells / "monocyte").glob("*.png"))[:4]
+    imgs = [read_image(p) for p in files]
+    p4 = predict_arrays(own, imgs, tta=4)
+    assert np.allclose(predict_arrays(own, imgs, tta=None), p4)
+    assert not np.allclose(predict_arrays(own, imgs), p4)  # the low-level default stays 1
+    got = classify_paths(files, model=own).predictions
+    assert np.allclose([p.probability for p in got], p4.max(1), atol=1e-5)
+    a = evaluate_classifier(synthetic_cells, model=own, n_bootstrap=0).report
+    b = evaluate_classifier(synthetic_cells, model=own, n_bootstrap=0, tta=4).report
+    assert a.to_dict() == b.to_dict()
+    (viewed / "config.json").write_text(json.dumps({**cfg, "views": 3}))
+    with pytest.raises(ModelError, match="'views' must be 1, 2, 4 or 8"):
+        load_classifier(viewed)

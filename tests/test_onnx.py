@@ -4,6 +4,7 @@ works wherever a classifier folder does."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -23,6 +24,11 @@ def cells(synthetic_cells):
 
 
 def test_float32_export_gives_the_pytorch_scores(tiny_model, cells, tmp_path):
+    viewed = tmp_path / "viewed"  # a source with its own test-time views: the export runs 1
+    shutil.copytree(tiny_model, viewed)
+    src_cfg = json.loads((viewed / "config.json").read_text())
+    (viewed / "config.json").write_text(json.dumps({**src_cfg, "views": 4}))
+    assert "views" not in json.loads((export_classifier(viewed, tmp_path / "v") / "config.json").read_text())
     out = export_classifier(tiny_model, tmp_path / "f32")
     onnx = load_classifier(out)
     assert isinstance(onnx.model, OnnxClassifier)

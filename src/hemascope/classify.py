@@ -105,14 +105,24 @@ def view_averaged_softmax(model: torch.nn.Module, x: torch.Tensor, views: int) -
                for v in dihedral_views(x, views)) / views
 
 
+def model_views(model: LoadedModel, tta: int | None = None) -> int:
+    """``tta`` when given, else the model's own test-time views: its config's ``views``,
+    chosen on its validation split when it was shipped (4 for the default classifier), 1
+    for a model without one (a fine-tuned, adapted or exported model starts at 1)."""
+    return int(model.config.get("views", 1)) if tta is None else tta
+
+
 @torch.inference_mode()
 def predict_arrays(model: LoadedModel, images: Sequence[np.ndarray], *,
-                   batch_size: int = 64, tta: int = 1) -> np.ndarray:
+                   batch_size: int = 64, tta: int | None = 1) -> np.ndarray:
     """Class probabilities ``(N, C)`` for RGB uint8 arrays.
 
     ``tta`` > 1 averages the softmax over that many dihedral views (1, 2, 4 or 8): a little
-    more accuracy for ``tta`` times the compute.
+    more accuracy for ``tta`` times the compute. ``None``: the model's own views
+    (:func:`model_views`); the user-facing functions (``classify_paths``,
+    ``evaluate_classifier``, ``analyze``) default to that.
     """
+    tta = model_views(model, tta)
     if tta not in TTA_VIEWS:
         raise ValueError(f"tta must be one of {TTA_VIEWS}")
     out = []
@@ -134,13 +144,15 @@ def to_predictions(paths: Sequence[str], probs: np.ndarray, classes: Sequence[st
 
 
 def classify_paths(paths: Iterable[str | Path], *, model: str | Path | LoadedModel | None = None,
-                   batch_size: int = 64, tta: int = 1, attributes: str | Path | LoadedModel | None = None,
+                   batch_size: int = 64, tta: int | None = None,
+                   attributes: str | Path | LoadedModel | None = None,
                    classes: Sequence[str] | None = None, progress=None) -> ClassifyResult:
     """Classify image files and folders (recursive); unreadable files land in ``errors``.
 
     Readable images the models cannot judge (grayscale, blank, very dark, washed out, tiny)
     are classified all the same, with the reason in the prediction's ``warnings``.
 
+    ``tta``: test-time views (1, 2, 4, 8); ``None``, the model's own (:func:`model_views`).
     ``attributes`` (an attribute-model folder) adds the 11 morphology attributes to each
     prediction. ``classes`` (any spelling the taxonomy knows) restricts the predictions to
     those of the model's classes; the others get probability 0.

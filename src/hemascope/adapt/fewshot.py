@@ -321,7 +321,8 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
             metrics["test"] = report.to_dict()
         if head_only is not None:
             metrics["test_head_only"] = head_only.to_dict()
-        config = {**{k: v for k, v in base.config.items() if k not in ("weights_sha256", "format")},
+        config = {**{k: v for k, v in base.config.items()
+                     if k not in ("weights_sha256", "format", "views")},
                   "classes": list(target.classes),
                   "stain_reference": reference.to_dict() if reference else None,
                   "training": {"base": str(base.path), "fewshot": cfg.to_dict(), "shots_file":

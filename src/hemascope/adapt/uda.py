@@ -209,7 +209,8 @@ def save_adapted(result: UdaResult, base: LoadedModel, cfg: UdaConfig, out_dir: 
                  source: str | None, target: str, extra: dict | None = None) -> Path:
     """Write the adapted model with its lineage (``extra``: more keys of ``training``)."""
     settings = None if cfg.method == "bn" else cfg.to_dict()  # AdaBN has none
-    config = {**{k: v for k, v in base.config.items() if k not in ("weights_sha256", "format")},
+    config = {**{k: v for k, v in base.config.items()
+                     if k not in ("weights_sha256", "format", "views")},
               "classes": result.classes,
               "training": {"base": str(base.path),
                            "adaptation": ADAPTATION_NAMES.get(cfg.method, cfg.method),

@@ -75,8 +75,9 @@ def add_analysis_options(p: argparse.ArgumentParser) -> None:
     add_balance_option(p)
     p.add_argument("--review-below", type=number(float, 0, 1), default=0.6,
                    help="flag white cells typed with less confidence than this")
-    p.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
-                   help="classifier test-time augmentation views")
+    p.add_argument("--tta", type=int, default=None, choices=(1, 2, 4, 8),
+                   help="classifier test-time augmentation views; default: the classifier's "
+                        "own (4 for the shipped one, 1 for a fine-tuned one)")
     p.add_argument("--detector-tta", type=int, default=1, choices=(1, 2, 4),
                    help="detector test-time augmentation: mirror views of each field, fused "
                         "by weighted boxes fusion (N times the detection time)")

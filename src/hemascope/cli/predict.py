@@ -21,8 +21,10 @@ def register(groups: argparse._SubParsersAction) -> None:
     cls.add_argument("--model", default="default",
                      help="model folder, or 'default' for the shipped PBC classifier")
     cls.add_argument("--batch-size", type=number(int, 1), default=64, help="images per forward pass")
-    cls.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
-                     help="average over this many flips/rotations (slower, a little more accurate)")
+    cls.add_argument("--tta", type=int, default=None, choices=(1, 2, 4, 8),
+                     help="average over this many flips/rotations (slower, a little more "
+                          "accurate); default: the model's own (4 for the shipped classifier, "
+                          "1 for a fine-tuned one)")
     cls.add_argument("--attributes", default=None, metavar="DIR",
                      help="attribute model (`hemascope train attributes`): add the 11 morphology "
                           "attributes to each prediction")
@@ -49,8 +51,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     ec.add_argument("--split", default=None, choices=("train", "val", "test"),
                     help="only the images of this part of the model's recorded split")
     ec.add_argument("--bootstrap", type=number(int, 0), default=1000, help="bootstrap resamples for CIs")
-    ec.add_argument("--tta", type=int, default=1, choices=(1, 2, 4, 8),
-                    help="average over this many flips/rotations")
+    ec.add_argument("--tta", type=int, default=None, choices=(1, 2, 4, 8),
+                    help="average over this many flips/rotations; default: the model's own "
+                         "(4 for the shipped classifier, 1 for a fine-tuned one)")
     ec.add_argument("--predictions", default=None, metavar="CSV",
                     help="also write per-image predictions (path, true, predicted, top-2) here")
     ec.add_argument("--classes", nargs="+", default=None, metavar="CLASS",

@@ -36,10 +36,11 @@ class ClassifierEvaluation:
 def evaluate_classifier(data: str | Path | ClassificationSet, *,
                         model: str | Path | LoadedModel | None = "default",
                         split: str | None = None, format: str = "auto", batch_size: int = 64,
-                        n_bootstrap: int = 1000, tta: int = 1,
+                        n_bootstrap: int = 1000, tta: int | None = None,
                         classes: Sequence[str] | str | None = None,
                         progress=None) -> ClassifierEvaluation:
-    """Score ``model`` on the labelled set ``data``.
+    """Score ``model`` on the labelled set ``data`` (``tta``: test-time views; ``None``, the
+    model's own, :func:`hemascope.classify.model_views`).
 
     ``classes`` restricts the predictions to some of the model's classes (any spelling the
     taxonomy knows), and the report to them; ``"data"`` means the classes the data holds

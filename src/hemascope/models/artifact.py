@@ -176,6 +176,8 @@ def check_classifier_config(cfg: dict[str, Any], where: Path) -> None:
                 or not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
                            and (low is None or x > low) for x in v)):
             raise bad(key, "3 finite numbers" + (" above 0" if low is not None else ""))
+    if "views" in cfg and (isinstance(cfg["views"], bool) or cfg["views"] not in (1, 2, 4, 8)):
+        raise bad("views", "1, 2, 4 or 8 (test-time views used when none are asked for)")
 
 
 def load_weights(model: torch.nn.Module, path: Path, cfg: dict[str, Any]) -> None:

@@ -126,6 +126,7 @@ def export_classifier(spec: str | Path, out_dir: str | Path, *,
                 logging.disable(logging.NOTSET)
         shutil.move(str(final), str(out / ONNX_WEIGHTS))
     cfg = dict(loaded.config)
+    cfg.pop("views", None)  # an export is for speed: one view unless --tta asks for more
     cfg["runtime"] = "onnx"  # the hash names the graph actually run (run manifests record it)
     cfg["weights_sha256"] = hashlib.sha256((out / ONNX_WEIGHTS).read_bytes()).hexdigest()
     cfg["onnx"] = {"opset": OPSET, "source": str(loaded.path),

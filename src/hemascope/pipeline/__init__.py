@@ -16,7 +16,7 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             refiner: str | Path | None = None, attributes: str | Path | None = None,
             parts: str | Path | None = None, stain: str | Path | None = None,
             mode: str = "auto", scale: float | str | None = "auto", balance: bool = True,
-            review_below: float = 0.6, overlays: bool = True, tta: int = 1,
+            review_below: float = 0.6, overlays: bool = True, tta: int | None = None,
             detector_tta: int = 1, classes: Sequence[str] | None = None, adapt: str = "none",
             adapt_seed: int = 0, resume: bool = False, shard: tuple[int, int] | None = None,
             progress: Callable[[int, int, str], None] | None = None,
@@ -43,7 +43,8 @@ def analyze(paths: str | Path | Iterable[str | Path], *, out_dir: str | Path,
             fields' before detection (:mod:`hemascope.stain.background`).
         review_below: white cells typed with less confidence are flagged for review.
         overlays: write an overlay PNG per image.
-        tta: classifier test-time augmentation views (1, 2, 4 or 8).
+        tta: classifier test-time augmentation views (1, 2, 4 or 8); ``None``: each
+            classifier's own (4 for the shipped default, 1 for a fine-tuned model).
         detector_tta: mirror views of each field for the detector (1, 2 or 4), fused by
             weighted boxes fusion (``hemascope.detect.tta``).
         classes: the classes white cells may take (names the taxonomy knows, e.g. the five

@@ -47,7 +47,7 @@ class AnalysisOptions:
     balance: bool = True
     review_below: float = 0.6
     overlays: bool = True
-    tta: int = 1
+    tta: int | None = None
     detector_tta: int = 1
     classes: Sequence[str] | None = None
     adapt: str = "none"

@@ -1,7 +1,7 @@
 """`hemascope analyze` end to end on the CBC test split: count agreement and throughput.
 
     python benchmarks/analyze_cbc.py [--detector default] [--classifier default]
-                                     [--parts default|none] [--detector-tta N --name analyze_cbc_tta]
+                                     [--parts default|none] [--detector-tta N --name analyze_cbc_tta] [--tta N]
 
 Runs the main job (shipped default models unless told otherwise) on the 60 CBC test fields
 (640x480, never used in training or model selection) and compares the per-image counts
@@ -30,6 +30,8 @@ def main() -> None:
     ap.add_argument("--detector", default="default")
     ap.add_argument("--classifier", default="default")
     ap.add_argument("--detector-tta", type=int, default=1, choices=(1, 2, 4))
+    ap.add_argument("--tta", type=int, default=None, choices=(1, 2, 4, 8),
+                    help="classifier views (default: the classifier's own)")
     ap.add_argument("--parts", default="none", help="part model for the outlines, or 'none'")
     ap.add_argument("--name", default="analyze_cbc")
     ap.add_argument("--threads", type=int, default=2)
@@ -44,7 +46,7 @@ def main() -> None:
     truth = {str((root / im.file_name).resolve()): im for im in ds.images}
     with tempfile.TemporaryDirectory() as tmp:
         res = analyze(sorted(truth), out_dir=tmp, detector=args.detector,
-                      classifier=args.classifier, detector_tta=args.detector_tta,
+                      classifier=args.classifier, detector_tta=args.detector_tta, tta=args.tta,
                       parts=None if args.parts == "none" else args.parts)
     n = len(res.images)
     kinds = ("WBC", "RBC", "Platelets")
@@ -63,12 +65,14 @@ def main() -> None:
     fps = n / res.seconds["total"]
     payload = {"data": f"cbc Testing ({n} fields)", "machine": machine(),
                "detector": args.detector, "classifier": args.classifier,
-               "detector_tta": args.detector_tta, "parts": args.parts,
+               "detector_tta": args.detector_tta, "classifier_views": args.tta or "own",
+               "parts": args.parts,
                "counts": counts, "fields_per_s_end_to_end": fps,
                "seconds_per_field_by_stage": stages, "target_fields_per_s": TARGET_FIELDS_PER_S,
                "wbc_types": res.differential()}
     tta = f" (`--detector-tta {args.detector_tta}`)" if args.detector_tta > 1 else ""
     tta += f" (`--parts {args.parts}`)" if args.parts != "none" else ""
+    tta += f" (`--tta {args.tta}`)" if args.tta else ""
     table = [f"## `hemascope analyze`{tta} on the CBC test split", "",
              "| object | count MAE per field | bias (pred - true) | mean true count |",
              "|---|---|---|---|"]

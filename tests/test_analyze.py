@@ -406,3 +406,26 @@ def test_part_model_outlines_white_cells_and_gives_their_nc_ratio(tmp_path, dete
     plain = json.loads((runs["none"] / "images" / "field_0.json").read_text())
     assert all("nc_ratio" not in c and "nucleus" not in c for c in plain["cells"])
     assert json.loads((runs["none"] / "manifest.json").read_text())["fingerprint"]["models"]["parts"] is None
+
+
+def test_resume_compares_the_views_the_classifier_ran(tmp_path, tiny_model):
+    """The run fingerprint holds the classifier's views as run: its own default and the same
+    number asked for resume each other; another number is refused, named."""
+    import json
+    import shutil
+
+    from hemascope.errors import HemascopeError
+
+    viewed = tmp_path / "viewed"
+    shutil.copytree(tiny_model, viewed)
+    cfg = json.loads((viewed / "config.json").read_text())
+    (viewed / "config.json").write_text(json.dumps({**cfg, "views": 2}))
+    src = tmp_path / "in"
+    for i in range(2):
+        write_image(src / f"c{i}.png", make_cell("monocyte", seed=60 + i, size=64).image)
+    out = tmp_path / "out"
+    analyze(src, out_dir=out, classifier=viewed, mode="cells")
+    again = analyze(src, out_dir=out, classifier=viewed, mode="cells", tta=2, resume=True)
+    assert again.resumed == 2
+    with pytest.raises(HemascopeError, match="tta 2 -> 1"):
+        analyze(src, out_dir=out, classifier=viewed, mode="cells", tta=1, resume=True)

@@ -63,8 +63,13 @@ def run_fingerprint(analyzer) -> dict[str, Any]:
     and the weights (hashes) of every model used."""
     from hemascope.models.artifact import read_config, resolve_model_dir
 
+    from hemascope.classify import model_views
+
     opts = analyzer.options.to_dict()
     opts.pop("overlays", None)
+    # the views the classifier actually ran (None means its own): `--tta 4` and the default
+    # of a 4-view model give the same results, a 1-view run made earlier does not
+    opts["tta"] = model_views(analyzer.classifier, opts.get("tta"))
     models = {}
     for role, m in (("classifier", analyzer.classifier), ("refiner", analyzer.refiner),
                     ("attributes", analyzer.attribute_model), ("parts", analyzer.part_model)):

@@ -59,11 +59,9 @@ def _merge(args: argparse.Namespace) -> int:
         for label, count in summary["counts"].items():
             print(f"  {label:<24}{count:>7}")
         print(f"report: {result.out_dir / 'report.html'}")
-    import json
-
-    missing = json.loads((result.out_dir / "manifest.json").read_text())["missing_shards"]
-    if missing:
-        print(f"note: shards {', '.join(missing)} are missing from this merge", file=sys.stderr)
+    if result.missing_shards:
+        print(f"note: shards {', '.join(result.missing_shards)} are missing from this merge",
+              file=sys.stderr)
     return 0
 
 

@@ -2,7 +2,7 @@
 
 Every shipped model reads stain colour on a bright-field background. A grayscale, blank,
 very dark, washed-out or tiny image still decodes and still gets an answer, and the answer
-can look sure (a 1x1 black pixel comes out as an erythroblast with probability 0.999).
+can look sure: a classifier must pick one of its classes, whatever it is shown.
 :func:`image_warnings` says so in words, so that ``classify`` and ``analyze`` can attach
 the warning to the answer and flag its cells for review.
 

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
-import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from hemascope.errors import HemascopeError
+from hemascope.io.atomic import atomic_write
 from hemascope.pipeline.analyzer import AnalysisResult
 from hemascope.pipeline.outputs import (RUN_FORMAT, clear_earlier_run, fingerprint_diff,
                                         prepare_out_dir, write_run_outputs)
@@ -28,8 +28,15 @@ from hemascope.pipeline.records import RESULT_FORMAT, ImageResult
 _PER_IMAGE = (("overlays", "{key}.png"), ("geojson", "{key}.geojson"), ("review", "{key}_*.png"))
 
 
+@dataclass
+class MergeResult(AnalysisResult):
+    """A merged run, and the shards (``k/n``) it lacks (only with ``allow_missing``)."""
+
+    missing_shards: list[str] = field(default_factory=list)
+
+
 def merge_runs(runs: Sequence[str | Path], out_dir: str | Path, *,
-               allow_missing: bool = False) -> AnalysisResult:
+               allow_missing: bool = False) -> MergeResult:
     """Merge finished ``analyze`` output folders into ``out_dir`` (created; an earlier run
     there is replaced; the parts are only read).
 
@@ -82,8 +89,8 @@ def merge_runs(runs: Sequence[str | Path], out_dir: str | Path, *,
     for m in manifests:
         for k, v in (m.get("seconds") or {}).items():
             seconds[k] = round(seconds.get(k, 0.0) + float(v), 3)
-    result = AnalysisResult(out, results, errors, sum(int(m.get("resumed", 0)) for m in manifests),
-                            seconds)
+    result = MergeResult(out, results, errors, sum(int(m.get("resumed", 0)) for m in manifests),
+                         seconds, missing_shards=missing)
     write_run_outputs(out, result, _merged_manifest(folders, manifests, result, missing))
     return result
 
@@ -163,13 +170,10 @@ def _errors(folder: Path) -> dict[str, str]:
 
 def _copy(src: Path, dst: Path) -> None:
     """Copy a file into place atomically (a crash leaves no half file)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent)
-    os.close(fd)
     try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
+        with src.open("rb") as fin, atomic_write(dst, "wb") as fout:
+            shutil.copyfileobj(fin, fout)
     except OSError as e:
-        Path(tmp).unlink(missing_ok=True)
         raise HemascopeError(f"cannot copy {src} to {dst}: {e.strerror or e}") from None
 
 

@@ -1,11 +1,17 @@
 """Does in-domain pre-training help the attribute model? Attribute models whose encoder
 started from the shipped PBC cell-type classifier (``train attributes --init default``)
-against the shipped one (random start), on the WBCAtt official test split.
+against the random-start model that was shipped before them, on the WBCAtt official test
+split.
 
-    python benchmarks/attributes_init.py --model default --model RUN_DIR ... \
+    python benchmarks/attributes_init.py --model BASELINE --model RUN_DIR ... \
         [--val-only RUN_DIR ...] [--name attributes_init]
 
-The first ``--model`` is the baseline. Every model is scored on all 3,099 test cells and on
+The first ``--model`` is the baseline. The committed results used the random-start model
+shipped until 2026-11-28, taken back out of git into ``runs/wbcatt_resnet18_random``::
+
+    mkdir -p runs/wbcatt_resnet18_random && for f in config.json model.safetensors split.json; do
+      git show 7ee30c1:src/hemascope/weights/wbcatt_resnet18/$f > runs/wbcatt_resnet18_random/$f; done
+ Every model is scored on all 3,099 test cells and on
 the *held-out* subset: the test cells that also lie in the classifier's own recorded test
 split. The classifier trained on PBC images with their cell types, and WBCAtt's images are
 PBC images, so an encoder started from it has seen most WBCAtt test images (not their
@@ -34,6 +40,11 @@ from _common import machine, shared_data, write_results
 from attributes_budget import _summary
 
 SHIP_AT_VAL = 0.914
+
+
+def _run_info(config: dict, history: Path | None) -> dict:
+    tc = config.get("training", {}).get("config", {})
+    return {**_summary(config, history), "init": tc.get("init"), "lr": tc.get("lr")}
 
 
 def macro_f1(t: np.ndarray, p: np.ndarray, k: int) -> float:
@@ -105,9 +116,7 @@ def main() -> None:
         p = attribute_probabilities(loaded, images)
         preds.append({k: p[k].argmax(1) for k in attrs})
         history = None if spec == "default" else Path(spec) / "history.jsonl"
-        runs[str(spec)] = {**_summary(loaded.config, history),
-                           "init": loaded.config.get("training", {}).get("config", {}).get("init"),
-                           "lr": loaded.config.get("training", {}).get("config", {}).get("lr")}
+        runs[str(spec)] = _run_info(loaded.config, history)
     sizes = {k: len(v) for k, v in attrs.items()}
     for (name, r), pred in zip(runs.items(), preds):
         r["test_average_macro_f1"] = average_f1(truth, pred, sizes, everyone)
@@ -118,8 +127,8 @@ def main() -> None:
             r["vs_baseline"] = {"test": paired_gap(truth, preds[0], pred, sizes, everyone, n=args.boot),
                                 "held_out": paired_gap(truth, preds[0], pred, sizes, held_rows,
                                                        n=args.boot)}
-    val_only = {run: {**_summary(json.loads((Path(run) / "config.json").read_text()),
-                                 Path(run) / "history.jsonl")} for run in args.val_only}
+    val_only = {run: _run_info(json.loads((Path(run) / "config.json").read_text()),
+                               Path(run) / "history.jsonl") for run in args.val_only}
     new = {n: r for n, r in {**runs, **val_only}.items() if n != args.model[0]}
     pick = max(new, key=lambda n: new[n]["val_average_macro_f1"] or -1) if new else None
     decision = None
@@ -141,7 +150,7 @@ def main() -> None:
              f"{r['epochs_run'] or r['epochs']} | {r['val_average_macro_f1']:.4f} | "
              f"{r['test_average_macro_f1']:.4f} | {gap(r, 'test')} | "
              f"{r['held_out_average_macro_f1']:.4f} | {gap(r, 'held_out')} |" for n, r in runs.items()]
-    lines += [f"| {n} | {r.get('init') or '?'} | | {r['best_epoch']} of {r['epochs_run']} | "
+    lines += [f"| {n} | {r['init'] or 'random'} | {r['lr']} | {r['best_epoch']} of {r['epochs_run']} | "
               f"{r['val_average_macro_f1']:.4f} | not scored | | | |" for n, r in val_only.items()]
     per = [f"| {k} | " + " | ".join(f"{r['test_per_attribute_macro_f1'][k]:.4f}"
                                     for r in runs.values()) + " |" for k in attrs]

@@ -46,12 +46,20 @@ def card(cfg: dict, history: list[dict], bench: dict | None) -> str:
     stopped = (f"; the {tc.get('max_minutes', 0):g}-minute time limit stopped it after epoch "
                f"{len(history)}" if 0 < len(history) < tc["epochs"] else "")
     note = f"\n\n**How this run was made**: {t['note']}" if t.get("note") else ""
+    init = tc.get("init")
+    start = (("started from the shipped PBC cell-type classifier's encoder, `--init default`: "
+              "our own in-domain pre-training on PBC images and their cell types; no external "
+              "weights") if init == "default" else
+             f"started from the encoder of `{init}`; no external weights" if init else
+             "random initialisation, no external weights")
+    start_short = ("no external pre-training (in-domain start from our PBC classifier)" if init
+                   else "random initialisation")
     return f"""# Model card: {cfg['arch']} WBCAtt morphology-attribute model (shipped default)
 
 **Task**: read the 11 WBCAtt morphology attributes (Tsutsui et al., NeurIPS 2023) of a
 single white-cell image: {', '.join(cfg['attributes'])}.
 
-**Architecture**: {cfg['arch']} encoder (random initialisation, no external weights), dropout
+**Architecture**: {cfg['arch']} encoder ({start}), dropout
 {cfg['dropout']}, one linear head per attribute over its exact value set. Input:
 {cfg['image_size']}x{cfg['image_size']} RGB, letterboxed (bicubic), normalised with the training
 set's channel mean {[round(m, 4) for m in cfg['mean']]} and std {[round(s, 4) for s in cfg['std']]}.
@@ -77,7 +85,7 @@ Average macro-F1 **{test.get('average_macro_f1', float('nan')):.4f}**, average a
 ## Limits
 
 Below the WBCAtt target of 0.93 (published: 0.916 for ConvNeXt-T, ImageNet-pretrained, 224 px):
-random initialisation, {cfg['image_size']} px inputs, {len(history)} epochs. One lab's images (PBC: one scanner,
+{start_short}, {cfg['image_size']} px inputs, {len(history)} epochs. One lab's images (PBC: one scanner,
 one stain), so colour attributes (cytoplasm and granule colour) are the first to drift on
 other labs' cells; granule and vacuole attributes are small structures that lose detail at
 this input size. The annotations themselves disagree between annotators on some

@@ -118,7 +118,7 @@ def main() -> None:
         history = None if spec == "default" else Path(spec) / "history.jsonl"
         runs[str(spec)] = _run_info(loaded.config, history)
     sizes = {k: len(v) for k, v in attrs.items()}
-    for (name, r), pred in zip(runs.items(), preds):
+    for r, pred in zip(runs.values(), preds):
         r["test_average_macro_f1"] = average_f1(truth, pred, sizes, everyone)
         r["held_out_average_macro_f1"] = average_f1(truth, pred, sizes, held_rows)
         r["test_per_attribute_macro_f1"] = {

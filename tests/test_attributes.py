@@ -331,3 +331,77 @@ def test_attribute_tta_averages_dihedral_views(att_model, wbcatt, tmp_path):
                  str(wbcatt / "wbcatt" / "pbc_attr_v1_test.csv"), "--images", str(wbcatt / "pbc"),
                  "--tta", "4", "--json", str(tmp_path / "t.json")])
     assert code == 0 and json.loads((tmp_path / "t.json").read_text())["n_images"] == 16
+
+
+def test_adapt_attributes_to_another_lab(wbcatt, att_model, shifted, tiny_model, tmp_path, capsys):
+    """adapt attributes: MMD / DANN learn from the annotated source while aligning features
+    with the unlabelled target; AdaBN takes the target's batch statistics; bad calls say why."""
+    from hemascope.adapt.uda import mmd2
+    from hemascope.attributes.adapt import adapt_attributes, attribute_uda_config, source_cells
+    from hemascope.errors import HemascopeError
+    from hemascope.classify import preprocess
+
+    base = load_attribute_model(att_model)
+    src, labels, errors = source_cells(wbcatt / "wbcatt", base, images=wbcatt / "pbc",
+                                       max_cells=30)
+    assert src.shape == (30, 32, 32, 3) and labels.shape == (30, len(taxonomy.ATTRIBUTES))
+    assert not errors and (labels >= 0).all()
+    from hemascope.attributes.adapt import target_cells
+
+    tgt, bad = target_cells([shifted], base)
+    assert len(tgt) == 12 and not bad
+
+    def gap(model) -> float:
+        with torch.no_grad():
+            return float(mmd2(model.eval().encoder(preprocess(list(src[:12]), base.config)),
+                              model.encoder(preprocess(list(tgt), base.config))))
+
+    cfg = attribute_uda_config(method="mmd", epochs=2, steps_per_epoch=15, batch_size=8,
+                               lr=3e-3, domain_weight=5.0, threads=1)
+    res = adapt_attributes(base, tgt, cfg, source=src, source_targets=labels)
+    assert len(res.history) == 2 and res.n_source == 30 and res.n_target == 12
+    assert gap(res.model) < gap(base.model)  # the colour-cast lab moved towards the source
+    with pytest.raises(HemascopeError, match="annotated source"):
+        adapt_attributes(base, tgt, cfg)
+    with pytest.raises(HemascopeError, match="unknown method"):
+        adapt_attributes(base, tgt, attribute_uda_config(method="shot"))
+
+    out = tmp_path / "adapted"
+    assert main(["adapt", "attributes", "--method", "dann", "--base", str(att_model),
+                 "--target", str(shifted),
+                 "--source", str(wbcatt / "wbcatt"), "--images", str(wbcatt / "pbc"),
+                 "--out", str(out), "--epochs", "1", "--steps-per-epoch", "2", "--batch-size",
+                 "4", "--max-source", "20", "--threads", "1"]) == 0
+    cfg_out = json.loads((out / "config.json").read_text())
+    assert cfg_out["task"] == "attributes" and cfg_out["training"]["adaptation"] == "DANN"
+    assert cfg_out["training"]["n_source"] == 20 and cfg_out["training"]["n_target"] == 12
+    adapted = load_attribute_model(out)  # loads wherever an attribute model does
+    assert adapted.model.attributes == base.model.attributes
+    assert main(["classify", str(shifted / "lymphocyte" / "0.png"), "--model", str(tiny_model),
+                 "--attributes", str(out), "--json", str(tmp_path / "c.json")]) == 0
+    pred = json.loads((tmp_path / "c.json").read_text())["predictions"][0]
+    assert set(pred["attributes"]) == set(taxonomy.ATTRIBUTES)
+    bn_out = tmp_path / "bn"
+    assert main(["adapt", "attributes", "--method", "bn", "--base", str(att_model), "--target",
+                 str(shifted), "--out", str(bn_out)]) == 0
+    bn = load_attribute_model(bn_out).model
+    from hemascope.adapt.batchnorm import encoder_batchnorms
+
+    moved = [not torch.allclose(a.running_mean, b.running_mean)
+             for a, b in zip(encoder_batchnorms(bn), encoder_batchnorms(base.model))]
+    assert moved and all(moved)
+    capsys.readouterr()
+    assert main(["adapt", "attributes", "--target", str(shifted), "--out",
+                 str(tmp_path / "x")]) == 1
+    assert "--source" in capsys.readouterr().err
+    assert main(["adapt", "attributes", "--method", "bn", "--target", str(tmp_path / "nowhere"),
+                 "--out", str(tmp_path / "y")]) == 1
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+@pytest.mark.realdata
+def test_adapt_attributes_reads_the_cells_a_label_table_lists(shared_data, att_model):
+    from hemascope.attributes.adapt import target_cells
+
+    cells, bad = target_cells([shared_data / "cellavision"], load_attribute_model(att_model))
+    assert len(cells) == 100 and not bad  # its 100 mask PNGs are not taken for cells

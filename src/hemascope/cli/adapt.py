@@ -119,7 +119,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     from hemascope.adapt.uda import METHODS, UdaConfig
 
     u = UdaConfig()
-    ad = groups.add_parser("adapt", help="unsupervised domain adaptation (AdaBN, SHOT, DANN, MMD)",
+    ad = groups.add_parser("adapt", help="unsupervised domain adaptation (AdaBN, SHOT, DANN, MMD; classifiers and attribute models)",
                            formatter_class=Formatter)
     verbs = ad.add_subparsers(dest="verb", metavar="METHOD", required=True)
     bn = verbs.add_parser(
@@ -168,6 +168,85 @@ def register(groups: argparse._SubParsersAction) -> None:
         sh.add_argument("--" + name.replace("_", "-"), type=type(getattr(sc, name)),
                         default=getattr(sc, name))
     sh.set_defaults(handler=_uda, method="shot")
+    _register_attributes(verbs)
+
+
+def _register_attributes(verbs) -> None:
+    from hemascope.attributes.adapt import METHODS as ATT_METHODS, attribute_uda_config
+
+    a = attribute_uda_config()
+    at = verbs.add_parser(
+        "attributes", formatter_class=Formatter,
+        help="carry a morphology-attribute model to a new lab (MMD, DANN or AdaBN; no labels)",
+        description="Adapt an attribute model to a lab's unlabelled cells. mmd and dann train "
+                    "on annotated --source cells (WBCAtt tables, the model's own attribute "
+                    "labels) while aligning the encoder's features of source and --target "
+                    "cells; bn only re-estimates batch-norm statistics on the target. No "
+                    "label of the target is read. The adapted model loads wherever an "
+                    "attribute model does (--attributes DIR).")
+    at.add_argument("--method", choices=ATT_METHODS, default=a.method, help="how to adapt")
+    at.add_argument("--target", required=True, nargs="+", metavar="PATH",
+                    help="the lab's single-cell images (folders searched recursively, or files; "
+                         "a folder with a labels.csv gives the cells it lists)")
+    at.add_argument("--out", required=True, help="adapted attribute-model folder")
+    at.add_argument("--base", default="default", help="attribute model to adapt: folder or "
+                                                      "'default'")
+    at.add_argument("--source", default=None,
+                    help="WBCAtt table or folder of tables (mmd, dann; e.g. ../shared/data/wbcatt)")
+    at.add_argument("--images", default=None,
+                    help="folder the source tables' path column is relative to (PBC); default: "
+                         "found beside the tables")
+    at.add_argument("--max-source", type=number(int, 2), default=2000,
+                    help="source cells decoded (a seeded sample of the train rows)")
+    for name in ("epochs", "steps_per_epoch", "batch_size", "lr", "domain_weight", "seed",
+                 "threads"):
+        at.add_argument("--" + name.replace("_", "-"), type=type(getattr(a, name)),
+                        default=getattr(a, name), help=name.replace("_", " "))
+    add_json_option(at)
+    at.set_defaults(handler=_adapt_attributes)
+
+
+def _adapt_attributes(args: argparse.Namespace) -> int:
+    from hemascope.attributes import load_attribute_model
+    from hemascope.attributes.adapt import (adapt_attributes, attribute_uda_config,
+                                            save_adapted_attributes, source_cells, target_cells)
+    from hemascope.errors import DatasetError, HemascopeError
+    from hemascope.io.atomic import check_output_folder
+
+    log = lambda s: print(s, file=sys.stderr, flush=True)  # noqa: E731
+    if args.method != "bn" and not args.source:
+        raise HemascopeError(f"{args.method} aligns the target with annotated source cells: give "
+                             "--source WBCATT_TABLES (or use --method bn, which needs none)")
+    check_output_folder(args.out, not_inside=[*args.target, *([args.source] if args.source else [])])
+    base = load_attribute_model(args.base)
+    cells, unreadable = target_cells(args.target, base)
+    for path, reason in unreadable.items():
+        log(f"skipping unreadable image {path}: {reason}")
+    if not len(cells):
+        raise DatasetError(f"no readable image in --target {' '.join(args.target)}")
+    cfg = attribute_uda_config(method=args.method, epochs=args.epochs,
+                               steps_per_epoch=args.steps_per_epoch, batch_size=args.batch_size,
+                               lr=args.lr, domain_weight=args.domain_weight, seed=args.seed,
+                               threads=args.threads)
+    source = labels = None
+    if args.method != "bn":
+        source, labels, errors = source_cells(args.source, base, images=args.images,
+                                              max_cells=args.max_source, seed=args.seed)
+        if errors:
+            log(f"skipping {len(errors)} unreadable source image(s), e.g. {next(iter(errors))}")
+    res = adapt_attributes(base, cells, cfg, source=source, source_targets=labels, log=log)
+    save_adapted_attributes(res, base, cfg, args.out, source=args.source,
+                            target=" ".join(args.target))
+    summary = {"out": args.out, "method": res.method, "target_cells": res.n_target,
+               "source_cells": res.n_source, "seconds": round(res.seconds, 1),
+               "skipped": sorted(unreadable)}
+    if args.json:
+        emit_json(summary, args.json)
+    else:
+        print(f"wrote {args.out}: {res.method} on {res.n_target} target cells"
+              + (f" and {res.n_source} source cells" if res.n_source else "")
+              + f" in {res.seconds:.0f} s; use it with --attributes {args.out}")
+    return 0
 
 
 def _target_options(p: argparse.ArgumentParser) -> None:

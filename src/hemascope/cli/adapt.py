@@ -141,10 +141,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                         "are used only to report target accuracy before and after.")
         v.add_argument("--source", required=True, help="labelled source set")
         _target_options(v)
-        for name in ("epochs", "steps_per_epoch", "batch_size", "lr", "domain_weight", "seed",
-                     "threads"):
-            v.add_argument("--" + name.replace("_", "-"), type=type(getattr(u, name)),
-                           default=getattr(u, name), help=name.replace("_", " "))
+        _config_flags(v, u, UDA_FLAGS)
         v.set_defaults(handler=_uda, method=method)
     from hemascope.adapt.shot import ShotConfig
 
@@ -163,12 +160,21 @@ def register(groups: argparse._SubParsersAction) -> None:
     sh.add_argument("--classes", nargs="+", default=None, metavar="CLASS",
                     help="classes the target holds (default: a labelled target's, else all of "
                          "the model's)")
-    for name in ("epochs", "batch_size", "lr", "diversity", "pseudo_weight", "max_images", "seed",
-                 "threads"):
-        sh.add_argument("--" + name.replace("_", "-"), type=type(getattr(sc, name)),
-                        default=getattr(sc, name))
+    _config_flags(sh, sc, ("epochs", "batch_size", "lr", "diversity", "pseudo_weight",
+                           "max_images", "seed", "threads"))
     sh.set_defaults(handler=_uda, method="shot")
     _register_attributes(verbs)
+
+
+#: the settings of DANN / MMD runs that are flags
+UDA_FLAGS = ("epochs", "steps_per_epoch", "batch_size", "lr", "domain_weight", "seed", "threads")
+
+
+def _config_flags(p: argparse.ArgumentParser, cfg, names) -> None:
+    """One flag per named field of a settings dataclass, its value as the default."""
+    for name in names:
+        p.add_argument("--" + name.replace("_", "-"), type=type(getattr(cfg, name)),
+                       default=getattr(cfg, name), help=name.replace("_", " "))
 
 
 def _register_attributes(verbs) -> None:
@@ -198,10 +204,7 @@ def _register_attributes(verbs) -> None:
                          "found beside the tables")
     at.add_argument("--max-source", type=number(int, 2), default=2000,
                     help="source cells decoded (a seeded sample of the train rows)")
-    for name in ("epochs", "steps_per_epoch", "batch_size", "lr", "domain_weight", "seed",
-                 "threads"):
-        at.add_argument("--" + name.replace("_", "-"), type=type(getattr(a, name)),
-                        default=getattr(a, name), help=name.replace("_", " "))
+    _config_flags(at, a, UDA_FLAGS)
     add_json_option(at)
     at.set_defaults(handler=_adapt_attributes)
 

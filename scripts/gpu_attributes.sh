@@ -12,6 +12,12 @@
 #   plain   ResNet-18 at 224 px, 60 epochs
 #   long    ResNet-18 at 224 px, 90 epochs
 #   parts   structure-aware ResNet-18 at 224 px (shipped part segmenter, attention), 45 epochs
+# The shipped model (2026-11-28) came from three runs started from the PBC classifier, on the
+# images packed with --quality 85 (so that the classifier's weights fit beside them):
+#   MINUTES=6.0 SPECS="i2e3:resnet18:60:--init default --fit-to-time;i5e4:resnet18:60:--init \
+#   default --lr 0.0005 --fit-to-time;i1e3:resnet18:60:--init default --lr 0.001 --fit-to-time"
+# with the weights the runs do not read (detector, attribute model, U-Net), splits/ and
+# benchmarks/results/ set aside for the 64 MiB the machine receives.
 # Usage (on the GPU machine, from the repo root): OUT=/some/dir bash scripts/gpu_attributes.sh
 set -u
 : "${OUT:?set OUT to the folder that comes back}"

@@ -52,8 +52,9 @@ def card(cfg: dict, history: list[dict], bench: dict | None) -> str:
               "weights") if init == "default" else
              f"started from the encoder of `{init}`; no external weights" if init else
              "random initialisation, no external weights")
-    start_short = ("no external pre-training (in-domain start from our PBC classifier)" if init
-                   else "random initialisation")
+    start_short = ("no external pre-training (in-domain start from "
+                   + ("our PBC classifier)" if init == "default" else f"`{init}`)")
+                   if init else "random initialisation")
     return f"""# Model card: {cfg['arch']} WBCAtt morphology-attribute model (shipped default)
 
 **Task**: read the 11 WBCAtt morphology attributes (Tsutsui et al., NeurIPS 2023) of a

@@ -113,9 +113,11 @@ def _align(model, target, source, ys, mean, std, cfg: UdaConfig, log, t0) -> Att
     from hemascope.attributes.model import attribute_loss
     from hemascope.train.classifier import to_batch
 
-    domain = nn.Sequential(nn.Linear(int(model.encoder.out_features), 64), nn.ReLU(inplace=True),
-                           nn.Linear(64, 1))
-    params = [*model.parameters(), *(domain.parameters() if cfg.method == "dann" else [])]
+    params = [*model.parameters()]
+    if cfg.method == "dann":
+        domain = nn.Sequential(nn.Linear(int(model.encoder.out_features), 64),
+                               nn.ReLU(inplace=True), nn.Linear(64, 1))
+        params += [*domain.parameters()]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(cfg.seed)
     bs = min(cfg.batch_size, len(source), len(target))

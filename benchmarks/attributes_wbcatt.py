@@ -46,7 +46,7 @@ def main() -> None:
 
     from hemascope import taxonomy
     from hemascope.attributes import attribute_probabilities, load_attribute_model
-    from hemascope.data.tables import read_wbcatt
+    from hemascope.data.tables import read_wbcatt, read_wbcatt_folder
     from hemascope.evaluate.attributes import agreement, evaluate_attributes
     from hemascope.io.image import read_image
 
@@ -66,10 +66,17 @@ def main() -> None:
     model = {k: [v[j] for j in probs[k].argmax(1)] for k, v in attrs.items()}
     first = {k: [original[s.path].attributes.get(k, "") for s in both] for k in attrs}
     second = {k: [s.attributes.get(k, "") for s in both] for k in attrs}
+    # annotator vs annotator needs no model: every re-annotated cell of the three splits
+    tables = {s.path: s for s in read_wbcatt_folder(data / "wbcatt").samples}
+    every = [s for s in re.samples if s.path in tables]
     noise = {"n_images": len(both),
              "annotator_vs_annotator": agreement(first, second, attrs),
              "model_vs_original": agreement(model, first, attrs),
-             "model_vs_reannotation": agreement(model, second, attrs)}
+             "model_vs_reannotation": agreement(model, second, attrs),
+             "n_images_all": len(every),
+             "annotator_vs_annotator_all": agreement(
+                 {k: [tables[s.path].attributes.get(k, "") for s in every] for k in attrs},
+                 {k: [s.attributes.get(k, "") for s in every] for k in attrs}, attrs)}
 
     tta = None
     if args.tta:
@@ -96,21 +103,24 @@ def main() -> None:
         r = rep.attributes[name]
         aa = noise["annotator_vs_annotator"].get(name, {})
         mo = noise["model_vs_original"].get(name, {})
+        al = noise["annotator_vs_annotator_all"].get(name, {})
         rows.append(f"| {name} | {r.accuracy:.4f} | {r.macro_f1:.4f} | "
-                    f"{aa.get('agreement', float('nan')):.3f} | {mo.get('agreement', float('nan')):.3f} |")
-    anchors = "\n".join(f"| anchor: {k} | | {v:.4f} | | |" for k, v in ANCHORS.items())
+                    f"{aa.get('agreement', float('nan')):.3f} | {mo.get('agreement', float('nan')):.3f} | "
+                    f"{al.get('agreement', float('nan')):.3f} ({al.get('kappa', float('nan')):.2f}) |")
+    anchors = "\n".join(f"| anchor: {k} | | {v:.4f} | | | |" for k, v in ANCHORS.items())
     table = f"""## WBCAtt official test split ({rep.n_images} cells)
 
 Model: {loaded.config['arch']} @ {loaded.config['image_size']} px, trained {(training.get('wall_time_s') or 0) / 60:.0f} min on {training.get('device')}.
 Average macro-F1 **{rep.average_macro_f1:.4f}** (target {TARGET}), average accuracy {rep.average_accuracy:.4f}.
 
-| attribute | accuracy | macro-F1 | annotator vs annotator agreement* | model vs original labels* |
-|---|---|---|---|---|
+| attribute | accuracy | macro-F1 | annotator vs annotator agreement* | model vs original labels* | annotator vs annotator, all re-annotated** (kappa) |
+|---|---|---|---|---|---|
 {chr(10).join(rows)}
-| **average** | {rep.average_accuracy:.4f} | {rep.average_macro_f1:.4f} | | |
+| **average** | {rep.average_accuracy:.4f} | {rep.average_macro_f1:.4f} | | | |
 {anchors}
 
-\\* on the {len(both)} test images that were re-annotated by other annotators."""
+\\* on the {len(both)} test images that were re-annotated by other annotators.
+\\*\\* on all {len(every)} re-annotated images of the three splits (no model involved)."""
     if tta:
         tr = tta["test"]
         table += (f"\n\nWith test-time augmentation over {tta['views']} flips/rotations (`hemascope "

@@ -32,7 +32,9 @@ def card(cfg: dict, history: list[dict], bench: dict | None) -> str:
         noise = bench["label_noise"]
         scores = (f"\n| attribute | accuracy | macro-F1 |\n|---|---|---|\n{rows}\n"
                   f"| **average** | {rep['average_accuracy']:.4f} | {rep['average_macro_f1']:.4f} |\n\n"
-                  f"Label noise ({noise['n_images']} re-annotated test cells): see "
+                  f"Label noise ({noise['n_images']} re-annotated test cells"
+                  + (f"; annotators also on all {noise['n_images_all']} re-annotated cells"
+                     if noise.get("n_images_all") else "") + "): see "
                   "`benchmarks/results/attributes_wbcatt.md` for annotator-vs-annotator and "
                   f"model agreement per attribute. Inference: {bench['cells_per_s']:.0f} cells/s "
                   f"on {bench['machine']['threads']} CPU threads (decoding included).\n")

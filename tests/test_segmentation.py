@@ -232,6 +232,67 @@ def test_classical_parts_on_cartoon_cells():
         classical_parts(np.zeros((10, 10), np.uint8))
 
 
+def _disc(shape, cy, cx, r):
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= r * r
+
+
+def _free_spot(allowed: np.ndarray, margin: int) -> tuple[int, int] | None:
+    """A pixel whose whole ``margin`` neighbourhood is ``allowed`` (nearest the top-middle)."""
+    import cv2
+
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
+    ok = cv2.erode(allowed.astype(np.uint8), k, borderValue=0) > 0
+    ys, xs = np.nonzero(ok)
+    if not len(ys):
+        return None
+    i = int(np.argmin(ys + np.abs(xs - allowed.shape[1] / 2)))
+    return int(ys[i]), int(xs[i])
+
+
+def test_classical_all_parts_on_cartoon_cells():
+    """--all-parts: red cells where the cartoon has them, a painted platelet and a painted
+    vacuole found where they are, none of them on the white cell, nothing invented."""
+    from hemascope.segment.parts import classical_parts
+
+    rbc_iou, platelets, vacuoles = [], 0, 0
+    kinds = ["neutrophil", "lymphocyte", "monocyte", "eosinophil"]
+    for i, kind in enumerate(kinds):
+        c = make_cell(kind, seed=i, size=128)
+        plain = classical_parts(c.image, all_parts=True)
+        assert not (plain == 3).any() and not (plain == 4).any()  # none painted, none found
+        assert np.array_equal(classical_parts(c.image), np.where(plain > 2, 0, plain))
+        rbc = c.mask == 5
+        rbc_iou.append((rbc & (plain == 5)).sum() / (rbc | (plain == 5)).sum())
+        # (almost) no red cell on the white cell, whose cytoplasm the rules often miss
+        assert (plain == 5)[np.isin(c.mask, (1, 2))].mean() < 0.01
+        img = c.image.copy()
+        spot = _free_spot(c.mask == 0, 9)
+        assert spot is not None
+        platelet = _disc(img.shape, *spot, 3)
+        img[platelet] = (150, 90, 175)
+        parts = classical_parts(img, all_parts=True)
+        platelets += bool((parts == 4)[platelet].mean() > 0.5)
+        assert not (parts == 4)[np.isin(c.mask, (1, 2))].any()
+    assert np.mean(rbc_iou) > 0.5, rbc_iou
+    assert platelets == len(kinds), platelets
+    # a vacuole: an unstained hole in a blue cytoplasm, found; without it, none is
+    rng = np.random.default_rng(0)
+    for seed in range(3):
+        cell = np.broadcast_to(np.array([236, 226, 222], float), (128, 128, 3)).copy()
+        cell[_disc(cell.shape, 64, 64, 34)] = (160, 180, 225)
+        cell[_disc(cell.shape, 64, 52 + seed, 13)] = (92, 52, 128)
+        whole = np.clip(cell + rng.normal(0, 4, cell.shape), 0, 255).astype(np.uint8)
+        assert not (classical_parts(whole, all_parts=True) == 3).any()
+        hole = _disc(cell.shape, 64 - seed, 84, 3.5)
+        holed = whole.copy()
+        holed[hole] = (236, 226, 222)
+        parts = classical_parts(holed, all_parts=True)
+        vacuoles += bool((parts == 3)[hole].mean() > 0.5)
+        assert (parts == 3).sum() < 3 * hole.sum()  # the hole, not the cytoplasm around it
+    assert vacuoles == 3
+
+
 def test_pseudo_labels_make_a_training_folder(tmp_path):
     src = tmp_path / "cells"
     for i, kind in enumerate(["neutrophil", "monocyte"]):
@@ -243,6 +304,11 @@ def test_pseudo_labels_make_a_training_folder(tmp_path):
     assert sorted(p.image.name for p in pairs) == ["c0.jpg", "c1.jpg"] and not problems
     image, mask = load_pair(pairs[0])
     assert (mask == 1).any() and image.shape[:2] == mask.shape
+    assert mask.max() <= 2  # nucleus and cytoplasm only, unless asked for all parts
+    every = tmp_path / "all"
+    assert main(["segment", "pseudo", str(src), "--out", str(every), "--all-parts"]) == 0
+    _, mask = load_pair(find_mask_pairs(every)[0][0])
+    assert (mask == 5).any()  # the cartoon's red cells
 
 
 def test_confident_labels_and_a_loss_blind_to_ignored_pixels():

@@ -39,16 +39,20 @@ def register(groups: argparse._SubParsersAction) -> None:
     pr.set_defaults(handler=_predict)
 
     ps = verbs.add_parser(
-        "pseudo", formatter_class=Formatter, help="classical nucleus/cytoplasm pseudo-labels",
+        "pseudo", formatter_class=Formatter, help="classical cell-part pseudo-labels",
         description="Label single-cell images with the classical colour rules "
                     "(hemascope.segment.parts: nucleus by Otsu on blue-minus-green, cell body by "
                     "colour and connectivity) and write a training folder: OUT/images/<name> "
                     "(a link or copy of the input) and OUT/masks/<stem>.png (indexed parts). "
                     "Pseudo-labels, not ground truth: images where no nucleus is found are "
-                    "skipped and listed.")
+                    "skipped and listed. --all-parts also labels vacuoles, platelets and red "
+                    "cells.")
     ps.add_argument("paths", nargs="+", help="images and/or folders")
     ps.add_argument("--out", required=True, help="output folder (images/ and masks/)")
     ps.add_argument("--limit", type=number(int, 0), default=0, help="label at most this many images (0: all)")
+    ps.add_argument("--all-parts", action="store_true",
+                    help="also label vacuoles, platelets and red cells (default: nucleus and "
+                         "cytoplasm only)")
     add_json_option(ps)
     ps.set_defaults(handler=_pseudo)
 
@@ -76,7 +80,7 @@ def _pseudo(args: argparse.Namespace) -> int:
         if f.stem in seen:
             errors[str(f)] = "another input has the same file name"
             continue
-        parts = classical_parts(img)
+        parts = classical_parts(img, all_parts=args.all_parts)
         nucleus = float((parts == 1).mean())
         if not nucleus:
             errors[str(f)] = "no nucleus found"

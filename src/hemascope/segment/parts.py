@@ -7,6 +7,21 @@ bright background nor a red cell (red cells have ``R`` well above ``B``), in the
 region that holds the nucleus, holes filled; cytoplasm = cell body minus nucleus. Used to
 make pseudo-labels on sets without masks (PBC), documented as such; its own accuracy is
 measured against the CellaVision expert masks in ``benchmarks/segmentation_cellavision.py``.
+
+With ``all_parts`` the other parts of :data:`hemascope.taxonomy.CELL_PARTS` are labelled
+too, by rules of the same kind, away from the white cell (and a margin around it):
+
+- **red cells**: redder than the background in CIELAB a* (Otsu threshold over the pixels
+  outside the white cell, only when the two sides differ by at least 6 levels), pale centres
+  filled, regions of at least 0.3 % of the image; regions hugging the nucleus are left out
+  (an eosinophil's granules are as red);
+- **platelets**: blue-purple regions of 0.05-1 % of the image that touch neither the white
+  cell nor a red cell;
+- **vacuoles**: holes enclosed by the cytoplasm that are as bright and grey as the image's
+  background.
+
+Their vacuole calls are scored against WBCAtt's per-cell ``cytoplasm_vacuole`` labels in
+``benchmarks/pseudo_parts.py``; red cells and platelets have no ground truth here.
 """
 
 from __future__ import annotations
@@ -14,9 +29,11 @@ from __future__ import annotations
 import numpy as np
 
 
-def classical_parts(image: np.ndarray, *, min_nucleus_fraction: float = 0.002) -> np.ndarray:
-    """Part indices ``(H, W)`` uint8 (0 background, 1 nucleus, 2 cytoplasm) for one
-    single-cell RGB uint8 image; all zeros when no nucleus is found. Pure."""
+def classical_parts(image: np.ndarray, *, min_nucleus_fraction: float = 0.002,
+                    all_parts: bool = False) -> np.ndarray:
+    """Part indices ``(H, W)`` uint8 (0 background, 1 nucleus, 2 cytoplasm; with
+    ``all_parts`` also 3 vacuole, 4 platelet, 5 red cell) for one single-cell RGB uint8
+    image; all zeros when no nucleus is found. Pure."""
     import cv2
 
     img = np.ascontiguousarray(image, np.uint8)
@@ -33,7 +50,8 @@ def classical_parts(image: np.ndarray, *, min_nucleus_fraction: float = 0.002) -
     if stained.sum() < 16:
         return np.zeros((h, w), np.uint8)
     blue = np.clip(b - g, 0, 255).astype(np.uint8)
-    nucleus = (blue > _otsu(blue[stained])) & stained & (b >= r - 10)
+    t_blue = _otsu(blue[stained])
+    nucleus = (blue > t_blue) & stained & (b >= r - 10)
     nucleus = _morph(nucleus, cv2.MORPH_OPEN, 2)
     n, lab, stats, cents = cv2.connectedComponentsWithStats(nucleus.astype(np.uint8), connectivity=8)
     if n <= 1:
@@ -59,7 +77,62 @@ def classical_parts(image: np.ndarray, *, min_nucleus_fraction: float = 0.002) -
     out = np.zeros((h, w), np.uint8)
     out[cell] = 2
     out[nucleus] = 1
+    if all_parts:
+        redness = cv2.cvtColor(blur, cv2.COLOR_RGB2LAB)[..., 1].astype(np.int16)
+        _other_parts(out, cell=cell, nucleus=nucleus, redness=redness, background=background,
+                     purple=stained & (blue > 0.6 * t_blue) & (b >= r - 10), sat=sat, val=val)
     return out
+
+
+def _other_parts(out: np.ndarray, *, cell, nucleus, redness, background, purple, sat,
+                 val) -> None:
+    """Label red cells (5), platelets (4) and vacuoles (3) in ``out`` in place."""
+    import cv2
+
+    h, w = out.shape
+    area = h * w
+    near_cell = _morph(cell, cv2.MORPH_DILATE, 3)
+    outside = ~near_cell
+    rbc = np.zeros((h, w), bool)
+    if outside.sum() > 0.05 * area:
+        a = redness[outside]
+        t = _otsu(np.clip(a, 0, 255))
+        hi, lo = a[a > t], a[a <= t]
+        if len(hi) and len(lo) and hi.mean() - lo.mean() >= 6:
+            rbc = _fill_holes(_morph((redness > t) & outside, cv2.MORPH_OPEN, 2)) & outside
+            rbc = _components(rbc, 0.003 * area, area)
+            hug = _morph(nucleus, cv2.MORPH_DILATE, max(3, int(0.04 * max(h, w))))
+            n, lab = cv2.connectedComponents(rbc.astype(np.uint8), connectivity=8)
+            for i in range(1, n):
+                if (lab == i)[hug].any():  # wrapped round the nucleus: eosinophil granules
+                    rbc[lab == i] = False
+    out[rbc] = 5
+    plt = _morph(purple & outside & ~_morph(rbc, cv2.MORPH_DILATE, 2), cv2.MORPH_OPEN, 1)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(plt.astype(np.uint8), connectivity=8)
+    for i in range(1, n):
+        if 0.0005 * area <= stats[i, cv2.CC_STAT_AREA] <= 0.01 * area:
+            out[lab == i] = 4
+    bg = background & outside
+    if bg.sum() < 16:
+        return  # no background to compare the holes with
+    bright = (val >= np.median(val[bg]) - 12) & (sat <= np.median(sat[bg]) + 12)
+    holes = _morph(bright & cell & ~_morph(nucleus, cv2.MORPH_DILATE, 1), cv2.MORPH_OPEN, 1)
+    inner = _morph(cell, cv2.MORPH_ERODE, 2)
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(holes.astype(np.uint8), connectivity=8)
+    limit = 0.25 * cell.sum()
+    for i in range(1, n):
+        blob = lab == i
+        if max(4, 0.0002 * area) <= stats[i, cv2.CC_STAT_AREA] <= limit and not (blob & ~inner).any():
+            out[blob] = 3  # enclosed by the cell, not a bay of its outline
+
+
+def _components(mask: np.ndarray, low: float, high: float) -> np.ndarray:
+    """The connected regions of ``mask`` whose area lies in ``[low, high]``."""
+    import cv2
+
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    keep = [i for i in range(1, n) if low <= stats[i, cv2.CC_STAT_AREA] <= high]
+    return np.isin(lab, keep) if keep else np.zeros(mask.shape, bool)
 
 
 def _morph(mask: np.ndarray, op: int, radius: int) -> np.ndarray:

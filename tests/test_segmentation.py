@@ -238,7 +238,8 @@ def _disc(shape, cy, cx, r):
 
 
 def _free_spot(allowed: np.ndarray, margin: int) -> tuple[int, int] | None:
-    """A pixel whose whole ``margin`` neighbourhood is ``allowed`` (nearest the top-middle)."""
+    """A pixel whose whole ``margin`` neighbourhood is ``allowed``, the farthest from the
+    image centre (where the cell is)."""
     import cv2
 
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * margin + 1, 2 * margin + 1))
@@ -246,7 +247,8 @@ def _free_spot(allowed: np.ndarray, margin: int) -> tuple[int, int] | None:
     ys, xs = np.nonzero(ok)
     if not len(ys):
         return None
-    i = int(np.argmin(ys + np.abs(xs - allowed.shape[1] / 2)))
+    h, w = allowed.shape
+    i = int(np.argmax((ys - h / 2) ** 2 + (xs - w / 2) ** 2))
     return int(ys[i]), int(xs[i])
 
 

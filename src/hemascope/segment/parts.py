@@ -16,7 +16,8 @@ too, by rules of the same kind, away from the white cell (and a margin around it
   filled, regions of at least 0.3 % of the image; regions hugging the nucleus are left out
   (an eosinophil's granules are as red);
 - **platelets**: blue-purple regions of 0.05-1 % of the image that touch neither the white
-  cell nor a red cell;
+  cell nor a red cell, farther than 2.2 nucleus radii from the nucleus centre (the rules
+  often miss a pale cytoplasm, whose granules would pass for platelets);
 - **vacuoles**: holes enclosed by the cytoplasm that are as bright and grey as the image's
   background.
 
@@ -107,7 +108,11 @@ def _other_parts(out: np.ndarray, *, cell, nucleus, redness, background, purple,
                 if (lab == i)[hug].any():  # wrapped round the nucleus: eosinophil granules
                     rbc[lab == i] = False
     out[rbc] = 5
-    plt = _morph(purple & outside & ~_morph(rbc, cv2.MORPH_DILATE, 2), cv2.MORPH_OPEN, 1)
+    # the rules often miss a pale cytoplasm, so the cell may reach further than ``cell``:
+    # no platelet within 2.2 nucleus radii (of equal area) of the nucleus centre
+    ys, xs = np.nonzero(nucleus)
+    reach = _disc_mask((h, w), ys.mean(), xs.mean(), 2.2 * np.sqrt(len(ys) / np.pi))
+    plt = _morph(purple & outside & ~reach & ~_morph(rbc, cv2.MORPH_DILATE, 2), cv2.MORPH_OPEN, 1)
     n, lab, stats, _ = cv2.connectedComponentsWithStats(plt.astype(np.uint8), connectivity=8)
     for i in range(1, n):
         if 0.0005 * area <= stats[i, cv2.CC_STAT_AREA] <= 0.01 * area:
@@ -124,6 +129,11 @@ def _other_parts(out: np.ndarray, *, cell, nucleus, redness, background, purple,
         blob = lab == i
         if max(4, 0.0002 * area) <= stats[i, cv2.CC_STAT_AREA] <= limit and not (blob & ~inner).any():
             out[blob] = 3  # enclosed by the cell, not a bay of its outline
+
+
+def _disc_mask(shape: tuple[int, int], cy: float, cx: float, radius: float) -> np.ndarray:
+    yy, xx = np.ogrid[:shape[0], :shape[1]]
+    return (yy - cy) ** 2 + (xx - cx) ** 2 <= radius * radius
 
 
 def _components(mask: np.ndarray, low: float, high: float) -> np.ndarray:

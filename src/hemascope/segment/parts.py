@@ -9,7 +9,8 @@ make pseudo-labels on sets without masks (PBC), documented as such; its own accu
 measured against the CellaVision expert masks in ``benchmarks/segmentation_cellavision.py``.
 
 With ``all_parts`` the other parts of :data:`hemascope.taxonomy.CELL_PARTS` are labelled
-too, by rules of the same kind, away from the white cell (and a margin around it):
+too, by rules of the same kind: red cells and platelets away from the white cell (and a
+margin around it), vacuoles inside it:
 
 - **red cells**: redder than the background in CIELAB a* (Otsu threshold over the pixels
   outside the white cell, only when the two sides differ by at least 6 levels), pale centres

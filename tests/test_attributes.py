@@ -346,10 +346,11 @@ def test_adapt_attributes_to_another_lab(wbcatt, att_model, shifted, tiny_model,
                                        max_cells=30)
     assert src.shape == (30, 32, 32, 3) and labels.shape == (30, len(taxonomy.ATTRIBUTES))
     assert not errors and (labels >= 0).all()
-    from hemascope.attributes.adapt import target_cells
+    from hemascope.adapt.uda import load_unlabelled
 
-    tgt, bad = target_cells([shifted], base)
-    assert len(tgt) == 12 and not bad
+    lab = load_unlabelled([shifted], base)
+    tgt = lab.images
+    assert len(tgt) == 12 and not lab.errors
 
     def gap(model) -> float:
         with torch.no_grad():
@@ -400,8 +401,8 @@ def test_adapt_attributes_to_another_lab(wbcatt, att_model, shifted, tiny_model,
 
 
 @pytest.mark.realdata
-def test_adapt_attributes_reads_the_cells_a_label_table_lists(shared_data, att_model):
-    from hemascope.attributes.adapt import target_cells
+def test_unlabelled_cells_of_a_folder_with_a_label_table(shared_data, att_model):
+    from hemascope.adapt.uda import load_unlabelled
 
-    cells, bad = target_cells([shared_data / "cellavision"], load_attribute_model(att_model))
-    assert len(cells) == 100 and not bad  # its 100 mask PNGs are not taken for cells
+    cells = load_unlabelled([shared_data / "cellavision"], load_attribute_model(att_model))
+    assert len(cells.images) == 100 and not cells.errors  # its 100 mask PNGs are not cells

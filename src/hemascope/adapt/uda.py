@@ -249,11 +249,26 @@ def score_target(model, data, mean, std, classes) -> ClassificationReport | None
 
 
 def load_unlabelled(paths, base: LoadedModel) -> TargetData:
-    """Images of folders/files without labels (for the target side)."""
+    """Images of folders/files without labels (for the target side), at ``base``'s input size.
+
+    A folder with a label table (``labels.csv``, as CellaVision's) gives the cells the table
+    lists, so that masks or other images beside them are not taken for cells; the labels
+    are not read. Other folders are searched for images; files are taken as given.
+
+    Raises:
+        DatasetError: a path that does not exist, or no image at all.
+    """
     from hemascope.classify import expand_paths
+    from hemascope.data import detect_format, load_dataset
     from hemascope.data.cache import load_cached
 
-    files = expand_paths(paths if isinstance(paths, (list, tuple)) else [paths])
+    files: list[Path] = []
+    for p in map(Path, paths if isinstance(paths, (list, tuple)) else [paths]):
+        if p.is_dir() and detect_format(p) == "csv":
+            ds = load_dataset(p)
+            files += [ds.root / s.path for s in ds.samples]
+        else:
+            files += expand_paths([p])
     cached = load_cached(files, int(base.config["image_size"]))
     keys = [str(files[i]) for i in cached.index]
     return TargetData([], cached.images, np.zeros(0, np.int64), keys, cached.errors)

@@ -190,31 +190,6 @@ def source_cells(tables: str | Path, base: LoadedModel, *, images: str | Path | 
     return cached.images, labels, dict(cached.errors)
 
 
-def target_cells(paths, base: LoadedModel) -> tuple[np.ndarray, dict[str, str]]:
-    """The lab's cells at ``base``'s input size, and the files that could not be read.
-
-    A folder with a label table (``labels.csv``, as CellaVision's) gives the cells the table
-    lists, so that masks or other images beside them are not taken for cells; the labels
-    are not read. Other folders are searched for images; files are taken as given.
-
-    Raises:
-        DatasetError: a path that does not exist, or no image at all.
-    """
-    from hemascope.classify import expand_paths
-    from hemascope.data import detect_format, load_dataset
-    from hemascope.data.cache import load_cached
-
-    files: list[Path] = []
-    for p in map(Path, paths if isinstance(paths, (list, tuple)) else [paths]):
-        if p.is_dir() and detect_format(p) == "csv":
-            ds = load_dataset(p)
-            files += [ds.root / s.path for s in ds.samples]
-        else:
-            files += expand_paths([p])
-    cached = load_cached(files, int(base.config["image_size"]))
-    return cached.images, dict(cached.errors)
-
-
 def save_adapted_attributes(result: AttributeAdaptation, base: LoadedModel, cfg: UdaConfig,
                             out_dir: str | Path, *, source: str | None, target: str) -> Path:
     """Write the adapted attribute model with its lineage; loads with

@@ -210,9 +210,10 @@ def _register_attributes(verbs) -> None:
 
 
 def _adapt_attributes(args: argparse.Namespace) -> int:
+    from hemascope.adapt.uda import load_unlabelled
     from hemascope.attributes import load_attribute_model
     from hemascope.attributes.adapt import (adapt_attributes, attribute_uda_config,
-                                            save_adapted_attributes, source_cells, target_cells)
+                                            save_adapted_attributes, source_cells)
     from hemascope.errors import DatasetError, HemascopeError
     from hemascope.io.atomic import check_output_folder
 
@@ -222,7 +223,8 @@ def _adapt_attributes(args: argparse.Namespace) -> int:
                              "--source WBCATT_TABLES (or use --method bn, which needs none)")
     check_output_folder(args.out, not_inside=[*args.target, *([args.source] if args.source else [])])
     base = load_attribute_model(args.base)
-    cells, unreadable = target_cells(args.target, base)
+    target = load_unlabelled(args.target, base)
+    cells, unreadable = target.images, target.errors
     for path, reason in unreadable.items():
         log(f"skipping unreadable image {path}: {reason}")
     if not len(cells):

@@ -17,6 +17,9 @@ from hemascope.taxonomy import CELL_PARTS
 
 #: CellaVision convention (Zheng et al. 2018): grey value -> part index.
 CELLAVISION_VALUES = {0: 0, 128: 2, 255: 1}
+#: The finer parts the CellaVision convention has no value for, and what its masks call
+#: them: a vacuole is inside the cytoplasm; platelets and red cells are "other" (0).
+COARSE_PARTS = {"vacuole": "cytoplasm", "platelet": "background", "rbc": "background"}
 #: Colours used when writing indexed masks (viewable, still indices underneath).
 PALETTE = ((0, 0, 0), (95, 40, 140), (120, 170, 230), (255, 255, 255), (200, 110, 200),
            (220, 90, 90))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 
@@ -85,12 +86,21 @@ def resize_pair(image: np.ndarray, mask: np.ndarray | None, size: int
     return img, m
 
 
-def load_pairs(pairs: list[MaskPair], size: int) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
-    """Stacked ``(N, size, size, 3)`` images and ``(N, size, size)`` masks; bad pairs skipped."""
+def load_pairs(pairs: list[MaskPair], size: int, *, other_parts: Sequence[str] = ()
+               ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
+    """Stacked ``(N, size, size, 3)`` images and ``(N, size, size)`` masks; bad pairs skipped.
+    ``other_parts`` (``vacuole``, ``platelet``, ``rbc``) are added to masks that lack them
+    as classical pseudo-labels (:func:`hemascope.segment.parts.add_pseudo_parts`), at the
+    image's own size before resizing."""
     images, masks, errors = [], [], {}
     for p in pairs:
         try:
-            img, m = resize_pair(*load_pair(p), size)
+            image, mask = load_pair(p)
+            if other_parts:
+                from hemascope.segment.parts import add_pseudo_parts
+
+                mask = add_pseudo_parts(image, mask, other_parts)
+            img, m = resize_pair(image, mask, size)
         except ImageReadError as e:
             errors[str(p.image)] = e.reason
             continue

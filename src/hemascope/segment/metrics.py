@@ -3,12 +3,18 @@
 Pure functions over label arrays. A class enters the mean IoU when it occurs in the truth
 or the prediction of the evaluated images (a class absent from both cannot be scored).
 JSON keys: ``per_class`` (``{name: {"iou", "f1", "support"}}``), ``miou``,
-``miou_foreground`` (without background), ``pixel_accuracy``, ``classes``, ``n_images``.
+``miou_foreground`` (without background), ``pixel_accuracy``, ``classes``, ``n_images``,
+``merged``.
+
+Masks in the CellaVision convention cannot hold vacuoles, platelets or red cells: a
+predicted part that no truth mask of the set holds is scored as what such masks call it
+(:data:`hemascope.io.masks.COARSE_PARTS`: a vacuole as cytoplasm, platelets and red cells as
+background); ``merged`` names the parts so counted.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
@@ -33,6 +39,7 @@ class SegmentationReport:
     classes: tuple[str, ...]
     confusion: np.ndarray
     n_images: int
+    merged: dict[str, str] = field(default_factory=dict)
 
     def _scores(self):
         cm = self.confusion.astype(float)
@@ -67,16 +74,37 @@ class SegmentationReport:
         return {"per_class": self.per_class, "miou": self.miou,
                 "miou_foreground": self.miou_foreground,
                 "pixel_accuracy": float(np.trace(self.confusion) / n) if n else 0.0,
-                "classes": list(self.classes), "n_images": self.n_images}
+                "classes": list(self.classes), "n_images": self.n_images,
+                "merged": dict(self.merged)}
+
+
+def coarse_map(truths: Sequence[np.ndarray], classes: Sequence[str]) -> dict[str, str]:
+    """The finer parts (:data:`~hemascope.io.masks.COARSE_PARTS`) among ``classes`` that no
+    truth mask holds, each with the class such masks call it."""
+    from hemascope.io.masks import COARSE_PARTS
+
+    names = list(classes)
+    held = set()
+    for t in truths:
+        held.update(int(v) for v in np.unique(t))
+    return {p: c for p, c in COARSE_PARTS.items()
+            if p in names and c in names and names.index(p) not in held}
 
 
 def segmentation_report(truths: Sequence[np.ndarray], preds: Sequence[np.ndarray],
-                        classes: Sequence[str]) -> SegmentationReport:
-    """Pool the pixels of every image pair (index 0 is background) into one report."""
+                        classes: Sequence[str], *, coarsen: bool = True) -> SegmentationReport:
+    """Pool the pixels of every image pair (index 0 is background) into one report; with
+    ``coarsen`` a predicted part that no truth holds counts as its coarse class
+    (:func:`coarse_map`)."""
     if len(truths) != len(preds):
         raise ValueError(f"{len(truths)} truths but {len(preds)} predictions")
     k = len(classes)
+    merged = coarse_map(truths, classes) if coarsen else {}
+    lut = np.arange(max(k, 256), dtype=np.int64)
+    for p, c in merged.items():
+        lut[list(classes).index(p)] = list(classes).index(c)
     cm = np.zeros((k, k), np.int64)
     for t, p in zip(truths, preds):
-        cm += pixel_confusion(t, p, k)
-    return SegmentationReport(tuple(classes), cm, len(truths))
+        p = np.asarray(p)
+        cm += pixel_confusion(t, lut[p] if merged and p.dtype.kind in "ui" else p, k)
+    return SegmentationReport(tuple(classes), cm, len(truths), merged)

@@ -28,6 +28,8 @@ Their vacuole calls are scored against WBCAtt's per-cell ``cytoplasm_vacuole`` l
 
 from __future__ import annotations
 
+from typing import Sequence
+
 import numpy as np
 
 
@@ -83,6 +85,32 @@ def classical_parts(image: np.ndarray, *, min_nucleus_fraction: float = 0.002,
         redness = cv2.cvtColor(blur, cv2.COLOR_RGB2LAB)[..., 1].astype(np.int16)
         _other_parts(out, cell=cell, nucleus=nucleus, redness=redness, background=background,
                      purple=stained & (blue > 0.6 * t_blue) & (b >= r - 10), sat=sat, val=val)
+    return out
+
+
+def add_pseudo_parts(image: np.ndarray, mask: np.ndarray, parts: Sequence[str]) -> np.ndarray:
+    """An expert part mask (indices) with the classical rules' ``parts`` (names among
+    :data:`hemascope.io.masks.COARSE_PARTS`: ``vacuole``, ``platelet``, ``rbc``) written in,
+    each only on pixels the expert gave the label that stands for it in a coarser convention
+    (red cells and platelets on "other", vacuoles on cytoplasm), so the expert's white cell
+    is never relabelled as a red cell or platelet. A mask that already holds any of
+    ``parts`` is an annotation of them and comes back unchanged, as it does when the rules
+    find nothing. Pure."""
+    from hemascope.io.masks import COARSE_PARTS
+    from hemascope.taxonomy import CELL_PARTS
+
+    names = list(CELL_PARTS.classes)
+    unknown = [p for p in parts if p not in COARSE_PARTS]
+    if unknown:
+        raise ValueError(f"parts must be among {list(COARSE_PARTS)}, not {unknown}")
+    mask = np.asarray(mask)
+    ids = [names.index(p) for p in parts]
+    if not ids or np.isin(mask, ids).any():
+        return mask
+    rules = classical_parts(image, all_parts=True)
+    out = mask.copy()
+    for p, i in zip(parts, ids):
+        out[(rules == i) & (mask == names.index(COARSE_PARTS[p]))] = i
     return out
 
 

@@ -250,9 +250,20 @@ class SegmentationTrainConfig:
     pseudo_limit: int = 400  # unlabelled images used (a seeded random choice)
     min_confidence: float = 0.9  # teacher probability below which a pixel is left unlabelled
     student_epochs: int = 0  # 0: as many optimiser steps as the teacher took
+    other_parts: str = ""  # comma-separated: classical pseudo-labels of rbc/platelet/vacuole added to masks without them
 
     def __post_init__(self) -> None:
         check_options(self)
+        from hemascope.io.masks import COARSE_PARTS
+
+        bad = [p for p in self.other_parts_list if p not in COARSE_PARTS]
+        if bad:
+            raise HemascopeError(f"--other-parts takes {', '.join(COARSE_PARTS)} (comma-separated), "
+                                 f"not {', '.join(bad)}")
+
+    @property
+    def other_parts_list(self) -> list[str]:
+        return [p.strip() for p in self.other_parts.split(",") if p.strip()]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -265,7 +276,7 @@ class SegmentationTrainConfig:
 
 
 #: What a segmentation config written before an option existed was trained with.
-SEGMENTATION_BEFORE_OPTION = {"min_scale": 0.0, "hue": 0.0, "flat_pad": 0.0}
+SEGMENTATION_BEFORE_OPTION = {"min_scale": 0.0, "hue": 0.0, "flat_pad": 0.0, "other_parts": ""}
 
 
 def same_segmentation_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:

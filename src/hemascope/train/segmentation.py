@@ -271,7 +271,7 @@ def train_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainConfig, out
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
     t0 = time.time()
-    x, y, errors = load_pairs(list(pairs), cfg.image_size)
+    x, y, errors = load_pairs(list(pairs), cfg.image_size, other_parts=cfg.other_parts_list)
     for path, reason in errors.items():
         log(f"skipping {path}: {reason}")
     val, val_rep = None, None
@@ -315,7 +315,7 @@ def cross_validate_segmenter(pairs: Sequence[MaskPair], cfg: SegmentationTrainCo
     """
     log = log or (lambda s: print(s, file=sys.stderr, flush=True))
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    x, y, errors = load_pairs(list(pairs), cfg.image_size)
+    x, y, errors = load_pairs(list(pairs), cfg.image_size, other_parts=cfg.other_parts_list)
     if len(x) < k:
         raise ValueError(f"{len(x)} readable pairs cannot make {k} folds")
     folds = np.array_split(np.random.default_rng(cfg.seed).permutation(len(x)), k)

@@ -98,7 +98,7 @@ def main() -> None:
     rules_on_cell = {p: [0, 0] for p in parts}
     found = {p: [0, 0] for p in parts}  # images: predicted, pseudo-labelled
     agree = {p: [[], []] for p in parts}
-    for f, (loaded, test_idx) in sorted(kept.items()):
+    for _fold, (loaded, test_idx) in sorted(kept.items()):
         for i in test_idx:
             image, truth = load_pair(pairs[int(i)])
             pred = segment_arrays(loaded, [image])[0]

@@ -39,6 +39,22 @@ def test_cellavision_images_masks_labels(shared_data):
     assert mask.shape == (300, 300) and set(mask.ravel().tolist()) <= {0, 1, 2}
 
 
+def test_pseudo_red_cells_join_cellavision_masks_off_the_white_cell(shared_data):
+    import numpy as np
+
+    from hemascope.segment.data import find_mask_pairs, load_pair
+    from hemascope.segment.parts import add_pseudo_parts
+
+    pairs, _ = find_mask_pairs(shared_data / "cellavision")
+    with_rbc = 0
+    for pair in pairs[:10]:
+        image, mask = load_pair(pair)
+        out = add_pseudo_parts(image, mask, ["rbc", "platelet"])
+        assert np.array_equal(out[mask > 0], mask[mask > 0])  # the expert's cell untouched
+        with_rbc += bool((out == 5).any())
+    assert with_rbc >= 6, with_rbc  # red cells surround most CellaVision cells
+
+
 def test_wbcatt_official_split(shared_data):
     info = inspect_dataset(shared_data / "wbcatt", check="none")
     assert info.split_counts == {"train": 6169, "val": 1030, "test": 3099}

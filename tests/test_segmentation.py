@@ -295,6 +295,59 @@ def test_classical_all_parts_on_cartoon_cells():
     assert vacuoles == 3
 
 
+def test_add_pseudo_parts_writes_red_cells_only_where_the_expert_saw_other():
+    from hemascope.segment.parts import add_pseudo_parts
+
+    c = make_cell("lymphocyte", seed=0, size=128)
+    expert = np.where(c.mask == 5, 0, c.mask)  # CellaVision: red cells are "other"
+    out = add_pseudo_parts(c.image, expert, ["rbc", "platelet"])
+    rbc = c.mask == 5
+    assert (rbc & (out == 5)).sum() / (rbc | (out == 5)).sum() > 0.5
+    cell = expert > 0
+    assert np.array_equal(out[cell], expert[cell]) and set(np.unique(out)) <= {0, 1, 2, 4, 5}
+    # pixels the expert calls cell stay cell even where the rules see a red cell
+    claimed = np.where(rbc, 2, expert)
+    out2 = add_pseudo_parts(c.image, claimed, ["rbc"])
+    assert np.array_equal(out2[claimed > 0], claimed[claimed > 0])
+    assert (out2 == 5).sum() < 0.05 * rbc.sum()
+    # a mask that already annotates red cells is left as it is; so is an empty list
+    assert add_pseudo_parts(c.image, c.mask, ["rbc"]) is c.mask
+    assert add_pseudo_parts(c.image, expert, []) is expert
+    with pytest.raises(ValueError, match="parts must be among"):
+        add_pseudo_parts(c.image, expert, ["nucleus"])
+
+
+def test_report_scores_parts_the_truth_cannot_hold_as_their_coarse_class():
+    from hemascope.taxonomy import CELL_PARTS
+
+    names = list(CELL_PARTS.classes)
+    t = np.array([[0, 1], [2, 0]])
+    p = np.array([[5, 1], [3, 4]])  # red cell and platelet on "other", vacuole in cytoplasm
+    rep = segmentation_report([t], [p], names)
+    assert rep.miou == 1.0
+    assert rep.to_dict()["merged"] == {"vacuole": "cytoplasm", "platelet": "background",
+                                       "rbc": "background"}
+    assert segmentation_report([t], [p], names, coarsen=False).miou < 0.5
+    t2 = np.array([[5, 1], [2, 0]])  # this truth holds red cells: they are scored as such
+    rep2 = segmentation_report([t2], [p], names)
+    assert "rbc" not in rep2.merged and rep2.per_class["rbc"]["iou"] == 1.0
+
+
+def test_other_parts_option_is_checked_and_trains_the_extra_classes(cells_with_masks, tmp_path):
+    from hemascope.errors import HemascopeError
+    from hemascope.train.config import SegmentationTrainConfig
+
+    with pytest.raises(HemascopeError, match="--other-parts takes"):
+        SegmentationTrainConfig(other_parts="rbc,nuclei")
+    out = tmp_path / "seg"
+    assert main(["train", "segmentation", "--data", str(cells_with_masks), "--out", str(out),
+                 "--other-parts", "rbc", "--epochs", "1", "--image-size", "64", "--width", "4",
+                 "--batch-size", "4", "--threads", "1"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert "rbc" in cfg["trained_classes"]
+    assert cfg["training"]["config"]["other_parts"] == "rbc"
+
+
 def test_pseudo_labels_make_a_training_folder(tmp_path):
     src = tmp_path / "cells"
     for i, kind in enumerate(["neutrophil", "monocyte"]):

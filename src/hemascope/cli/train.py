@@ -162,9 +162,14 @@ def _register_segmentation(verbs) -> None:
     seg.add_argument("--out", required=True, help="model folder to write")
     seg.add_argument("--cv", type=_folds, default=0, metavar="K", help="K-fold cross-validation first")
     defaults = SegmentationTrainConfig()
+    helps = {"other_parts": "comma-separated among rbc, platelet, vacuole: the classical rules' "
+                            "pseudo-labels of these parts written into masks that lack them "
+                            "(red cells and platelets on pixels the mask calls other, vacuoles "
+                            "on cytoplasm); '' for none"}
     for f in dataclasses.fields(SegmentationTrainConfig):
         seg.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),
-                         default=getattr(defaults, f.name), help=f.name.replace("_", " "))
+                         default=getattr(defaults, f.name),
+                         help=helps.get(f.name, f.name.replace("_", " ")))
     add_json_option(seg)
     seg.set_defaults(handler=_segmentation)
 

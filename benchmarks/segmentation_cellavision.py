@@ -1,6 +1,7 @@
 """Cell-part segmentation on CellaVision (100 cells, expert nucleus/cytoplasm masks).
 
     python benchmarks/segmentation_cellavision.py [--k 5] [--from-model DIR] [--models DIR]
+        [--set KEY=VALUE ...] [--name segmentation_cellavision]
 
 K-fold cross-validation of the U-Net recipe (`hemascope train segmentation` defaults):
 each cell is scored once, at its own resolution, by a model that never saw it. Reports
@@ -10,7 +11,9 @@ mIoU. ``--from-model DIR`` reads the cross-validation that `hemascope train segm
 ``--models DIR`` keeps each fold's U-Net in ``DIR/fold<k>`` and reuses the ones trained
 there with the same recipe and folds (``benchmarks/segmentation_shift.py --models`` makes
 the same folds), so that a change in inference is scored without training again.
-Writes ``results/segmentation_cellavision.{json,md}``.
+``--set KEY=VALUE`` changes the recipe (e.g. ``other_parts=`` for the recipe before red cells
+and platelets were pseudo-labelled, which the committed ``segmentation_cellavision`` result
+scored). Writes ``results/<name>.{json,md}``.
 """
 
 from __future__ import annotations
@@ -32,6 +35,8 @@ def main() -> None:
     ap.add_argument("--from-model", type=Path, default=None)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--models", type=Path, default=None)
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--name", default="segmentation_cellavision")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from hemascope.segment.data import find_mask_pairs
@@ -44,7 +49,12 @@ def main() -> None:
         recipe = cfg_json["training"]["config"]
         source = f"recorded by `{cfg_json['training']['command']}`"
     else:
+        from dataclasses import replace
+
         cfg = SegmentationTrainConfig(threads=args.threads)
+        for item in args.set:
+            key, _, value = item.partition("=")
+            cfg = replace(cfg, **{key: type(getattr(cfg, key))(value)})
         pairs, _ = find_mask_pairs(shared_data() / "cellavision")
         def fold_model(f, x, y, test_idx):
             return fold_unet(args.models, f, cfg, x, y, test_idx)
@@ -83,7 +93,7 @@ All cells come from one source (the CellaVision blog images): cross-validation m
 generalisation to unseen cells of that lab, not to other labs and stains. The classical
 rules (`hemascope.segment.parts.classical_parts`, the pseudo-labeller) find the nucleus
 well but not pale cytoplasm, whose colour is close to the background's."""
-    write_results("segmentation_cellavision", {"cross_validation": cv, "classical": classical,
+    write_results(args.name, {"cross_validation": cv, "classical": classical,
                                                "recipe": recipe,
                                                "targets_iou": TARGETS, "machine": machine()}, table)
 

@@ -73,12 +73,12 @@ def main() -> None:
     from hemascope.segment.parts import add_pseudo_parts, classical_parts
     from hemascope.segment.predict import segment_arrays
     from hemascope.taxonomy import CELL_PARTS
-    from hemascope.train.config import SegmentationTrainConfig
+    from hemascope.train.config import SegmentationTrainConfig, same_segmentation_recipe
     from hemascope.train.segmentation import cross_validate_segmenter
 
     extra = dict(kv.split("=", 1) for kv in args.set)
     base = SegmentationTrainConfig()
-    typed = {k: type(getattr(base, k))(v) for k, v in extra.items()}
+    typed = {k: type(getattr(base, k))(v) for k, v in extra.items()}  # "--parts" sets other_parts
     cfg = SegmentationTrainConfig(threads=args.threads, **{**typed, "other_parts": args.parts})
     parts = cfg.other_parts_list
     names = list(CELL_PARTS.classes)
@@ -130,6 +130,9 @@ def main() -> None:
 
     pooled = cv["pooled"]["per_class"]
     before = json.loads((RESULTS / "segmentation_cellavision.json").read_text())
+    if not same_segmentation_recipe(before["recipe"], {**cfg.to_dict(), "other_parts": ""}):
+        raise SystemExit("results/segmentation_cellavision.json scored another recipe than this "
+                         "one without --other-parts: re-run it with --set other_parts= first")
     base_pooled = before["cross_validation"]["pooled"]["per_class"]
     share = {p: on_cell[p][0] / max(on_cell[p][1], 1) for p in parts}
     ship = (pooled["nucleus"]["iou"] >= NUCLEUS_MIN and pooled["cytoplasm"]["iou"] >= CYTOPLASM_MIN

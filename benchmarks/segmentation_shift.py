@@ -189,7 +189,7 @@ def main() -> None:
         key, _, value = item.partition("=")
         base = replace(base, **{key: type(getattr(base, key))(value)})
     modes = {m: MODES[m] for m in args.modes}
-    x, y, errors = load_pairs(list(pairs), base.image_size)
+    x, y, errors = load_pairs(list(pairs), base.image_size, other_parts=base.other_parts_list)
     readable = [p for p in pairs if str(p.image) not in errors]
     full = [load_pair(p) for p in readable]
     folds = np.array_split(np.random.default_rng(base.seed).permutation(len(x)), args.k)

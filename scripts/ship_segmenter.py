@@ -44,9 +44,43 @@ def shift_section(shift: dict | None, recipe: dict) -> str:
             f"| held-out cells | {' | '.join(modes)} |\n|---|{'---|' * len(modes)}\n{rows}\n")
 
 
-def card(cfg: dict, hist: list[dict], shift: dict | None = None) -> str:
+def parts_section(parts: dict | None, recipe: dict) -> str:
+    """What ``benchmarks/segmentation_parts.py`` measured of the pseudo-labelled parts, when
+    it ran this recipe."""
+    if not parts or not same_segmentation_recipe(parts["recipe"], recipe):
+        return ""
+    rows = "\n".join(
+        f"| {p} | {parts['on_white_cell'][p]['share']:.1%} | "
+        f"{parts['images_found'][p]['model']} / {parts['images_found'][p]['rules']} | "
+        f"{parts['agreement_with_rules'][p]['precision']:.3f} / "
+        f"{parts['agreement_with_rules'][p]['recall']:.3f} | "
+        f"{parts['pbc_found'][p]['model']} / {parts['pbc_found'][p]['rules']} of "
+        f"{parts['pbc_found'][p]['of']} |" for p in parts["parts"])
+    return ("\n## Pseudo-labelled parts\n\n`python benchmarks/segmentation_parts.py` (the same "
+            "cross-validation). No expert marked these parts, so what can be measured is where "
+            "they must not be (the expert's white cell) and how well the model repeats the "
+            "rules on cells it never saw:\n\n"
+            "| part | its pixels on the expert's white cell (error) | held-out images where "
+            "found: model / rules | precision / recall vs the rules | PBC images where found: "
+            "model / rules |\n|---|---|---|---|---|\n" + rows + "\n")
+
+
+def card(cfg: dict, hist: list[dict], shift: dict | None = None, parts: dict | None = None) -> str:
     t = cfg["training"]
     tc = t["config"]
+    other = [p.strip() for p in tc.get("other_parts", "").split(",") if p.strip()]
+    names = {"rbc": "red cells", "platelet": "platelets", "vacuole": "vacuoles"}
+    pseudo = (f" {', '.join(names[p] for p in other).capitalize()} are added to the masks "
+              "as pseudo-labels of the classical colour rules "
+              f"(`--other-parts {tc['other_parts']}`, `hemascope.segment.parts.add_pseudo_parts`), "
+              "only on pixels the expert called other; no expert marked them." if other else "")
+    missing = [names[p] for p in ("vacuole", "platelet", "rbc") if p not in other]
+    limits = (f"{', '.join(missing).capitalize()} have no ground truth here and are not predicted. "
+              if missing else "")
+    if other:
+        limits += (f"{', '.join(names[p] for p in other).capitalize()} are learnt from colour "
+                   "rules, not from an expert: the model is at best as good as the rules "
+                   "(`benchmarks/results/pseudo_parts.md`).")
     cv = cfg["metrics"].get("cross_validation")
     shifts = shift_section(shift, tc)
     scores = ("No cross-validation was recorded with the model (it was trained without `--cv`)"
@@ -82,8 +116,8 @@ cytoplasm) are dropped; only the connected region of cell parts at (or nearest) 
 centre is kept (`--all-cells` keeps them all).
 
 **Data**: `{t['data']}`: CellaVision single cells with expert nucleus/cytoplasm masks
-(100 cells, 5 types; 255 nucleus, 128 cytoplasm, 0 other). All {t['n_images']} pairs train the
-shipped model; the recipe was scored by cross-validation first (below).
+(100 cells, 5 types; 255 nucleus, 128 cytoplasm, 0 other).{pseudo} All {t['n_images']} pairs
+train the shipped model; the recipe was scored by cross-validation first (below).
 
 **Training**: `{t['command']}` - AdamW lr {tc['lr']}, weight decay {tc['weight_decay']}, batch
 {tc['batch_size']}, {tc['epochs']} epochs, cross-entropy + {tc['dice_weight']} x soft Dice; flips,
@@ -93,7 +127,7 @@ shipped model; the recipe was scored by cross-validation first (below).
 
 ## Scores
 
-{scores}{shifts}
+{scores}{parts_section(parts, tc)}{shifts}
 Reproduce: `hemascope train segmentation --data ../shared/data/cellavision --out DIR --cv 5`,
 `python benchmarks/segmentation_cellavision.py` or `python benchmarks/segmentation_shift.py`
 (both take `--models DIR` to keep the fold models and score them again without training).
@@ -105,8 +139,7 @@ well the recipe learns the task, not how it transfers. Other labs are only simul
 table above): colour jitter, white balance and the zoom range are the defences against
 other stains, lamps and magnifications. Keeping the centre cell assumes one white cell per
 image, centred, as single-cell images are; for a field with several cells use
-`--all-cells` (or `hemascope analyze`, which crops each cell first). Vacuole, platelet and red-cell classes have no
-ground truth here and are not predicted.
+`--all-cells` (or `hemascope analyze`, which crops each cell first). {limits}
 """
 
 
@@ -135,7 +168,8 @@ def main() -> None:
     if args.cv_from:
         record_cv(dest, args.cv_from)
     cfg = json.loads((dest / "config.json").read_text())
-    (dest / "MODEL_CARD.md").write_text(card(cfg, history(args.run), benchmark("segmentation_shift")))
+    (dest / "MODEL_CARD.md").write_text(card(cfg, history(args.run), benchmark("segmentation_shift"),
+                                             benchmark("segmentation_parts")))
     print(f"{'rewrote card of' if args.card_only else 'shipped'} {dest}")
 
 

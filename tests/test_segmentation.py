@@ -86,8 +86,9 @@ def test_train_cv_predict_evaluate(cells_with_masks, tmp_path):
                  "--cv", "3", "--epochs", "25", "--image-size", "64", "--width", "8",
                  "--batch-size", "4", "--threads", "1", "--json", str(tmp_path / "t.json")]) == 0
     cfg = json.loads((out / "config.json").read_text())
+    # the cartoons' red cells join the masks as pseudo-labels (--other-parts rbc,platelet)
     assert cfg["task"] == "segmentation" and cfg["trained_classes"] == ["background", "nucleus",
-                                                                          "cytoplasm"]
+                                                                          "cytoplasm", "rbc"]
     cv = cfg["metrics"]["cross_validation"]
     assert cv["k"] == 3 and len(cv["folds"]) == 3 and cv["n_images"] == 12
     # cartoon cells are easy: a model that learnt nothing would sit near 0 for the nucleus
@@ -339,6 +340,12 @@ def test_other_parts_option_is_checked_and_trains_the_extra_classes(cells_with_m
 
     with pytest.raises(HemascopeError, match="--other-parts takes"):
         SegmentationTrainConfig(other_parts="rbc,nuclei")
+    from hemascope.train.config import same_segmentation_recipe
+
+    now = SegmentationTrainConfig().to_dict()
+    older = {k: v for k, v in now.items() if k != "other_parts"}  # written before the option
+    assert not same_segmentation_recipe(older, now) and now["other_parts"] == "rbc,platelet"
+    assert same_segmentation_recipe(older, {**now, "other_parts": ""})
     out = tmp_path / "seg"
     assert main(["train", "segmentation", "--data", str(cells_with_masks), "--out", str(out),
                  "--other-parts", "rbc", "--epochs", "1", "--image-size", "64", "--width", "4",
@@ -346,6 +353,11 @@ def test_other_parts_option_is_checked_and_trains_the_extra_classes(cells_with_m
     cfg = json.loads((out / "config.json").read_text())
     assert "rbc" in cfg["trained_classes"]
     assert cfg["training"]["config"]["other_parts"] == "rbc"
+    assert main(["train", "segmentation", "--data", str(cells_with_masks), "--out",
+                 str(tmp_path / "off"), "--other-parts", "", "--epochs", "1", "--image-size", "64",
+                 "--width", "4", "--batch-size", "4", "--threads", "1"]) == 0
+    off = json.loads((tmp_path / "off" / "config.json").read_text())
+    assert off["trained_classes"] == ["background", "nucleus", "cytoplasm"]
 
 
 def test_pseudo_labels_make_a_training_folder(tmp_path):

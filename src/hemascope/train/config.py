@@ -225,7 +225,9 @@ class SegmentationTrainConfig:
     2016); flips, 90-degree turns, zoom from half size (``min_scale``: other labs image
     at lower magnifications than the CellaVision training cells) to 1.15, hue turns of up to
     30 degrees and strong per-channel colour gain, contrast and saturation jitter so one
-    lab's stain does not become the model's idea of a nucleus.
+    lab's stain does not become the model's idea of a nucleus. Red cells and platelets, which
+    expert masks in the CellaVision convention do not mark, are added to the training masks
+    as classical pseudo-labels (``other_parts``), only on pixels the expert called other.
     """
 
     width: int = 16
@@ -250,7 +252,7 @@ class SegmentationTrainConfig:
     pseudo_limit: int = 400  # unlabelled images used (a seeded random choice)
     min_confidence: float = 0.9  # teacher probability below which a pixel is left unlabelled
     student_epochs: int = 0  # 0: as many optimiser steps as the teacher took
-    other_parts: str = ""  # comma-separated: classical pseudo-labels of rbc/platelet/vacuole added to masks without them
+    other_parts: str = "rbc,platelet"  # classical pseudo-labels added to masks without them ('' none)
 
     def __post_init__(self) -> None:
         check_options(self)

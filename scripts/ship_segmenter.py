@@ -2,11 +2,14 @@
 
     python scripts/ship_segmenter.py runs/cellparts_unet [--name cellparts_unet] [--card-only]
         [--cv-from benchmarks/results/segmentation_cellavision.json]
+        [--shift-from segmentation_shift] [--parts-from segmentation_parts]
 
 Copies config.json and model.safetensors to src/hemascope/weights/NAME/ and writes
 MODEL_CARD.md from the recorded config (its k-fold cross-validation, if it was trained with
 ``--cv``), its history and the recipe's scores under simulated lab shifts
-(``benchmarks/results/segmentation_shift.json``, when it was run on the same recipe).
+(``benchmarks/results/segmentation_shift.json``, or the result named by ``--shift-from``,
+when it was run on the same recipe) and what ``benchmarks/segmentation_parts.py`` measured of
+its pseudo-labelled parts (``--parts-from``, same condition).
 Nothing in the card is typed by hand. ``--cv-from`` records in the shipped config the
 k-fold cross-validation that ``benchmarks/segmentation_cellavision.py`` ran on the same
 recipe (the computation ``--cv K`` does while training), for a model trained without
@@ -25,6 +28,14 @@ from _ship import WEIGHTS, benchmark, copy_run, history
 from model_references import card_paragraph
 
 
+#: The inference modes of ``benchmarks/segmentation_shift.py``, in words.
+MODES = {"plain": "no adjustment", "balance": "white balance only",
+         "zoom": "the zoom pass only", "both": "white balance and the zoom pass",
+         "centre": "both, then the centre cell's parts only",
+         "margins": "centre, with flat margins mirrored (the defaults of `segment_arrays`)",
+         "mirror": "margins, with the zoom window mirrored too"}
+
+
 def shift_section(shift: dict | None, recipe: dict) -> str:
     """The simulated lab shifts of ``benchmarks/segmentation_shift.py``, when that run used
     this model's recipe (else nothing: its numbers would describe another model)."""
@@ -38,9 +49,8 @@ def shift_section(shift: dict | None, recipe: dict) -> str:
     return (f"\n## Other labs, simulated\n\n`python benchmarks/segmentation_shift.py` "
             f"({shift['k']}-fold cross-validation of this recipe on the {shift['n_images']} cells; "
             "each held-out fold changed as another lab would change it, masks moved with the "
-            "pixels). Nucleus / cytoplasm IoU pooled over the held-out pixels; `balance` is "
-            "white balance only, `both` adds the zoom pass, `centre` then keeps the centre "
-            "cell's parts only (the default):\n\n"
+            "pixels). Nucleus / cytoplasm IoU pooled over the held-out pixels; "
+            + "; ".join(f"`{m}`: {MODES.get(m, m)}" for m in modes) + ":\n\n"
             f"| held-out cells | {' | '.join(modes)} |\n|---|{'---|' * len(modes)}\n{rows}\n")
 
 
@@ -70,17 +80,27 @@ def card(cfg: dict, hist: list[dict], shift: dict | None = None, parts: dict | N
     tc = t["config"]
     other = [p.strip() for p in tc.get("other_parts", "").split(",") if p.strip()]
     names = {"rbc": "red cells", "platelet": "platelets", "vacuole": "vacuoles"}
-    pseudo = (f" {', '.join(names[p] for p in other).capitalize()} are added to the masks "
+
+    def words(ps: list[str]) -> str:
+        w = [names[p] for p in ps]
+        return (", ".join(w[:-1]) + " and " + w[-1] if len(w) > 1 else w[0]).capitalize()
+
+    pseudo = (f" {words(other)} are added to the masks "
               "as pseudo-labels of the classical colour rules "
               f"(`--other-parts {tc['other_parts']}`, `hemascope.segment.parts.add_pseudo_parts`), "
               "only on pixels the expert called other; no expert marked them." if other else "")
-    missing = [names[p] for p in ("vacuole", "platelet", "rbc") if p not in other]
-    limits = (f"{', '.join(missing).capitalize()} have no ground truth here and are not predicted. "
-              if missing else "")
+    missing = [p for p in ("vacuole", "platelet", "rbc") if p not in other]
+    limits = f"{words(missing)} have no ground truth here and are not predicted. " if missing else ""
     if other:
-        limits += (f"{', '.join(names[p] for p in other).capitalize()} are learnt from colour "
-                   "rules, not from an expert: the model is at best as good as the rules "
-                   "(`benchmarks/results/pseudo_parts.md`).")
+        limits += (f"{words(other)} are learnt from colour rules, not from an expert: the model "
+                   "is at best as good as the rules (`benchmarks/results/pseudo_parts.md`).")
+        if parts and same_segmentation_recipe(parts["recipe"], tc):
+            weak = [p for p in other if parts["agreement_with_rules"][p]["recall"] < 0.5]
+            if weak:
+                limits += (f" {words(weak)}: the model finds few of the rules' pixels on cells "
+                           "it never saw (recall " + ", ".join(
+                               f"{parts['agreement_with_rules'][p]['recall']:.2f}" for p in weak)
+                           + " above), so treat them as a hint.")
     cv = cfg["metrics"].get("cross_validation")
     shifts = shift_section(shift, tc)
     scores = ("No cross-validation was recorded with the model (it was trained without `--cv`)"
@@ -129,8 +149,9 @@ train the shipped model; the recipe was scored by cross-validation first (below)
 
 {scores}{parts_section(parts, tc)}{shifts}
 Reproduce: `hemascope train segmentation --data ../shared/data/cellavision --out DIR --cv 5`,
-`python benchmarks/segmentation_cellavision.py` or `python benchmarks/segmentation_shift.py`
-(both take `--models DIR` to keep the fold models and score them again without training).
+`python benchmarks/segmentation_parts.py`, `python benchmarks/segmentation_cellavision.py` or
+`python benchmarks/segmentation_shift.py --modes margins --name segmentation_shift_parts`
+(each takes `--models DIR` to keep the fold models and score them again without training).
 
 ## Limits
 
@@ -163,13 +184,17 @@ def main() -> None:
     ap.add_argument("--card-only", action="store_true")
     ap.add_argument("--cv-from", type=Path, default=None,
                     help="results JSON of benchmarks/segmentation_cellavision.py")
+    ap.add_argument("--shift-from", default="segmentation_shift",
+                    help="results name of benchmarks/segmentation_shift.py")
+    ap.add_argument("--parts-from", default="segmentation_parts",
+                    help="results name of benchmarks/segmentation_parts.py")
     args = ap.parse_args()
     dest = WEIGHTS / args.name if args.card_only else copy_run(args.run, args.name)
     if args.cv_from:
         record_cv(dest, args.cv_from)
     cfg = json.loads((dest / "config.json").read_text())
-    (dest / "MODEL_CARD.md").write_text(card(cfg, history(args.run), benchmark("segmentation_shift"),
-                                             benchmark("segmentation_parts")))
+    (dest / "MODEL_CARD.md").write_text(card(cfg, history(args.run), benchmark(args.shift_from),
+                                             benchmark(args.parts_from)))
     print(f"{'rewrote card of' if args.card_only else 'shipped'} {dest}")
 
 

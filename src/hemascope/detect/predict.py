@@ -135,10 +135,12 @@ def detect_fields(det: LoadedDetector, images: Sequence[np.ndarray], **kw) -> li
 
 def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
                      fusion: str = "wbf", iou: float = 0.55, scale: float | str = "auto",
-                     views: int = 1, balance: bool = True) -> Detections:
+                     views: int = 1, balance: bool = True, box_offsets: bool = True) -> Detections:
     """One field through every model (and ``views`` mirror views of it, test-time
     augmentation: :mod:`hemascope.detect.tta`), boxes fused with ``fusion`` (wbf, vote or
-    nms: :mod:`hemascope.detect.ensemble`); each view of each model is one member.
+    nms: :mod:`hemascope.detect.ensemble`); each view of each model is one member. Each
+    model's box-edge offsets (:mod:`hemascope.detect.calibrate`) apply unless ``box_offsets``
+    is off.
 
     Raises:
         ValueError: an unknown fusion or a number of views outside 1..4.
@@ -148,7 +150,8 @@ def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
     if fusion not in FUSIONS:
         raise ValueError(f"unknown fusion {fusion!r}; choose from {', '.join(FUSIONS)}")
     preds = [p for m in models
-             for p in detect_views(m, image, views=views, scale=scale, balance=balance)]
+             for p in detect_views(m, image, views=views, scale=scale, balance=balance,
+                                   box_offsets=box_offsets)]
     if len(preds) == 1:
         return preds[0]
     return FUSIONS[fusion](preds, iou=iou)

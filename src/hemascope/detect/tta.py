@@ -35,8 +35,10 @@ def flip_detections(d: Detections, height: int, width: int, *, horizontal: bool,
 
 
 def detect_views(det, image: np.ndarray, *, views: int = 4, scale="auto",
-                 balance: bool = True) -> list[Detections]:
-    """One prediction set per view (the first ``views`` of :data:`VIEWS`), all in field pixels.
+                 balance: bool = True, box_offsets: bool = True) -> list[Detections]:
+    """One prediction set per view (the first ``views`` of :data:`VIEWS`), all in field pixels,
+    with the model's box-edge offsets applied (:mod:`hemascope.detect.calibrate`; config
+    ``box_offsets``) unless ``box_offsets`` is off.
 
     Raises:
         ValueError: ``views`` outside 1..4.
@@ -47,9 +49,15 @@ def detect_views(det, image: np.ndarray, *, views: int = 4, scale="auto",
         raise ValueError(f"views must be 1..{len(VIEWS)}, got {views}")
     image = balanced(det, image, balance)  # once: mirroring keeps the background
     h, w = image.shape[:2]
+    offsets = det.config.get("box_offsets") if box_offsets else None
     out = []
     for horizontal, vertical in VIEWS[:views]:
         x = flip_image(image, horizontal=horizontal, vertical=vertical)
-        out.append(flip_detections(detect_field(det, x, scale=scale, balance=False), h, w,
-                                   horizontal=horizontal, vertical=vertical))
+        d = flip_detections(detect_field(det, x, scale=scale, balance=False), h, w,
+                            horizontal=horizontal, vertical=vertical)
+        if offsets:  # in field pixels, after the flip back: left stays left
+            from hemascope.detect.calibrate import apply_box_offsets
+
+            d = apply_box_offsets(d, offsets, det.classes, h, w)
+        out.append(d)
     return out

@@ -51,7 +51,7 @@ def load_fields(ds: DetectionSet, classes: Sequence[str], *, split: str | None =
 
 def evaluate_detector(models: Sequence[LoadedDetector], ds: DetectionSet, *,
                       split: str | None = None, fusion: str = "wbf", scale="auto",
-                      views: int = 1, balance: bool = True,
+                      views: int = 1, balance: bool = True, box_offsets: bool = True,
                       transform: Callable[[np.ndarray, np.ndarray, int], np.ndarray] | None = None,
                       fields: FieldSet | None = None) -> DetectorEvaluation:
     """COCO metrics + counting error of ``models`` (fused if several) on ``ds``.
@@ -61,6 +61,7 @@ def evaluate_detector(models: Sequence[LoadedDetector], ds: DetectionSet, *,
             (interference-factor robustness tests).
         views: mirror views per model (test-time augmentation, 1..4).
         balance: white-balance each field's background first (see :func:`detect_field`).
+        box_offsets: apply each model's box-edge offsets (:mod:`hemascope.detect.calibrate`).
         fields: already decoded fields (skips decoding when evaluating several variants).
     """
     classes = models[0].classes
@@ -72,7 +73,7 @@ def evaluate_detector(models: Sequence[LoadedDetector], ds: DetectionSet, *,
     for i, f in enumerate(fs.fields):
         img = f.image if transform is None else transform(f.image, f.boxes, i)
         preds.append(predict_ensemble(models, img, fusion=fusion, scale=scale, views=views,
-                                      balance=balance))
+                                      balance=balance, box_offsets=box_offsets))
     sec = (time.perf_counter() - t0) / max(len(fs.fields), 1)
     thr = models[0].config.get("count_thresholds")
     rep = detection_report([GroundTruth(f.boxes, f.labels) for f in fs.fields], preds, classes,

@@ -1,0 +1,94 @@
+"""Box-edge offsets: a detector's boxes moved onto one lab's annotation style.
+
+Annotators differ in how tightly they draw a box (a white cell with or without its faint
+cytoplasm edge), and a detector carries the habits of its training boxes. Matched to the
+boxes of a labelled set (IoU >= 0.5, one truth per prediction, most confident first), each
+class's predicted edges are off the truth by a typical fraction of the box: the median of
+``(truth x0 - predicted x0) / predicted width`` and likewise for y0 (height), x1 and y1.
+Those four medians per class are the offsets; applying them moves every edge of that class
+by its fraction of the box. A class with fewer than ``min_matches`` matches keeps its
+boxes. Pure numpy; the offsets live in the detector's config (``box_offsets``) and are
+applied after mirror views are flipped back (:func:`hemascope.detect.tta.detect_views`).
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from hemascope.detect.ensemble import Detections, iou_matrix
+
+#: Defaults of :func:`fit_box_offsets`.
+MATCH_IOU, MIN_SCORE, MIN_MATCHES = 0.5, 0.3, 20
+
+
+def edge_residuals(pred: Detections, truth_boxes: np.ndarray, truth_labels: np.ndarray,
+                   label: int, *, match_iou: float = MATCH_IOU,
+                   min_score: float = MIN_SCORE) -> np.ndarray:
+    """``(M, 4)`` edge residuals (truth minus prediction, in units of the predicted box's
+    width or height) of the predictions of one ``label`` (scored at least ``min_score``)
+    matched greedily to that label's truth boxes."""
+    keep = (np.asarray(pred.labels) == label) & (np.asarray(pred.scores) >= min_score)
+    boxes = np.asarray(pred.boxes, float).reshape(-1, 4)[keep]
+    scores = np.asarray(pred.scores, float)[keep]
+    truth = np.asarray(truth_boxes, float).reshape(-1, 4)[np.asarray(truth_labels) == label]
+    if not len(boxes) or not len(truth):
+        return np.zeros((0, 4))
+    ious = iou_matrix(boxes, truth)
+    used, out = set(), []
+    for i in np.argsort(-scores, kind="stable"):
+        j = int(np.argmax(ious[i]))
+        if ious[i, j] < match_iou or j in used:
+            continue
+        used.add(j)
+        w, h = boxes[i, 2] - boxes[i, 0], boxes[i, 3] - boxes[i, 1]
+        if w <= 0 or h <= 0:
+            continue
+        out.append((truth[j] - boxes[i]) / np.array([w, h, w, h]))
+    return np.array(out).reshape(-1, 4)
+
+
+def fit_box_offsets(preds: Sequence[Detections], truths: Sequence[tuple[np.ndarray, np.ndarray]],
+                    classes: Sequence[str], *, match_iou: float = MATCH_IOU,
+                    min_score: float = MIN_SCORE, min_matches: int = MIN_MATCHES) -> dict:
+    """Per class name, ``{"offsets": [dx0, dy0, dx1, dy1], "matches": n}`` from predictions
+    and their images' truth ``(boxes, labels)`` (labels ``1..C`` as the detector's); classes
+    with fewer than ``min_matches`` matches are left out.
+
+    Raises:
+        ValueError: predictions and truths of different lengths.
+    """
+    if len(preds) != len(truths):
+        raise ValueError(f"{len(preds)} predictions but {len(truths)} annotated images")
+    out = {}
+    for k, name in enumerate(classes, start=1):
+        res = [edge_residuals(p, b, lab, k, match_iou=match_iou, min_score=min_score)
+               for p, (b, lab) in zip(preds, truths)]
+        r = np.concatenate(res) if res else np.zeros((0, 4))
+        if len(r) >= min_matches:
+            out[name] = {"offsets": [round(float(v), 4) for v in np.median(r, axis=0)],
+                         "matches": int(len(r))}
+    return out
+
+
+def apply_box_offsets(d: Detections, offsets: Mapping[str, Mapping], classes: Sequence[str],
+                      height: int, width: int) -> Detections:
+    """``d`` with each box of a class in ``offsets`` moved edge by edge (fractions of its
+    own width / height), clipped to the image; a box the offsets would turn inside out keeps
+    its edges. Pure."""
+    if not len(d) or not offsets:
+        return d
+    table = np.zeros((len(classes) + 1, 4))
+    for k, name in enumerate(classes, start=1):
+        if name in offsets:
+            table[k] = offsets[name]["offsets"]
+    boxes = np.asarray(d.boxes, float).reshape(-1, 4)
+    labels = np.asarray(d.labels, np.int64)
+    wh = np.stack([boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]] * 2, axis=1)
+    moved = boxes + table[np.clip(labels, 0, len(classes))] * wh
+    moved[:, [0, 2]] = moved[:, [0, 2]].clip(0, width)
+    moved[:, [1, 3]] = moved[:, [1, 3]].clip(0, height)
+    bad = (moved[:, 2] <= moved[:, 0]) | (moved[:, 3] <= moved[:, 1])
+    moved[bad] = boxes[bad]
+    return Detections(moved, d.scores, d.labels)

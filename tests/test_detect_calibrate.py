@@ -83,3 +83,25 @@ def test_offsets_apply_in_field_pixels_after_mirror_views(monkeypatch, tmp_path)
         assert d.boxes[0] == pytest.approx([10, 10, 60, 50])  # left edge out by 0.25 x 40
     plain = detect_views(det, image, views=2, balance=False, box_offsets=False)
     assert all(d.boxes[0] == pytest.approx([20, 10, 60, 50]) for d in plain)
+
+
+def test_write_calibrated_copies_the_weights_and_records_the_offsets(tmp_path):
+    import json
+
+    from hemascope.detect.calibrate import write_calibrated
+    from hemascope.detect.predict import LoadedDetector
+
+    src = tmp_path / "det"
+    src.mkdir()
+    (src / "model.safetensors").write_bytes(b"weights")
+    (src / "config.json").write_text(json.dumps({"format": "hemascope-model/1", "task": "detection",
+                                                 "classes": CLASSES}))
+    (src / "MODEL_CARD.md").write_text("card of the uncalibrated model")
+    det = LoadedDetector(None, {"classes": CLASSES}, src)
+    off = {"WBC": {"offsets": [-0.02, 0.0, 0.04, 0.0], "matches": 62}}
+    out = write_calibrated(det, off, tmp_path / "cal", source="lab fields")
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["box_offsets"] == off and cfg["box_offsets_source"] == "lab fields"
+    assert (out / "model.safetensors").read_bytes() == b"weights"
+    assert not (out / "MODEL_CARD.md").exists()  # its card describes the other model
+    assert "box_offsets" not in json.loads((src / "config.json").read_text())  # input untouched

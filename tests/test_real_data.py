@@ -55,6 +55,22 @@ def test_pseudo_red_cells_join_cellavision_masks_off_the_white_cell(shared_data)
     assert with_rbc >= 6, with_rbc  # red cells surround most CellaVision cells
 
 
+def test_adapt_boxes_fits_offsets_on_cbc_val(shared_data, tmp_path):
+    import json
+
+    from hemascope.cli import main
+
+    out = tmp_path / "cal"
+    assert main(["adapt", "boxes", "--data", str(shared_data / "cbc"), "--split", "val",
+                 "--out", str(out), "--json", str(tmp_path / "s.json")]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert set(cfg["box_offsets"]) == {"WBC", "RBC", "Platelets"}
+    assert cfg["box_offsets"]["RBC"]["matches"] > 500  # most of the val red cells matched
+    assert all(abs(v) < 0.2 for o in cfg["box_offsets"].values() for v in o["offsets"])
+    assert main(["adapt", "boxes", "--data", str(shared_data / "cbc"), "--split", "nope",
+                 "--out", str(tmp_path / "x")]) == 1
+
+
 def test_wbcatt_official_split(shared_data):
     info = inspect_dataset(shared_data / "wbcatt", check="none")
     assert info.split_counts == {"train": 6169, "val": 1030, "test": 3099}

@@ -119,7 +119,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     from hemascope.adapt.uda import METHODS, UdaConfig
 
     u = UdaConfig()
-    ad = groups.add_parser("adapt", help="unsupervised domain adaptation (AdaBN, SHOT, DANN, MMD; classifiers and attribute models)",
+    ad = groups.add_parser("adapt", help="unsupervised domain adaptation (AdaBN, SHOT, DANN, MMD; classifiers and attribute models) and detector box calibration",
                            formatter_class=Formatter)
     verbs = ad.add_subparsers(dest="verb", metavar="METHOD", required=True)
     bn = verbs.add_parser(
@@ -164,6 +164,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                            "max_images", "seed", "threads"))
     sh.set_defaults(handler=_uda, method="shot")
     _register_attributes(verbs)
+    _register_boxes(verbs)
 
 
 #: the settings of DANN / MMD runs that are flags
@@ -175,6 +176,57 @@ def _config_flags(p: argparse.ArgumentParser, cfg, names) -> None:
     for name in names:
         p.add_argument("--" + name.replace("_", "-"), type=type(getattr(cfg, name)),
                        default=getattr(cfg, name), help=name.replace("_", " "))
+
+
+def _register_boxes(verbs) -> None:
+    from hemascope.detect.calibrate import MIN_MATCHES
+
+    bx = verbs.add_parser(
+        "boxes", formatter_class=Formatter,
+        help="move a detector's box edges onto a lab's annotation style (a few annotated fields)",
+        description="Fit per-class box-edge offsets of a detector on annotated fields of a lab "
+                    "(the median of how far each matched box edge lies from the annotators', "
+                    "in units of the box) and write a copy of the detector that applies them. "
+                    "For annotators who draw boxes tighter or looser than the detector's "
+                    "training boxes; score the result with `evaluate detector` on other "
+                    "fields than --data.")
+    bx.add_argument("--data", required=True, help="annotated fields (VOC, COCO, YOLO, CVAT)")
+    bx.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "yolo", "cvat"),
+                    help="layout of --data")
+    bx.add_argument("--split", default=None, help="only this split of --data (e.g. val)")
+    bx.add_argument("--model", default="default", help="detector folder or 'default'")
+    bx.add_argument("--out", required=True, help="calibrated detector folder to write")
+    bx.add_argument("--min-matches", type=number(int, 1), default=MIN_MATCHES,
+                    help="a class with fewer matched boxes keeps its boxes")
+    add_json_option(bx)
+    bx.set_defaults(handler=_adapt_boxes)
+
+
+def _adapt_boxes(args: argparse.Namespace) -> int:
+    from hemascope.data import load_dataset
+    from hemascope.detect.calibrate import calibrate_detector, write_calibrated
+    from hemascope.detect.predict import load_detector
+    from hemascope.io.atomic import check_output_folder
+
+    check_output_folder(args.out, not_inside=[args.data])
+    det = load_detector(args.model)
+    ds = load_dataset(args.data, format=args.format)
+    fit = calibrate_detector(det, ds, split=args.split, min_matches=args.min_matches)
+    source = f"{args.data}" + (f" ({args.split})" if args.split else "")
+    write_calibrated(det, fit["offsets"], args.out, source=source)
+    summary = {"out": args.out, "n_images": fit["n_images"], "offsets": fit["offsets"]}
+    if args.json:
+        emit_json(summary, args.json)
+    else:
+        print(f"fitted on {fit['n_images']} fields; box-edge offsets (x0, y0, x1, y1, fractions "
+              "of the box):")
+        for c in det.classes:
+            o = fit["offsets"].get(c)
+            print(f"  {c:<12} " + (" ".join(f"{v:+.3f}" for v in o["offsets"])
+                                   + f"  ({o['matches']} boxes)" if o else
+                                   f"kept as predicted (fewer than {args.min_matches} matched boxes)"))
+        print(f"wrote {args.out}; use it with --model/--detector {args.out}")
+    return 0
 
 
 def _register_attributes(verbs) -> None:

@@ -13,6 +13,7 @@ applied after mirror views are flipped back (:func:`hemascope.detect.tta.detect_
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence
 
 import numpy as np
@@ -92,3 +93,45 @@ def apply_box_offsets(d: Detections, offsets: Mapping[str, Mapping], classes: Se
     bad = (moved[:, 2] <= moved[:, 0]) | (moved[:, 3] <= moved[:, 1])
     moved[bad] = boxes[bad]
     return Detections(moved, d.scores, d.labels)
+
+
+def calibrate_detector(det, ds, *, split: str | None = None, scale="auto", balance: bool = True,
+                       min_matches: int = MIN_MATCHES) -> dict:
+    """Fit box-edge offsets of a loaded detector on an annotated set (or one split of it):
+    its boxes as inference makes them (1 view; offsets it already has ignored) against the
+    set's. Returns ``{"offsets", "n_images", "matches"}``.
+
+    Raises:
+        DatasetError: the split is absent, the set empty, or its labels map to none of the
+            detector's classes (:func:`hemascope.evaluate.detector.load_fields`).
+    """
+    from hemascope.evaluate.detector import evaluate_detector, load_fields
+
+    fields = load_fields(ds, det.classes, split=split)
+    ev = evaluate_detector([det], ds, fields=fields, scale=scale, balance=balance,
+                           box_offsets=False)
+    offsets = fit_box_offsets(ev.predictions, [(f.boxes, f.labels) for f in fields.fields],
+                              det.classes, min_matches=min_matches)
+    return {"offsets": offsets, "n_images": len(fields.fields)}
+
+
+def write_calibrated(det, offsets: dict, out, *, source: str) -> Path:
+    """A copy of the detector folder ``det.path`` at ``out`` whose config carries ``offsets``
+    (``box_offsets``) and where they came from (``box_offsets_source``)."""
+    import shutil
+
+    from hemascope.io.atomic import write_json
+    from hemascope.models.artifact import read_config
+
+    src, dst = Path(det.path), Path(out)
+    dst.mkdir(parents=True, exist_ok=True)
+    for f in src.iterdir():
+        if f.is_file() and f.name not in ("config.json", "MODEL_CARD.md"):
+            tmp = dst / (f.name + ".part")
+            shutil.copyfile(f, tmp)
+            tmp.replace(dst / f.name)
+    cfg = read_config(src)
+    cfg["box_offsets"] = offsets
+    cfg["box_offsets_source"] = source
+    write_json(dst / "config.json", cfg)
+    return dst

@@ -179,6 +179,7 @@ def _config_flags(p: argparse.ArgumentParser, cfg, names) -> None:
 
 
 def _register_boxes(verbs) -> None:
+    from hemascope.cli.detect import add_field_data_options
     from hemascope.detect.calibrate import MIN_MATCHES
 
     bx = verbs.add_parser(
@@ -190,10 +191,7 @@ def _register_boxes(verbs) -> None:
                     "For annotators who draw boxes tighter or looser than the detector's "
                     "training boxes; score the result with `evaluate detector` on other "
                     "fields than --data.")
-    bx.add_argument("--data", required=True, help="annotated fields (VOC, COCO, YOLO, CVAT)")
-    bx.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "yolo", "cvat"),
-                    help="layout of --data")
-    bx.add_argument("--split", default=None, help="only this split of --data (e.g. val)")
+    add_field_data_options(bx, split_example="val")
     bx.add_argument("--model", default="default", help="detector folder or 'default'")
     bx.add_argument("--out", required=True, help="calibrated detector folder to write")
     bx.add_argument("--min-matches", type=number(int, 1), default=MIN_MATCHES,

@@ -44,13 +44,19 @@ def register_evaluate(verbs: argparse._SubParsersAction) -> None:
                     "map75, mar100, per_class AP, counting MAE per class, PR curves at IoU "
                     "0.5/0.75/0.9, images/s. Several --model options are fused into an ensemble "
                     "(--fusion). Labels are mapped onto the model's classes via the taxonomy.")
-    ev.add_argument("--data", required=True, help="annotated fields (VOC, COCO, YOLO, CVAT)")
-    ev.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "yolo", "cvat"),
-                    help="layout of --data")
-    ev.add_argument("--split", default=None, help="only this split of --data (e.g. test)")
+    add_field_data_options(ev, split_example="test")
     _model_options(ev, multiple=True)
     add_json_option(ev)
     ev.set_defaults(handler=_evaluate)
+
+
+def add_field_data_options(p: argparse.ArgumentParser, *, split_example: str) -> None:
+    """``--data``, ``--format`` and ``--split``: a set of annotated smear fields."""
+    p.add_argument("--data", required=True, help="annotated fields (VOC, COCO, YOLO, CVAT)")
+    p.add_argument("--format", default="auto", choices=("auto", "voc", "coco", "yolo", "cvat"),
+                   help="layout of --data")
+    p.add_argument("--split", default=None,
+                   help=f"only this split of --data (e.g. {split_example})")
 
 
 def _model_options(p: argparse.ArgumentParser, *, multiple: bool = False) -> None:

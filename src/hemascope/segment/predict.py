@@ -113,6 +113,54 @@ def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
     return out
 
 
+#: :func:`adapt_batchnorm` needs at least this many images (batch-norm statistics of fewer
+#: say little about a lab).
+MIN_ADAPT_IMAGES = 8
+
+
+def adapt_batchnorm(loaded: LoadedModel, images: Sequence[np.ndarray], *, balance: bool = True,
+                    mirror: bool = MIRROR_MARGINS, limit: int = 400, seed: int = 0) -> LoadedModel:
+    """A copy of the part model whose batch-norm statistics are re-estimated on ``images``
+    (AdaBN, :mod:`hemascope.adapt.batchnorm`; no labels): each image prepared as
+    :func:`segment_arrays` prepares it (flat margins mirrored, white balance), resized to
+    the model's input. At most ``limit`` images (a seeded sample) are used. The copy's
+    config records ``adapted``.
+
+    Raises:
+        ValueError: fewer than :data:`MIN_ADAPT_IMAGES` images.
+    """
+    import copy
+
+    from hemascope.adapt.batchnorm import reestimate_batchnorm
+    from hemascope.segment.data import resize_pair
+
+    if len(images) < MIN_ADAPT_IMAGES:
+        raise ValueError(f"adapting the part model needs at least {MIN_ADAPT_IMAGES} images of "
+                         f"the lab, got {len(images)}")
+    pick = (np.sort(np.random.default_rng(seed).choice(len(images), limit, replace=False))
+            if len(images) > limit else np.arange(len(images)))
+    cfg = loaded.config
+    size = int(cfg["image_size"])
+    prepared = []
+    for i in pick:
+        im = np.asarray(images[int(i)])
+        if mirror:
+            from hemascope.segment.margins import flat_margins, mirror_margins
+
+            im = mirror_margins(im, flat_margins(im))
+        if balance and cfg.get("background"):
+            from hemascope.stain.background import balance_background
+
+            im = balance_background(im, cfg["background"])
+        prepared.append(resize_pair(im, None, size)[0])
+    model = copy.deepcopy(loaded.model)
+    mean = torch.tensor(cfg["mean"], dtype=torch.float32)
+    std = torch.tensor(cfg["std"], dtype=torch.float32)
+    n = reestimate_batchnorm(model, np.stack(prepared), mean, std, batch_size=32)
+    new_cfg = {**cfg, "adapted": {"method": "bn", "images": int(len(prepared)), "layers": n}}
+    return LoadedModel(model.eval(), new_cfg, loaded.path)
+
+
 def _segment(loaded: LoadedModel, images: Sequence[np.ndarray], *, return_probs: bool,
              batch_size: int, at_input_size: bool) -> list[np.ndarray]:
     from hemascope.segment.data import resize_pair

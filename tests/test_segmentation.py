@@ -360,6 +360,27 @@ def test_other_parts_option_is_checked_and_trains_the_extra_classes(cells_with_m
     assert off["trained_classes"] == ["background", "nucleus", "cytoplasm"]
 
 
+def test_adapt_batchnorm_changes_a_copy_only(tmp_path):
+    from hemascope.models.artifact import LoadedModel
+    from hemascope.segment.predict import adapt_batchnorm
+
+    torch.manual_seed(0)
+    model = UNet(6, width=4).eval()
+    cfg = {"image_size": 32, "mean": [0.5] * 3, "std": [0.25] * 3, "classes": PARTS}
+    loaded = LoadedModel(model, cfg, tmp_path)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    cells = [make_cell("monocyte", seed=i, size=48).image for i in range(8)]
+    adapted = adapt_batchnorm(loaded, cells)
+    assert adapted.config["adapted"] == {"method": "bn", "images": 8, "layers": 18}
+    first = model.down[0][1]
+    new_first = adapted.model.down[0][1]
+    assert not torch.allclose(new_first.running_mean, first.running_mean)
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())  # original kept
+    assert torch.equal(adapted.model.down[0][0].weight, model.down[0][0].weight)  # weights kept
+    with pytest.raises(ValueError, match="at least 8 images"):
+        adapt_batchnorm(loaded, cells[:3])
+
+
 def test_pseudo_labels_make_a_training_folder(tmp_path):
     src = tmp_path / "cells"
     for i, kind in enumerate(["neutrophil", "monocyte"]):

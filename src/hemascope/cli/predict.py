@@ -109,6 +109,9 @@ def _evaluate_segmentation(args: argparse.Namespace) -> int:
         print(f"{rep.n_images} images: mIoU {rep.miou:.4f}")
         for c, v in rep.per_class.items():
             print(f"{c:<12} IoU {v['iou']:.4f}  F1 {v['f1']:.4f}")
+        if rep.merged:
+            print("no mask holds " + ", ".join(rep.merged) + ": predicted, they count as "
+                  + ", ".join(f"{c} ({p})" for p, c in rep.merged.items()))
     for path, reason in list(ev.errors.items())[:20]:
         print(f"skipped {path}: {reason}", file=sys.stderr)
     return 0

@@ -318,6 +318,20 @@ def test_add_pseudo_parts_writes_red_cells_only_where_the_expert_saw_other():
         add_pseudo_parts(c.image, expert, ["nucleus"])
 
 
+def test_a_set_that_annotates_red_cells_gets_no_pseudo_red_cells(tmp_path):
+    from hemascope.segment.data import annotated_parts, find_mask_pairs, load_pairs
+
+    for i, seed in enumerate((0, 1)):  # red cells annotated in one mask, absent in the other
+        c = make_cell("lymphocyte", seed=seed, size=96)
+        write_image(tmp_path / "images" / f"{i}.png", c.image)
+        write_image(tmp_path / "masks" / f"{i}.png", c.mask if i == 0 else
+                    np.where(c.mask == 5, 0, c.mask))
+    pairs, _ = find_mask_pairs(tmp_path)
+    assert annotated_parts(pairs) == {"background", "nucleus", "cytoplasm", "rbc"}
+    _, masks, _ = load_pairs(pairs, 64, other_parts=["rbc"])
+    assert (masks[0] == 5).any() and not (masks[1] == 5).any()  # the second keeps its "other"
+
+
 def test_report_scores_parts_the_truth_cannot_hold_as_their_coarse_class():
     from hemascope.taxonomy import CELL_PARTS
 

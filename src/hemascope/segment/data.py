@@ -86,12 +86,29 @@ def resize_pair(image: np.ndarray, mask: np.ndarray | None, size: int
     return img, m
 
 
+def annotated_parts(pairs: Sequence[MaskPair]) -> set[str]:
+    """Names of the parts that at least one readable mask of ``pairs`` holds."""
+    from hemascope.taxonomy import CELL_PARTS
+
+    held: set[int] = set()
+    for p in pairs:
+        try:
+            held.update(int(v) for v in np.unique(read_part_mask(p.mask)))
+        except ImageReadError:
+            continue  # load_pairs reports it
+    names = list(CELL_PARTS.classes)
+    return {names[i] for i in held if 0 <= i < len(names)}
+
+
 def load_pairs(pairs: list[MaskPair], size: int, *, other_parts: Sequence[str] = ()
                ) -> tuple[np.ndarray, np.ndarray, dict[str, str]]:
     """Stacked ``(N, size, size, 3)`` images and ``(N, size, size)`` masks; bad pairs skipped.
-    ``other_parts`` (``vacuole``, ``platelet``, ``rbc``) are added to masks that lack them
-    as classical pseudo-labels (:func:`hemascope.segment.parts.add_pseudo_parts`), at the
-    image's own size before resizing."""
+    ``other_parts`` (``vacuole``, ``platelet``, ``rbc``) are added to the masks as classical
+    pseudo-labels (:func:`hemascope.segment.parts.add_pseudo_parts`), at the image's own
+    size before resizing; a part that any mask of the set holds is annotated, so it is
+    pseudo-labelled in none of them."""
+    if other_parts:
+        other_parts = [p for p in other_parts if p not in annotated_parts(pairs)]
     images, masks, errors = [], [], {}
     for p in pairs:
         try:

@@ -105,3 +105,7 @@ def test_write_calibrated_copies_the_weights_and_records_the_offsets(tmp_path):
     assert (out / "model.safetensors").read_bytes() == b"weights"
     assert not (out / "MODEL_CARD.md").exists()  # its card describes the other model
     assert "box_offsets" not in json.loads((src / "config.json").read_text())  # input untouched
+    from hemascope.errors import HemascopeError
+
+    with pytest.raises(HemascopeError, match="own folder"):
+        write_calibrated(det, off, src, source="x")

@@ -202,12 +202,14 @@ def _register_boxes(verbs) -> None:
 
 def _adapt_boxes(args: argparse.Namespace) -> int:
     from hemascope.data import load_dataset
-    from hemascope.detect.calibrate import calibrate_detector, write_calibrated
+    from hemascope.detect.calibrate import (calibrate_detector, check_calibrated_out,
+                                            write_calibrated)
     from hemascope.detect.predict import load_detector
     from hemascope.io.atomic import check_output_folder
 
     check_output_folder(args.out, not_inside=[args.data])
     det = load_detector(args.model)
+    check_calibrated_out(det, args.out)
     ds = load_dataset(args.data, format=args.format)
     fit = calibrate_detector(det, ds, split=args.split, min_matches=args.min_matches)
     source = f"{args.data}" + (f" ({args.split})" if args.split else "")

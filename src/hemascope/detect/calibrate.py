@@ -115,14 +115,32 @@ def calibrate_detector(det, ds, *, split: str | None = None, scale="auto", balan
     return {"offsets": offsets, "n_images": len(fields.fields)}
 
 
+def check_calibrated_out(det, out) -> None:
+    """Refuse to write a calibrated copy over the detector's own folder (before any work).
+
+    Raises:
+        HemascopeError: ``out`` is ``det.path``.
+    """
+    from hemascope.errors import HemascopeError
+
+    if Path(out).resolve() == Path(det.path).resolve():
+        raise HemascopeError(f"{out} is the detector's own folder: write the calibrated copy "
+                             "to another folder (the input model is never overwritten)")
+
+
 def write_calibrated(det, offsets: dict, out, *, source: str) -> Path:
     """A copy of the detector folder ``det.path`` at ``out`` whose config carries ``offsets``
-    (``box_offsets``) and where they came from (``box_offsets_source``)."""
+    (``box_offsets``) and where they came from (``box_offsets_source``).
+
+    Raises:
+        HemascopeError: ``out`` is the detector's own folder.
+    """
     import shutil
 
     from hemascope.io.atomic import write_json
     from hemascope.models.artifact import read_config
 
+    check_calibrated_out(det, out)
     src, dst = Path(det.path), Path(out)
     dst.mkdir(parents=True, exist_ok=True)
     for f in src.iterdir():

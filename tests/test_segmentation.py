@@ -580,6 +580,40 @@ def test_segment_arrays_balances_and_zooms_onto_the_training_cells(monkeypatch):
     assert only[30, 30] == 0 and only[150, 160] == PARTS.index("nucleus")
 
 
+def test_zoom_pass_keeps_red_cells_that_its_window_cuts(monkeypatch):
+    """The second pass decides the cell's parts; a red cell crossing the window's edge keeps
+    the first pass's label on both sides."""
+    from hemascope.models.artifact import LoadedModel
+    from hemascope.segment import predict
+    from hemascope.train.segmentation import PARTS
+
+    rbc, nucleus = PARTS.index("rbc"), PARTS.index("nucleus")
+    h = w = 200
+    first = np.zeros((h, w), np.uint8)
+    first[95:105, 95:105] = nucleus  # a small cell: the zoom window is about 3 times smaller
+    first[60:140, 120:190] = rbc  # a red cell across the window's right edge (x 133)
+    calls = []
+
+    def fake(m, ims, **kw):
+        calls.append(1)
+        if len(calls) == 1:
+            return [first.copy()]
+        side = np.asarray(ims[0]).shape[0]
+        second = np.zeros((side, side), np.uint8)  # sees no red cell, a larger nucleus
+        c = side // 2
+        second[c - 20:c + 20, c - 20:c + 20] = nucleus
+        return [second]
+
+    monkeypatch.setattr(predict, "_segment", fake)
+    cfg = {"image_size": 64, "mean": [0.5] * 3, "std": [0.2] * 3, "classes": PARTS,
+           "cell_fraction": 0.2}
+    out = predict.segment_arrays(LoadedModel(None, cfg, None), [np.full((h, w, 3), 200, np.uint8)],
+                                 balance=False, mirror=False, centre=False)[0]
+    assert len(calls) == 2  # the zoom pass ran
+    assert (out[60:140, 120:190] == rbc).all()  # the red cell is whole
+    assert out[100, 100] == nucleus and (out == nucleus).sum() > 100  # the window's cell
+
+
 def _photo(h, w, seed=0):
     """A stand-in for a photographed field: background with camera noise."""
     rng = np.random.default_rng(seed)

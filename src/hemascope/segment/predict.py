@@ -69,7 +69,8 @@ def segment_arrays(loaded: LoadedModel, images: Sequence[np.ndarray], *,
     that record ``cell_fraction``) adds a second pass for a cell much smaller or larger in
     its image than the training cells: the window around the centre cell (padded with the
     border colour where it leaves the image) that gives it the training share is segmented
-    and pasted over the first pass. With a model trained down to half size
+    and pasted over the first pass where either pass sees a cell part (elsewhere the first
+    pass keeps its background, red cells and platelets). With a model trained down to half size
     (``min_scale``) it pays on CellaVision cells under simulated magnification changes
     (``benchmarks/segmentation_shift.py``), so it is on by default. ``zoom`` needs maps at
     the image's size, so it is skipped with ``at_input_size``. ``centre`` keeps the parts of
@@ -243,8 +244,18 @@ def _rezoom(loaded: LoadedModel, image: np.ndarray, first: np.ndarray, *,
         window[iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0] = image[iy0:iy1, ix0:ix1]
     second = _segment(loaded, [window], return_probs=return_probs, batch_size=1,
                       at_input_size=False)[0]
+    inner = second[..., iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
     out = first.copy()
-    out[..., iy0:iy1, ix0:ix1] = second[..., iy0 - y0:iy1 - y0, ix0 - x0:ix1 - x0]
+    # the window decides the cell's parts; where neither pass sees a cell part, the first
+    # pass's label stays, so red cells and platelets cut by the window's edge stay whole
+    from hemascope.segment.outline import part_indices
+
+    cell, _ = part_indices(loaded.config["classes"])
+    lab_in = inner.argmax(0) if return_probs else inner
+    lab_first = labels[iy0:iy1, ix0:ix1]
+    take = np.isin(lab_in, cell) | np.isin(lab_first, cell)
+    region = out[..., iy0:iy1, ix0:ix1]
+    region[..., take] = inner[..., take]
     return out
 
 

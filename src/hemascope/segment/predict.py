@@ -131,9 +131,8 @@ def adapt_batchnorm(loaded: LoadedModel, images: Sequence[np.ndarray], *, balanc
     CellaVision CV, re-estimated on each fold's 20 shifted cells): nucleus IoU fell under
     every simulated shift, cytoplasm IoU under all but defocus, and both collapsed on cells
     of another size (enlarged x1.4: 0.936 / 0.857 -> 0.625 / 0.511); a likely reason, not
-    tested, is that
-    the U-Net's feature statistics carry how much of the frame the cell fills. So no CLI
-    offers it; it stays for that benchmark.
+    tested, is that the U-Net's feature statistics carry how much of the frame the cell
+    fills. So no CLI offers it; it stays for that benchmark.
 
     Raises:
         ValueError: fewer than :data:`MIN_ADAPT_IMAGES` images.

@@ -43,6 +43,25 @@ def test_fit_finds_the_annotators_habit_and_applying_it_recovers_their_boxes():
         fit_box_offsets(preds, truths[:3], CLASSES)
 
 
+def test_only_significant_edges_move_by_default():
+    """Truth boxes that differ from the predictions by noise alone: the medians are not
+    zero, but their bootstrap intervals hold zero, so no edge moves unless keep="all"."""
+    rng = np.random.default_rng(1)
+    preds, truths = [], []
+    for _ in range(6):
+        xy = rng.uniform(10, 300, (4, 2))
+        pred = np.concatenate([xy, xy + 40], 1)
+        preds.append(Detections(pred, np.full(4, 0.9), np.ones(4, int)))
+        truths.append((pred + rng.normal(0, 2, pred.shape), np.ones(4, int)))
+    sig = fit_box_offsets(preds, truths, CLASSES)["WBC"]
+    every = fit_box_offsets(preds, truths, CLASSES, keep="all")["WBC"]
+    assert sig["offsets"] == [0.0] * 4 and any(abs(v) > 1e-3 for v in every["offsets"])
+    low, high = np.array(sig["interval"])
+    assert (low < 0).all() and (high > 0).all()
+    with pytest.raises(ValueError, match="keep must be"):
+        fit_box_offsets(preds, truths, CLASSES, keep="some")
+
+
 def test_unmatched_and_low_score_boxes_do_not_count():
     pred = Detections(np.array([[0, 0, 10, 10], [50, 50, 60, 60], [0, 0, 10, 10.0]]),
                       np.array([0.9, 0.9, 0.1]), np.array([1, 1, 1]))

@@ -180,7 +180,7 @@ def _config_flags(p: argparse.ArgumentParser, cfg, names) -> None:
 
 def _register_boxes(verbs) -> None:
     from hemascope.cli.detect import add_field_data_options
-    from hemascope.detect.calibrate import MIN_MATCHES
+    from hemascope.detect.calibrate import KEEP, MIN_MATCHES
 
     bx = verbs.add_parser(
         "boxes", formatter_class=Formatter,
@@ -196,6 +196,9 @@ def _register_boxes(verbs) -> None:
     bx.add_argument("--out", required=True, help="calibrated detector folder to write")
     bx.add_argument("--min-matches", type=number(int, 1), default=MIN_MATCHES,
                     help="a class with fewer matched boxes keeps its boxes")
+    bx.add_argument("--keep", default="significant", choices=KEEP,
+                    help="edges moved: only those whose median offset is significant (its "
+                         "bootstrap 95 %% interval excludes zero), or all")
     add_json_option(bx)
     bx.set_defaults(handler=_adapt_boxes)
 
@@ -211,7 +214,8 @@ def _adapt_boxes(args: argparse.Namespace) -> int:
     det = load_detector(args.model)
     check_calibrated_out(det, args.out)
     ds = load_dataset(args.data, format=args.format)
-    fit = calibrate_detector(det, ds, split=args.split, min_matches=args.min_matches)
+    fit = calibrate_detector(det, ds, split=args.split, min_matches=args.min_matches,
+                             keep=args.keep)
     source = f"{args.data}" + (f" ({args.split})" if args.split else "")
     write_calibrated(det, fit["offsets"], args.out, source=source)
     summary = {"out": args.out, "n_images": fit["n_images"], "offsets": fit["offsets"]}

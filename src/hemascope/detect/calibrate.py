@@ -7,8 +7,11 @@ class's predicted edges are off the truth by a typical fraction of the box: the 
 ``(truth x0 - predicted x0) / predicted width`` and likewise for y0 (height), x1 and y1.
 Those four medians per class are the offsets; applying them moves every edge of that class
 by its fraction of the box. A class with fewer than ``min_matches`` matches keeps its
-boxes. Pure numpy; the offsets live in the detector's config (``box_offsets``) and are
-applied after mirror views are flipped back (:func:`hemascope.detect.tta.detect_views`).
+boxes. By default (``keep="significant"``) an edge moves only when the bootstrap 95 %
+interval of its median excludes zero, so that a few fields of the detector's own style do
+not move boxes by noise; ``keep="all"`` moves every edge by its median. Pure numpy; the
+offsets live in the detector's config (``box_offsets``) and are applied after mirror views
+are flipped back (:func:`hemascope.detect.tta.detect_views`).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from hemascope.detect.ensemble import Detections, iou_matrix
 
 #: Defaults of :func:`fit_box_offsets`.
 MATCH_IOU, MIN_SCORE, MIN_MATCHES = 0.5, 0.3, 20
+#: Which edges :func:`fit_box_offsets` moves: those whose median is significant, or all.
+KEEP = ("significant", "all")
+BOOTSTRAP = 1000
 
 
 def edge_residuals(pred: Detections, truth_boxes: np.ndarray, truth_labels: np.ndarray,
@@ -50,26 +56,43 @@ def edge_residuals(pred: Detections, truth_boxes: np.ndarray, truth_labels: np.n
     return np.array(out).reshape(-1, 4)
 
 
+def median_interval(r: np.ndarray, *, n_boot: int = BOOTSTRAP, seed: int = 0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """Bootstrap 95 % interval ``(low, high)`` of the column medians of ``r`` ``(M, K)``."""
+    rng = np.random.default_rng(seed)
+    meds = np.median(r[rng.integers(0, len(r), (n_boot, len(r)))], axis=1)
+    return np.quantile(meds, 0.025, axis=0), np.quantile(meds, 0.975, axis=0)
+
+
 def fit_box_offsets(preds: Sequence[Detections], truths: Sequence[tuple[np.ndarray, np.ndarray]],
                     classes: Sequence[str], *, match_iou: float = MATCH_IOU,
-                    min_score: float = MIN_SCORE, min_matches: int = MIN_MATCHES) -> dict:
-    """Per class name, ``{"offsets": [dx0, dy0, dx1, dy1], "matches": n}`` from predictions
-    and their images' truth ``(boxes, labels)`` (labels ``1..C`` as the detector's); classes
-    with fewer than ``min_matches`` matches are left out.
+                    min_score: float = MIN_SCORE, min_matches: int = MIN_MATCHES,
+                    keep: str = "significant") -> dict:
+    """Per class name, ``{"offsets": [dx0, dy0, dx1, dy1], "matches": n, "interval": [[low
+    x4], [high x4]]}`` from predictions and their images' truth ``(boxes, labels)`` (labels
+    ``1..C`` as the detector's); classes with fewer than ``min_matches`` matches are left
+    out. With ``keep="significant"`` an edge whose interval holds zero gets offset 0.
 
     Raises:
-        ValueError: predictions and truths of different lengths.
+        ValueError: predictions and truths of different lengths, or an unknown ``keep``.
     """
     if len(preds) != len(truths):
         raise ValueError(f"{len(preds)} predictions but {len(truths)} annotated images")
+    if keep not in KEEP:
+        raise ValueError(f"keep must be one of {KEEP}, not {keep!r}")
     out = {}
     for k, name in enumerate(classes, start=1):
         res = [edge_residuals(p, b, lab, k, match_iou=match_iou, min_score=min_score)
                for p, (b, lab) in zip(preds, truths)]
         r = np.concatenate(res) if res else np.zeros((0, 4))
         if len(r) >= min_matches:
-            out[name] = {"offsets": [round(float(v), 4) for v in np.median(r, axis=0)],
-                         "matches": int(len(r))}
+            med = np.median(r, axis=0)
+            low, high = median_interval(r)
+            if keep == "significant":
+                med = np.where((low > 0) | (high < 0), med, 0.0)
+            out[name] = {"offsets": [round(float(v), 4) for v in med], "matches": int(len(r)),
+                         "interval": [[round(float(v), 4) for v in low],
+                                      [round(float(v), 4) for v in high]]}
     return out
 
 
@@ -96,7 +119,7 @@ def apply_box_offsets(d: Detections, offsets: Mapping[str, Mapping], classes: Se
 
 
 def calibrate_detector(det, ds, *, split: str | None = None, scale="auto", balance: bool = True,
-                       min_matches: int = MIN_MATCHES) -> dict:
+                       min_matches: int = MIN_MATCHES, keep: str = "significant") -> dict:
     """Fit box-edge offsets of a loaded detector on an annotated set (or one split of it):
     its boxes as inference makes them (1 view; offsets it already has ignored) against the
     set's. Returns ``{"offsets", "n_images", "matches"}``.
@@ -111,7 +134,7 @@ def calibrate_detector(det, ds, *, split: str | None = None, scale="auto", balan
     ev = evaluate_detector([det], ds, fields=fields, scale=scale, balance=balance,
                            box_offsets=False)
     offsets = fit_box_offsets(ev.predictions, [(f.boxes, f.labels) for f in fields.fields],
-                              det.classes, min_matches=min_matches)
+                              det.classes, min_matches=min_matches, keep=keep)
     return {"offsets": offsets, "n_images": len(fields.fields)}
 
 

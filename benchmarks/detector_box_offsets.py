@@ -100,7 +100,7 @@ def main() -> None:
                 + " | ".join(f"{s['ap'][c]:.3f}" for c in classes) + " |")
 
     head = ("| boxes | mAP50:95 | mAP50 | mAP75 | " + " | ".join(f"AP50:95 {c}" for c in classes)
-            + " |\n|---|---|---|---|---|" + "---|" * len(classes))
+            + " |\n|---|---|---|---|" + "---|" * len(classes))
     off_rows = "\n".join(f"| {c} | {v['matches']} | " + " | ".join(f"{x:+.3f}" for x in v["offsets"])
                          + " |" for c, v in offsets.items())
     table = f"""## Box-edge offsets for `{args.model}` fitted on CBC val (edges moved: {args.keep})

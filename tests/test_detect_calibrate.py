@@ -128,3 +128,20 @@ def test_write_calibrated_copies_the_weights_and_records_the_offsets(tmp_path):
 
     with pytest.raises(HemascopeError, match="own folder"):
         write_calibrated(det, off, src, source="x")
+
+
+def test_adapt_boxes_refuses_single_cell_labels(tmp_path, capsys):
+    from hemascope.cli import main
+    from hemascope.data import load_dataset
+    from hemascope.errors import DatasetError
+    from hemascope.evaluate.detector import load_fields
+    from hemascope.io.image import write_image
+
+    for cls in ("neutrophil", "lymphocyte"):
+        write_image(tmp_path / "cells" / cls / "a.png", np.full((32, 32, 3), 200, np.uint8))
+    assert main(["adapt", "boxes", "--data", str(tmp_path / "cells"), "--out",
+                 str(tmp_path / "out")]) == 1
+    assert "not an annotated detection set" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    with pytest.raises(DatasetError, match="not an annotated detection set"):
+        load_fields(load_dataset(tmp_path / "cells"), CLASSES)

@@ -204,7 +204,7 @@ def _register_boxes(verbs) -> None:
 
 
 def _adapt_boxes(args: argparse.Namespace) -> int:
-    from hemascope.data import load_dataset
+    from hemascope.cli.detect import load_field_set
     from hemascope.detect.calibrate import (calibrate_detector, check_calibrated_out,
                                             write_calibrated)
     from hemascope.detect.predict import load_detector
@@ -213,7 +213,7 @@ def _adapt_boxes(args: argparse.Namespace) -> int:
     check_output_folder(args.out, not_inside=[args.data])
     det = load_detector(args.model)
     check_calibrated_out(det, args.out)
-    ds = load_dataset(args.data, format=args.format)
+    ds = load_field_set(args)
     fit = calibrate_detector(det, ds, split=args.split, min_matches=args.min_matches,
                              keep=args.keep)
     source = f"{args.data}" + (f" ({args.split})" if args.split else "")

@@ -124,11 +124,15 @@ def _detect(args: argparse.Namespace) -> int:
     return finish_batch(errors, len(images))
 
 
-def _evaluate(args: argparse.Namespace) -> int:
+def load_field_set(args: argparse.Namespace):
+    """The annotated fields of ``--data`` / ``--format`` (:func:`add_field_data_options`);
+    annotation problems are noted on stderr.
+
+    Raises:
+        DatasetError: ``--data`` is not an annotated detection set (single-cell labels, say).
+    """
     from hemascope.data import load_dataset
-    from hemascope.detect.predict import load_detector
     from hemascope.errors import DatasetError
-    from hemascope.evaluate.detector import evaluate_detector
     from hemascope.io.annotations import DetectionSet
 
     ds = load_dataset(args.data, format=args.format)
@@ -139,6 +143,14 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"note: {len(annotation_problems)} problem(s) in the annotations, e.g. "
               f"{annotation_problems[0].path}: {annotation_problems[0].message}; objects they "
               f"drop count as absent (see `hemascope data info {args.data}`)", file=sys.stderr)
+    return ds
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from hemascope.detect.predict import load_detector
+    from hemascope.evaluate.detector import evaluate_detector
+
+    ds = load_field_set(args)
     models = [load_detector(m) for m in (args.model or ["default"])]
     ev = evaluate_detector(models, ds, split=args.split, fusion=args.fusion, scale=args.scale,
                            views=args.tta, balance=args.balance)

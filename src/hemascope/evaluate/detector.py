@@ -35,8 +35,12 @@ def load_fields(ds: DetectionSet, classes: Sequence[str], *, split: str | None =
     """Decode the (split of the) set with labels mapped onto ``classes``.
 
     Raises:
-        DatasetError: the split is absent or empty, or labels map to none of the classes.
+        DatasetError: not a detection set, the split is absent or empty, or labels map to
+            none of the classes.
     """
+    if not isinstance(ds, DetectionSet):
+        raise DatasetError(f"{getattr(ds, 'root', 'the data set')} is not an annotated "
+                           "detection set (VOC, COCO, YOLO, CVAT)")
     if split:
         have = ds.splits()
         if split not in have:

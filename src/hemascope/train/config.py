@@ -265,7 +265,7 @@ class SegmentationTrainConfig:
 
     @property
     def other_parts_list(self) -> list[str]:
-        return [p.strip() for p in self.other_parts.split(",") if p.strip()]
+        return [p.strip().lower() for p in self.other_parts.split(",") if p.strip()]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

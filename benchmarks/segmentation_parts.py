@@ -31,6 +31,15 @@ Decision rule, fixed before the first run: the recipe becomes the shipped defaul
 most 5 % of its predicted pixels lie on the expert's white cell and the model finds it in at
 least half of the held-out images where the rules put it.
 
+Second rule, for ``--set class_weights=sqrt --baseline segmentation_parts --differs
+class_weights --min-agreement 0.3`` (rare parts weigh more in the cross-entropy, aimed at the
+barely learnt platelets), fixed before its first run: it replaces the shipped recipe only if
+nucleus and cytoplasm IoU are at most 0.005 below the shipped recipe's (its
+``segmentation_parts`` run: 0.943 / 0.871), each added part stays at most 5 % on the white
+cell and is found in half the images where the rules put it, and each added part's
+precision and recall against the rules on unseen cells are at least 0.3 (platelets had
+0.47 / 0.09).
+
 Writes ``results/<name>.{json,md}``.
 """
 
@@ -46,7 +55,7 @@ import torch
 
 from _common import RESULTS, fold_unet, machine, pbc_test_sample, shared_data, write_results
 
-NUCLEUS_MIN, CYTOPLASM_MIN, ON_CELL_MAX, FOUND_MIN = 0.940, 0.865, 0.05, 0.5
+MARGIN, ON_CELL_MAX, FOUND_MIN = 0.005, 0.05, 0.5
 
 
 def prf(pred: np.ndarray, truth: np.ndarray) -> dict:
@@ -66,6 +75,12 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="other recipe options (e.g. epochs=2 for a smoke run)")
     ap.add_argument("--name", default="segmentation_parts")
+    ap.add_argument("--baseline", default="segmentation_cellavision",
+                    help="results name of the recipe compared with (its cross-validation)")
+    ap.add_argument("--differs", nargs="*", default=["other_parts"], metavar="KEY",
+                    help="the options in which this recipe may differ from the baseline's")
+    ap.add_argument("--min-agreement", type=float, default=0.0,
+                    help="least precision and recall of each added part against the rules")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     from hemascope.io.image import read_image
@@ -129,14 +144,19 @@ def main() -> None:
             pbc[p][1] += bool((rules == names.index(p)).any())
 
     pooled = cv["pooled"]["per_class"]
-    before = json.loads((RESULTS / "segmentation_cellavision.json").read_text())
-    if not same_segmentation_recipe(before["recipe"], {**cfg.to_dict(), "other_parts": ""}):
-        raise SystemExit("results/segmentation_cellavision.json scored another recipe than this "
-                         "one without --other-parts: re-run it with --set other_parts= first")
+    before = json.loads((RESULTS / f"{args.baseline}.json").read_text())
+    mine = cfg.to_dict()
+    theirs = SegmentationTrainConfig.from_dict(before["recipe"]).to_dict()
+    if not same_segmentation_recipe(before["recipe"], {**mine, **{k: theirs[k] for k in args.differs}}):
+        raise SystemExit(f"results/{args.baseline}.json scored a recipe that differs from this one "
+                         f"in more than {', '.join(args.differs)}")
     base_pooled = before["cross_validation"]["pooled"]["per_class"]
     share = {p: on_cell[p][0] / max(on_cell[p][1], 1) for p in parts}
-    ship = (pooled["nucleus"]["iou"] >= NUCLEUS_MIN and pooled["cytoplasm"]["iou"] >= CYTOPLASM_MIN
+    nucleus_min = round(base_pooled["nucleus"]["iou"] - MARGIN, 3)
+    cytoplasm_min = round(base_pooled["cytoplasm"]["iou"] - MARGIN, 3)
+    ship = (pooled["nucleus"]["iou"] >= nucleus_min and pooled["cytoplasm"]["iou"] >= cytoplasm_min
             and all(share[p] <= ON_CELL_MAX and found[p][0] >= FOUND_MIN * found[p][1]
+                    and min(agreement[p]["precision"], agreement[p]["recall"]) >= args.min_agreement
                     for p in parts))
     n = cv["n_images"]
     rows_iou = "\n".join(
@@ -154,7 +174,7 @@ Recipe: `hemascope train segmentation --other-parts {cfg.other_parts}` (other op
 Held-out cells segmented with the `segment_arrays` defaults; predicted {', '.join(parts)} count
 as "other" against the expert masks, which have no such label.
 
-| part | shipped recipe, pooled IoU | this recipe, pooled IoU | this recipe, IoU per fold |
+| part | baseline recipe, pooled IoU | this recipe, pooled IoU | this recipe, IoU per fold |
 |---|---|---|---|
 {rows_iou}
 
@@ -165,10 +185,10 @@ as "other" against the expert masks, which have no such label.
 The agreement columns compare the model with the classical rules on cells it never saw,
 not with an expert: there is no red-cell or platelet ground truth here.
 
-Decision rule (fixed before the first run): ship if nucleus IoU >= {NUCLEUS_MIN}, cytoplasm
-IoU >= {CYTOPLASM_MIN}, at most {ON_CELL_MAX:.0%} of each added part's pixels on the white
+Decision rule (fixed before the run; baseline `{args.baseline}`): ship if nucleus IoU >= {nucleus_min}, cytoplasm
+IoU >= {cytoplasm_min}, at most {ON_CELL_MAX:.0%} of each added part's pixels on the white
 cell, and each added part found in at least {FOUND_MIN:.0%} of the held-out images where the
-rules put it: **{'met' if ship else 'not met'}**."""
+rules put it{f", with precision and recall against the rules of at least {args.min_agreement}" if args.min_agreement else ""}: **{'met' if ship else 'not met'}**."""
     write_results(args.name, {
         "parts": parts, "recipe": cfg.to_dict(), "cross_validation": cv,
         "shipped_recipe_pooled": base_pooled,
@@ -179,8 +199,9 @@ rules put it: **{'met' if ship else 'not met'}**."""
         "images_found": {p: {"model": found[p][0], "rules": found[p][1], "of": n} for p in parts},
         "agreement_with_rules": agreement,
         "pbc_found": {p: {"model": pbc[p][0], "rules": pbc[p][1], "of": int(len(pick))} for p in parts},
-        "decision": {"nucleus_min": NUCLEUS_MIN, "cytoplasm_min": CYTOPLASM_MIN,
-                     "on_cell_max": ON_CELL_MAX, "found_min": FOUND_MIN, "ship": ship},
+        "decision": {"baseline": args.baseline, "nucleus_min": nucleus_min,
+                     "cytoplasm_min": cytoplasm_min, "on_cell_max": ON_CELL_MAX,
+                     "found_min": FOUND_MIN, "min_agreement": args.min_agreement, "ship": ship},
         "cv_seconds": round(train_s, 1), "machine": machine()}, table)
 
 

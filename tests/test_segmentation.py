@@ -395,6 +395,21 @@ def test_adapt_batchnorm_changes_a_copy_only(tmp_path):
         adapt_batchnorm(loaded, cells[:3])
 
 
+def test_class_weights_lift_only_the_rare_parts():
+    from hemascope.segment.pseudo import IGNORE
+    from hemascope.train.segmentation import class_weights
+
+    y = np.zeros((4, 50, 50), np.uint8)
+    y[:, :20] = 1  # nucleus 40 %
+    y[:, 20:30] = 2  # cytoplasm 20 %
+    y[0, 40, 40] = 4  # one platelet pixel
+    y[1, 45:50, 45:50] = IGNORE  # unsure pixels do not count
+    w = class_weights(y, 6, cap=10.0).tolist()
+    assert w[0] == w[1] == w[2] == 1.0 and w[3] == w[5] == 1.0  # common or absent: 1
+    assert w[4] == 10.0  # a platelet pixel in 10,000: capped
+    assert class_weights(np.full((2, 4, 4), IGNORE, np.uint8), 6).tolist() == [1.0] * 6
+
+
 def test_pseudo_labels_make_a_training_folder(tmp_path):
     src = tmp_path / "cells"
     for i, kind in enumerate(["neutrophil", "monocyte"]):

@@ -42,6 +42,7 @@ _CHOICES = {
     "weights_dtype": ("float32", "float16"),
     "monitor": ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall"),
     "aggregate": ("concat", "max", "mean", "weighted", "attention"), "views": (1, 2, 4, 8),
+    "class_weights": ("none", "sqrt"),
 }
 
 
@@ -253,6 +254,7 @@ class SegmentationTrainConfig:
     min_confidence: float = 0.9  # teacher probability below which a pixel is left unlabelled
     student_epochs: int = 0  # 0: as many optimiser steps as the teacher took
     other_parts: str = "rbc,platelet"  # classical pseudo-labels added to masks without them ('' none)
+    class_weights: str = "none"  # sqrt: rare parts weigh sqrt(median share / share) in cross-entropy
 
     def __post_init__(self) -> None:
         check_options(self)
@@ -278,7 +280,8 @@ class SegmentationTrainConfig:
 
 
 #: What a segmentation config written before an option existed was trained with.
-SEGMENTATION_BEFORE_OPTION = {"min_scale": 0.0, "hue": 0.0, "flat_pad": 0.0, "other_parts": ""}
+SEGMENTATION_BEFORE_OPTION = {"min_scale": 0.0, "hue": 0.0, "flat_pad": 0.0, "other_parts": "",
+                              "class_weights": "none"}
 
 
 def same_segmentation_recipe(a: dict[str, Any], b: dict[str, Any]) -> bool:

@@ -139,13 +139,30 @@ def reference_stats(images: np.ndarray, masks: np.ndarray) -> dict:
     return {"background": background_reference(images), "cell_fraction": round(share, 4)}
 
 
-def seg_loss(logits: torch.Tensor, y: torch.Tensor, *, dice_weight: float) -> torch.Tensor:
-    """Cross-entropy + soft Dice over the classes present in the batch's truth; pixels
-    labelled :data:`~hemascope.segment.pseudo.IGNORE` (unsure pseudo-labels) count in neither."""
+def class_weights(y: np.ndarray, n_classes: int, *, cap: float = 10.0) -> torch.Tensor:
+    """Cross-entropy weights for the rare classes of the training masks ``y`` (pixels
+    labelled IGNORE left out): ``sqrt(median share / share)`` of each class present,
+    between 1 and ``cap``, so that a class as common as the median one or more keeps weight 1
+    and only the rare ones (platelets) weigh more; an absent class gets 1. Pure."""
+    labels = y[y != IGNORE].astype(np.int64).ravel()
+    counts = np.bincount(labels, minlength=n_classes)[:n_classes].astype(float)
+    present = counts > 0
+    w = np.ones(n_classes)
+    if present.any():
+        share = counts[present] / counts.sum()
+        w[present] = np.clip(np.sqrt(np.median(share) / share), 1.0, cap)
+    return torch.tensor(w, dtype=torch.float32)
+
+
+def seg_loss(logits: torch.Tensor, y: torch.Tensor, *, dice_weight: float,
+             weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Cross-entropy (class-``weight``-ed if given) + soft Dice over the classes present in
+    the batch's truth; pixels labelled :data:`~hemascope.segment.pseudo.IGNORE` (unsure
+    pseudo-labels) count in neither."""
     valid = y != IGNORE
     if not bool(valid.any()):
         return logits.sum() * 0.0
-    ce = F.cross_entropy(logits, y, ignore_index=IGNORE)
+    ce = F.cross_entropy(logits, y, ignore_index=IGNORE, weight=weight)
     if dice_weight <= 0:
         return ce
     keep = valid[:, None].float()
@@ -191,6 +208,7 @@ def fit_unet(x: np.ndarray, y: np.ndarray, cfg: SegmentationTrainConfig, *,
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: (s + 1) / warm if s < warm else
                                               0.5 * (1 + math.cos(math.pi * (s - warm) / max(1, total - warm))))
     xt, yt = to_float(x), torch.from_numpy(y.astype(np.int64))
+    weight = class_weights(y, len(PARTS)) if cfg.class_weights == "sqrt" else None
     best, best_state, history = -1.0, None, []
     for epoch in range(cfg.epochs):
         t = time.time()
@@ -202,7 +220,8 @@ def fit_unet(x: np.ndarray, y: np.ndarray, cfg: SegmentationTrainConfig, *,
             if len(idx) < 2:
                 continue
             xb, yb = augment_pairs(xt[idx], yt[idx], cfg, gen)
-            loss = seg_loss(model(normalise(xb, mean, std)), yb, dice_weight=cfg.dice_weight)
+            loss = seg_loss(model(normalise(xb, mean, std)), yb, dice_weight=cfg.dice_weight,
+                            weight=weight)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -405,7 +405,9 @@ def test_class_weights_lift_only_the_rare_parts():
     y[0, 40, 40] = 4  # one platelet pixel
     y[1, 45:50, 45:50] = IGNORE  # unsure pixels do not count
     w = class_weights(y, 6, cap=10.0).tolist()
-    assert w[0] == w[1] == w[2] == 1.0 and w[3] == w[5] == 1.0  # common or absent: 1
+    assert w[0] == w[1] == 1.0 and w[3] == w[5] == 1.0  # above the median share, or absent
+    # cytoplasm, 2,000 of 9,975 pixels, below the median share of the four present classes
+    assert w[2] == pytest.approx(np.sqrt((2000 / 9975 + 3974 / 9975) / 2 / (2000 / 9975)), rel=1e-5)
     assert w[4] == 10.0  # a platelet pixel in 10,000: capped
     assert class_weights(np.full((2, 4, 4), IGNORE, np.uint8), 6).tolist() == [1.0] * 6
 

@@ -165,7 +165,10 @@ def _register_segmentation(verbs) -> None:
     helps = {"other_parts": "comma-separated among rbc, platelet, vacuole: the classical rules' "
                             "pseudo-labels of these parts written into masks that lack them "
                             "(red cells and platelets on pixels the mask calls other, vacuoles "
-                            "on cytoplasm); '' for none"}
+                            "on cytoplasm); '' for none",
+             "class_weights": "none, or sqrt: a part rarer than the median one weighs "
+                              "sqrt(median share / share) in the cross-entropy, at most 10 "
+                              "(measured: no better for platelets, see README)"}
     for f in dataclasses.fields(SegmentationTrainConfig):
         seg.add_argument("--" + f.name.replace("_", "-"), type=type(getattr(defaults, f.name)),
                          default=getattr(defaults, f.name),

@@ -155,7 +155,8 @@ def _register_segmentation(verbs) -> None:
         "segmentation", formatter_class=Formatter, help="train a cell-part U-Net",
         description="Train a U-Net that splits single-cell images into nucleus, cytoplasm "
                     "(and vacuole, platelet, RBC where the masks have them) on a folder of "
-                    "images with same-named mask PNGs. --cv K first scores the recipe by "
+                    "images with same-named mask PNGs. Red cells and platelets that no mask "
+                    "marks are added as classical pseudo-labels (--other-parts). --cv K first scores the recipe by "
                     "K-fold cross-validation (recorded in the model's config); the model "
                     "written to --out is trained on every pair.")
     seg.add_argument("--data", required=True, help="folder of images and masks")

@@ -110,6 +110,10 @@ def test_train_cv_predict_evaluate(cells_with_masks, tmp_path):
 
     parts = read_part_mask(tmp_path / "pred" / "x_parts.png", convention="indexed")
     assert parts.shape == (80, 80) and (parts == 1).any()
+    table = (tmp_path / "pred" / "parts.csv").read_text().splitlines()
+    assert table[0].startswith("path,nc_ratio,nucleus_lobes,background_px") and len(table) == 2
+    nc = float(table[1].split(",")[1])  # nucleus / cell area of the cartoon cell
+    assert 0 < nc < 1
     assert (tmp_path / "pred" / "x_overlay.png").is_file()
     # a classifier folder is not a segmentation model
     assert main(["segment", "predict", str(src), "--model", str(tmp_path / "nope"), "--out",

@@ -140,6 +140,9 @@ def _predict(args: argparse.Namespace) -> int:
     from hemascope.io.atomic import guard_inputs
     from hemascope.io.image import write_image
     from hemascope.io.masks import write_part_mask
+    from hemascope.io.atomic import write_text
+    from hemascope.pipeline.outputs import csv_text
+    from hemascope.segment.outline import outline_from_parts
     from hemascope.segment.predict import load_segmenter, overlay_parts, segment_arrays
 
     loaded = load_segmenter(args.model)
@@ -161,12 +164,21 @@ def _predict(args: argparse.Namespace) -> int:
         write_part_mask(parts, mask)
         write_image(over, overlay_parts(img, mask))
         counts = np.bincount(mask.ravel(), minlength=len(classes))
+        cell = outline_from_parts(mask, classes, min_area_fraction=0.002)
         rows.append({"path": str(f), "parts": str(parts), "overlay": str(over),
-                     "pixels": {c: int(n) for c, n in zip(classes, counts) if n}})
+                     "pixels": {c: int(n) for c, n in zip(classes, counts) if n},
+                     "nc_ratio": round(cell.nc_ratio, 4) if cell else None,
+                     "nucleus_lobes": len(cell.nucleus) if cell else 0})
+    if rows:
+        header = ["path", "nc_ratio", "nucleus_lobes", *[f"{c}_px" for c in classes]]
+        guard_inputs(out / "parts.csv", files)
+        write_text(out / "parts.csv", csv_text(header, [
+            [r["path"], "" if r["nc_ratio"] is None else r["nc_ratio"], r["nucleus_lobes"],
+             *[r["pixels"].get(c, 0) for c in classes]] for r in rows]))
     if args.json:
         emit_json({"images": rows, "errors": errors}, args.json)
     else:
-        print(f"segmented {len(rows)} image(s) into {out}")
+        print(f"segmented {len(rows)} image(s) into {out} (per image: parts.csv)")
     return finish_batch(errors, len(rows))
 
 

@@ -196,3 +196,32 @@ def fold_unet(models: Path | None, fold: int, cfg, x, y, test_idx):
     if where:
         save_artifact(where, model, config)
     return LoadedModel(model.eval(), {**config, "reused": False}, where or Path("."))
+
+
+def box_offset_parser(name: str, description: str):
+    """The options of the box-offset benchmarks: threads, which edges move, results name."""
+    import argparse
+
+    from hemascope.detect.calibrate import KEEP
+
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--keep", default=KEEP[0], choices=KEEP,
+                    help="edges moved: those whose median is significant, or all (the first "
+                         "runs, committed under the default names, used all)")
+    ap.add_argument("--name", default=name)
+    return ap
+
+
+def cbc_detector(model: str = "default"):
+    """The CBC set and a detector whose own box offsets (if any) are dropped, so that the
+    benchmark fits and applies its own."""
+    import copy
+
+    from hemascope.data import load_dataset
+    from hemascope.detect.predict import load_detector
+
+    det = load_detector(model)
+    det.config = copy.deepcopy(det.config)
+    det.config.pop("box_offsets", None)
+    return load_dataset(shared_data() / "cbc"), det

@@ -27,37 +27,24 @@ Writes ``results/<name>.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
-import copy
-
 import numpy as np
 import torch
 
-from _common import machine, shared_data, write_results
+from _common import box_offset_parser, cbc_detector, machine, write_results
 
 GAIN_MIN, MAP50_LOSS_MAX = 0.005, 0.002
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = box_offset_parser("detector_box_offsets", __doc__.splitlines()[0])
     ap.add_argument("--model", default="default")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--keep", default="significant", choices=("significant", "all"),
-                    help="edges moved: those whose median is significant, or all (the first "
-                         "runs, committed under the default names, used all)")
-    ap.add_argument("--name", default="detector_box_offsets")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    from hemascope.data import load_dataset
     from hemascope.detect.calibrate import apply_box_offsets, fit_box_offsets
-    from hemascope.detect.predict import load_detector
     from hemascope.evaluate.detection import GroundTruth, detection_report
     from hemascope.evaluate.detector import evaluate_detector, load_fields
 
-    ds = load_dataset(shared_data() / "cbc")
-    det = load_detector(args.model)
-    det.config = copy.deepcopy(det.config)
-    det.config.pop("box_offsets", None)
+    ds, det = cbc_detector(args.model)
     classes = det.classes
 
     def scores(fields, preds) -> dict:

@@ -13,12 +13,10 @@ Report only: no setting is chosen from it. Writes ``results/<name>.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 import torch
 
-from _common import machine, shared_data, write_results
+from _common import box_offset_parser, cbc_detector, machine, write_results
 
 STYLES = {"as annotated": 0.0, "edges out 5 %": 0.05, "edges out 10 %": 0.10,
           "edges in 5 %": -0.05}
@@ -32,22 +30,13 @@ def restyle(boxes: np.ndarray, share: float) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--keep", default="significant", choices=("significant", "all"),
-                    help="edges moved: those whose median is significant, or all (the first "
-                         "runs, committed under the default names, used all)")
-    ap.add_argument("--name", default="detector_box_style")
-    args = ap.parse_args()
+    args = box_offset_parser("detector_box_style", __doc__.splitlines()[0]).parse_args()
     torch.set_num_threads(args.threads)
-    from hemascope.data import load_dataset
     from hemascope.detect.calibrate import apply_box_offsets, fit_box_offsets
-    from hemascope.detect.predict import load_detector
     from hemascope.evaluate.detection import GroundTruth, detection_report
     from hemascope.evaluate.detector import evaluate_detector, load_fields
 
-    ds = load_dataset(shared_data() / "cbc")
-    det = load_detector("default")
+    ds, det = cbc_detector()
     classes = det.classes
     val, test = (load_fields(ds, classes, split=s) for s in ("val", "test"))
     vp = evaluate_detector([det], ds, fields=val, box_offsets=False).predictions

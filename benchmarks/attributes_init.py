@@ -39,22 +39,14 @@ import torch
 from _common import machine, shared_data, write_results
 from attributes_budget import _summary
 
+from hemascope.attributes.bias import macro_f1
+
 SHIP_AT_VAL = 0.914
 
 
 def _run_info(config: dict, history: Path | None) -> dict:
     tc = config.get("training", {}).get("config", {})
     return {**_summary(config, history), "init": tc.get("init"), "lr": tc.get("lr")}
-
-
-def macro_f1(t: np.ndarray, p: np.ndarray, k: int) -> float:
-    """Macro-F1 over the values present in ``t`` (the project's definition)."""
-    cm = np.bincount(t * k + p, minlength=k * k).reshape(k, k).astype(float)
-    tp, pred, true = np.diag(cm), cm.sum(0), cm.sum(1)
-    prec = np.divide(tp, pred, out=np.zeros(k), where=pred > 0)
-    rec = np.divide(tp, true, out=np.zeros(k), where=true > 0)
-    f1 = np.divide(2 * prec * rec, prec + rec, out=np.zeros(k), where=prec + rec > 0)
-    return float(f1[true > 0].mean())
 
 
 def average_f1(truth: dict, pred: dict, sizes: dict, rows: np.ndarray) -> float:

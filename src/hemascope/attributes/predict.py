@@ -86,12 +86,16 @@ def model_inputs(loaded: LoadedModel, images: Sequence[np.ndarray]) -> torch.Ten
 
 @torch.inference_mode()
 def attribute_probabilities(loaded: LoadedModel, images: Sequence[np.ndarray], *,
-                            batch_size: int = 64, tta: int = 1) -> dict[str, np.ndarray]:
+                            batch_size: int = 64, tta: int = 1,
+                            adjusted: bool = True) -> dict[str, np.ndarray]:
     """``{attribute: (N, n values)}`` softmax probabilities for RGB uint8 arrays.
 
     ``tta`` > 1 averages each head's softmax over that many dihedral views (1, 2, 4 or 8):
     the attributes do not depend on orientation, so the views only add evidence.
+    ``adjusted``: apply the model's per-value decision offsets (config ``value_bias``,
+    ``hemascope.attributes.bias``) when it has them; ``False`` gives the heads' own softmax.
     """
+    from hemascope.attributes.bias import apply_value_bias
     from hemascope.classify import TTA_VIEWS, dihedral_views
 
     if tta not in TTA_VIEWS:
@@ -106,8 +110,9 @@ def attribute_probabilities(loaded: LoadedModel, images: Sequence[np.ndarray], *
                 acc[k] = acc.get(k, 0) + torch.softmax(b, 1) / tta
         for k, b in acc.items():
             parts[k].append(b.numpy())
-    return {k: np.concatenate(v) if v else np.zeros((0, len(model.attributes[k])), np.float32)
-            for k, v in parts.items()}
+    offsets = (loaded.config.get("value_bias") or {}) if adjusted else {}
+    return {k: apply_value_bias(np.concatenate(v), offsets.get(k)) if v else
+            np.zeros((0, len(model.attributes[k])), np.float32) for k, v in parts.items()}
 
 
 def predict_attributes(loaded: LoadedModel, images: Sequence[np.ndarray], *,

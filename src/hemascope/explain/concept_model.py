@@ -36,10 +36,11 @@ class ConceptModel:
 
 
 def attribute_features(loaded, images: Sequence[np.ndarray], *, batch_size: int = 64) -> np.ndarray:
-    """``(N, n concepts)``: every attribute's value probabilities side by side."""
+    """``(N, n concepts)``: every attribute's value probabilities side by side (the heads' own
+    softmax, without decision offsets: the bottleneck learns its own boundaries)."""
     from hemascope.attributes import attribute_probabilities
 
-    probs = attribute_probabilities(loaded, images, batch_size=batch_size)
+    probs = attribute_probabilities(loaded, images, batch_size=batch_size, adjusted=False)
     return np.concatenate([probs[k] for k in loaded.model.attributes], axis=1)
 
 

@@ -122,6 +122,12 @@ class FewShotConfig:
             before its run on fresh seeds 15-19 but only just: +0.004 accuracy and +0.015
             macro-F1 over 10 (K, seed) pairs, better in 4 (Wilcoxon p = 0.66;
             ``benchmarks/results/views_cellavision.md``).
+        propagate_with: ``none``, or an attribute model (``default`` or a folder) whose
+            embedding of every target image joins the classifier's in the kNN graph of
+            label propagation (both centred and L2-normalised, then side by side, so each
+            counts half in the cosine): the graph then also links cells of like morphology
+            (nucleus shape, chromatin, granules) that the cell-type embedding, trained on
+            another lab, may keep apart.
     """
 
     shots: int = 25
@@ -146,6 +152,7 @@ class FewShotConfig:
     shot_max_images: int = 500
     predict: str = "propagate"
     views: int = 4
+    propagate_with: str = "none"
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
 
@@ -447,7 +454,8 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
     rounds = cfg.pseudo_rounds if cfg.mode in ("full", "head") and len(test_x) else 0
     share = min(cfg.pseudo_fraction, cfg.pseudo_per_shot * len(y) / max(1, len(test_x)))
     transductive = _Transductive(start if cfg.mode != "none" else None, every, len(x), y,
-                                 mean, std, views=cfg.views)  # with mode none, model is the start
+                                 mean, std, views=cfg.views,  # with mode none, model is the start
+                                 extra=_extra_embedding(cfg, every))
     for _ in range(rounds):
         if cfg.pseudo_from == "propagate":
             ranking = transductive(model)[0][len(x):]
@@ -473,12 +481,14 @@ def fit_and_predict(base: LoadedModel, classes: list[str], cfg: FewShotConfig, x
 class _Transductive:
     """Transductive scores of every target image for an adapted model: its softmax
     (averaged with the SHOT start's, if any) and label propagation from the shots over the
-    embeddings (the SHOT start's, computed once, else the model's own). Calling it on a
-    model returns ``(scores, the model's own softmax)``, both ``(n, C)``, shots first."""
+    embeddings (the SHOT start's, computed once, else the model's own; with ``extra``,
+    that embedding joined to it by :func:`join_embeddings`). Calling it on a model returns
+    ``(scores, the model's own softmax)``, both ``(n, C)``, shots first."""
 
     def __init__(self, start: LoadedModel | None, every: np.ndarray, n_shots: int,
-                 y: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *, views: int = 1) -> None:
-        self.start, self.every, self.y = start, every, y
+                 y: np.ndarray, mean: torch.Tensor, std: torch.Tensor, *, views: int = 1,
+                 extra: np.ndarray | None = None) -> None:
+        self.start, self.every, self.y, self.extra = start, every, y, extra
         self.n_shots, self.mean, self.std, self.views = n_shots, mean, std, views
         self._start_view: tuple[np.ndarray, np.ndarray] | None = None
 
@@ -498,8 +508,31 @@ class _Transductive:
                 self._start_view = self._view(self.start.model)
             emb, start_probs = self._start_view
             probs = (own + start_probs) / 2.0
+        if self.extra is not None:
+            emb = join_embeddings(emb, self.extra)
         scores = transductive_probs(probs, emb, np.arange(self.n_shots), self.y)
         return scores, own
+
+
+def join_embeddings(*embs: np.ndarray) -> np.ndarray:
+    """Embeddings of the same rows side by side, each centred and L2-normalised per row, so
+    that each counts equally in a cosine similarity."""
+    parts = []
+    for e in embs:
+        e = np.asarray(e, dtype=np.float64)
+        e = e - e.mean(0, keepdims=True)
+        parts.append(e / np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12))
+    return np.concatenate(parts, axis=1)
+
+
+def _extra_embedding(cfg: FewShotConfig, every: np.ndarray) -> np.ndarray | None:
+    """The ``propagate_with`` attribute model's embedding of every target image, if any."""
+    if cfg.propagate_with in ("", "none") or "propagate" not in (cfg.predict, cfg.pseudo_from):
+        return None
+    from hemascope.attributes.predict import attribute_embeddings, load_attribute_model
+
+    return attribute_embeddings(load_attribute_model(cfg.propagate_with), list(every),
+                                views=cfg.views)
 
 
 def source_free_base(base: LoadedModel, classes: list[str], images: np.ndarray,

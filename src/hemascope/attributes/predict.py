@@ -115,6 +115,23 @@ def attribute_probabilities(loaded: LoadedModel, images: Sequence[np.ndarray], *
             np.zeros((0, len(model.attributes[k])), np.float32) for k, v in parts.items()}
 
 
+@torch.inference_mode()
+def attribute_embeddings(loaded: LoadedModel, images: Sequence[np.ndarray], *,
+                         batch_size: int = 64, views: int = 1) -> np.ndarray:
+    """``(N, F)`` pooled encoder features of an attribute model, averaged over ``views``
+    dihedral views (1, 2, 4 or 8): a description of each cell's morphology."""
+    from hemascope.classify import TTA_VIEWS, dihedral_views
+
+    if views not in TTA_VIEWS:
+        raise ValueError(f"views must be one of {TTA_VIEWS}")
+    model, out = loaded.model, []
+    for i in range(0, len(images), batch_size):
+        x = model_inputs(loaded, images[i:i + batch_size])
+        out.append(torch.stack([model.embed(v.contiguous(memory_format=torch.channels_last))
+                                for v in dihedral_views(x, views)]).mean(0).float().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
 def predict_attributes(loaded: LoadedModel, images: Sequence[np.ndarray], *,
                        batch_size: int = 64) -> list[AttributePrediction]:
     """The most likely value of every attribute for each image."""

@@ -83,6 +83,10 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="flips/rotations of each DATA image whose embeddings and softmax are "
                          "averaged for the transductive scores (--predict / --pseudo-from "
                          f"propagate) (default: {d.views})")
+    fs.add_argument("--propagate-with", default=d.propagate_with, metavar="none|default|DIR",
+                    help="an attribute model whose embedding of the DATA images joins the "
+                         "classifier's in label propagation's graph, linking cells of like "
+                         f"morphology (default: {d.propagate_with})")
     fs.add_argument("--new-classes", action=argparse.BooleanOptionalAction, default=True,
                     help="classes of DATA that the base model has no output for (e.g. blasts "
                          "for a peripheral-blood model) get one, imprinted from their shots; "
@@ -355,7 +359,8 @@ def _fewshot(args: argparse.Namespace) -> int:
                         max_image_passes=args.max_image_passes,
                         shot_labels=(FewShotConfig.shot_labels if args.shot_labels is None
                                      else args.shot_labels), predict=args.predict,
-                        pseudo_from=args.pseudo_from, views=args.views)
+                        pseudo_from=args.pseudo_from, views=args.views,
+                        propagate_with=args.propagate_with)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

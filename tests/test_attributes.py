@@ -406,3 +406,89 @@ def test_unlabelled_cells_of_a_folder_with_a_label_table(shared_data, att_model)
 
     cells = load_unlabelled([shared_data / "cellavision"], load_attribute_model(att_model))
     assert len(cells.images) == 100 and not cells.errors  # its 100 mask PNGs are not cells
+
+
+def test_value_offsets_move_boundaries_for_macro_f1():
+    from hemascope.attributes.bias import (apply_value_bias, fit_offsets, fit_prior_tau,
+                                           fit_value_bias, log_prior_from_counts, macro_f1)
+
+    # the head under-calls value 1: its true cells get p(1) of 0.30-0.45, the others 0.05-0.25
+    rng = np.random.default_rng(0)
+    t = np.array([0] * 80 + [1] * 20 + [-1] * 5)
+    p1 = np.where(t == 1, rng.uniform(0.30, 0.45, len(t)), rng.uniform(0.05, 0.25, len(t)))
+    probs = np.stack([1 - p1, p1], 1)
+    known = t >= 0
+    assert macro_f1(t[known], probs[known].argmax(1), 2) < 0.5
+    bias = fit_value_bias(probs, t)
+    assert bias[0] == 0 and bias[1] > 0
+    adjusted = apply_value_bias(probs, bias)
+    assert np.allclose(adjusted.sum(1), 1)
+    assert macro_f1(t[known], adjusted[known].argmax(1), 2) == 1.0
+    # logit adjustment moves towards the rare value too
+    tau = fit_prior_tau(probs, t, log_prior_from_counts([80, 20]))
+    assert tau > 0
+    # a head that is already right keeps its boundaries (ties go to the smallest offset)
+    right = np.stack([t[known] == 0, t[known] == 1], 1) * 0.8 + 0.1
+    assert np.all(fit_value_bias(right, t[known]) == 0)
+    assert apply_value_bias(probs, None) is probs
+    with pytest.raises(ValueError, match="offsets"):
+        apply_value_bias(probs, [0.0, 1.0, 2.0])
+    with pytest.raises(ValueError, match="labels"):
+        fit_value_bias(probs, t[:10])
+    with pytest.raises(ValueError, match="method"):
+        fit_offsets("median", {"a": probs}, {"a": t})
+    with pytest.raises(ValueError, match="training counts"):
+        fit_offsets("prior", {"a": probs}, {"a": t})
+
+
+def test_adapt_offsets_writes_a_copy_that_applies_them(wbcatt, att_model, tmp_path, capsys):
+    """`adapt offsets` on a lab whose convention differs (it calls every cell 'small'):
+    in-sample macro-F1 never falls, the weights are copied unchanged, the copy predicts with
+    the offsets, and the input model is never overwritten."""
+    from hemascope.attributes import attribute_probabilities
+
+    with open(wbcatt / "wbcatt" / "pbc_attr_v1_val.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    for r in rows:
+        if r["label"] == "Monocyte":
+            r["cell_size"] = "small"
+    lab = tmp_path / "lab.csv"
+    with open(lab, "w", newline="") as fh:
+        w = csv.DictWriter(fh, HEADER)
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "offsets"
+    code = main(["adapt", "offsets", "--data", str(lab), "--images", str(wbcatt / "pbc"),
+                 "--model", str(att_model), "--out", str(out), "--min-cells", "5",
+                 "--json", str(tmp_path / "o.json")])
+    assert code == 0
+    res = json.loads((tmp_path / "o.json").read_text())
+    assert all(res["macro_f1_after"][k] >= res["macro_f1_before"][k] - 1e-9 for k in res["offsets"])
+    assert res["n_cells"]["cell_size"] == 16
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["value_bias"] == res["offsets"] and cfg["value_bias_source"] == str(lab)
+    assert (out / "model.safetensors").read_bytes() == (att_model / "model.safetensors").read_bytes()
+    # the copy applies its offsets; adjusted=False gives the heads' own softmax
+    cfg["value_bias"] = {"cell_size": [0.0, 30.0]}
+    (out / "config.json").write_text(json.dumps(cfg))
+    loaded = load_attribute_model(out)
+    imgs = [make_cell(k, seed=7, size=48).image for k in BY_KIND]
+    assert (attribute_probabilities(loaded, imgs)["cell_size"].argmax(1) == 1).all()
+    raw = attribute_probabilities(loaded, imgs, adjusted=False)["cell_size"]
+    assert np.allclose(raw, attribute_probabilities(load_attribute_model(att_model), imgs)["cell_size"],
+                       atol=1e-5)
+    cfg["value_bias"] = {"cell_size": [0.0]}
+    (out / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(ModelError, match="value_bias"):
+        load_attribute_model(out)
+    # too few cells keep the boundaries; the model's own folder is refused before any work
+    code = main(["adapt", "offsets", "--data", str(lab), "--images", str(wbcatt / "pbc"),
+                 "--model", str(att_model), "--out", str(tmp_path / "kept")])
+    assert code == 0 and "kept (fewer than 30 cells)" in capsys.readouterr().out
+    kept = json.loads((tmp_path / "kept" / "config.json").read_text())["value_bias"]
+    assert all(v == 0 for off in kept.values() for v in off)
+    before = (att_model / "config.json").read_bytes()
+    assert main(["adapt", "offsets", "--data", str(lab), "--images", str(wbcatt / "pbc"),
+                 "--model", str(att_model), "--out", str(att_model)]) != 0
+    assert "own folder" in capsys.readouterr().err
+    assert (att_model / "config.json").read_bytes() == before

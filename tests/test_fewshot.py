@@ -438,3 +438,35 @@ def test_fine_tuning_epochs_shrink_to_the_image_budget(tiny_model, new_lab, tmp_
     assert seen and seen[0] == (6, 2)  # 6 shots x 2 epochs = the budget of 12
     cfg = json.loads((tmp_path / "r" / "model" / "config.json").read_text())
     assert cfg["training"]["fewshot"]["max_image_passes"] == 12
+
+
+def test_an_attribute_embedding_can_join_the_propagation_graph(tiny_model, new_lab, monkeypatch):
+    """--propagate-with: the graph reads the classifier's and the attribute model's embeddings
+    side by side, each centred and of unit length; the shots' labels are all it is told."""
+    import hemascope.adapt.propagate as propagate
+    from hemascope.adapt.fewshot import join_embeddings
+    from hemascope.attributes.predict import attribute_embeddings, load_attribute_model
+
+    a, b = np.random.default_rng(0).normal(size=(2, 7, 5)) + 3.0
+    joined = join_embeddings(a, b[:, :3])
+    assert joined.shape == (7, 8)
+    assert np.allclose(np.linalg.norm(joined[:, :5], axis=1), 1)
+    assert np.allclose(np.linalg.norm(joined[:, 5:], axis=1), 1)
+    seen = []
+    real = propagate.transductive_probs
+
+    def spy(probs, emb, labelled, labels, **kw):
+        seen.append(emb.copy())
+        return real(probs, emb, labelled, labels, **kw)
+
+    monkeypatch.setattr(propagate, "transductive_probs", spy)
+    base = load_classifier(tiny_model)
+    target = load_target(new_lab, base)
+    for using in ("none", "default"):
+        run_fewshot(target, base, FewShotConfig(shots=6, seed=1, mode="none", shot_epochs=0,
+                                                views=1, threads=1, propagate_with=using))
+    attr = attribute_embeddings(load_attribute_model("default"), list(target.images))
+    assert seen[1].shape == (len(target.images), seen[0].shape[1] + attr.shape[1])
+    block, expect = seen[1][:, seen[0].shape[1]:], join_embeddings(attr)
+    gaps = np.linalg.norm(block[:, None] - expect[None], axis=2)  # rows: shots first, then the rest
+    assert gaps.min(1).max() < 1e-4

@@ -53,6 +53,12 @@ def load_attribute_model(spec: str | Path | None = "default") -> LoadedModel:
         model = AttributeModel(cfg["arch"], cfg["attributes"], dropout=cfg.get("dropout", 0.2),
                                image_size=cfg["image_size"])
         load_weights(model, path, cfg)
+    bias = cfg.get("value_bias") or {}
+    wrong = [k for k, v in bias.items() if k not in model.attributes
+             or not isinstance(v, list) or len(v) != len(model.attributes[k])]
+    if not isinstance(bias, dict) or wrong:
+        raise ModelError(f"{path / 'config.json'}: value_bias must give one offset per value of "
+                         f"each attribute (wrong for {wrong or 'the whole entry'})")
     model.eval()
     return LoadedModel(model.to(memory_format=torch.channels_last), cfg, path)
 

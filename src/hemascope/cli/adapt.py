@@ -169,6 +169,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     sh.set_defaults(handler=_uda, method="shot")
     _register_attributes(verbs)
     _register_boxes(verbs)
+    _register_offsets(verbs)
 
 
 #: the settings of DANN / MMD runs that are flags
@@ -234,6 +235,73 @@ def _adapt_boxes(args: argparse.Namespace) -> int:
                                    + f"  ({o['matches']} boxes)" if o else
                                    f"kept as predicted (fewer than {args.min_matches} matched boxes)"))
         print(f"wrote {args.out}; use it with --model/--detector {args.out}")
+    return 0
+
+
+def _register_offsets(verbs) -> None:
+    from hemascope.attributes.offsets import MIN_CELLS
+
+    of = verbs.add_parser(
+        "offsets", formatter_class=Formatter,
+        help="move an attribute model's decision boundaries onto a lab's labelling convention "
+             "(labelled cells)",
+        description="Fit one offset per attribute value (added to the log-probabilities; "
+                    "coordinate ascent on macro-F1) on a lab's labelled cells and write a "
+                    "copy of the attribute model that applies them; its weights are unchanged. "
+                    "For labs that draw the line between values elsewhere than WBCAtt (where "
+                    "'big' ends, when a nucleus counts as segmented). On WBCAtt's own "
+                    "validation split it gave the shipped model no gain. Score the result with "
+                    "`evaluate attributes` on other cells than --data.")
+    of.add_argument("--data", required=True, metavar="CSV",
+                    help="the lab's labelled cells: a WBCAtt-style table (path, label and "
+                         "attribute columns) or a folder of such tables")
+    of.add_argument("--images", default=None,
+                    help="folder the table's path column is relative to (default: found "
+                         "beside the table)")
+    of.add_argument("--model", default="default", help="attribute model: folder or 'default'")
+    of.add_argument("--out", required=True, help="attribute-model folder to write")
+    of.add_argument("--min-cells", type=number(int, 1), default=MIN_CELLS,
+                    help="an attribute with fewer labelled cells keeps its boundaries")
+    of.add_argument("--tta", type=int, choices=(1, 2, 4, 8), default=1,
+                    help="flips/rotations averaged when fitting (use the same when predicting)")
+    add_json_option(of)
+    of.set_defaults(handler=_adapt_offsets)
+
+
+def _adapt_offsets(args: argparse.Namespace) -> int:
+    from hemascope.attributes import load_attribute_model
+    from hemascope.attributes.offsets import fit_table_offsets, write_offset_model
+    from pathlib import Path
+
+    from hemascope.io.atomic import check_output_folder
+
+    check_output_folder(args.out, not_inside=[args.data] + ([args.images] if args.images else []))
+    loaded = load_attribute_model(args.model)
+    if Path(args.out).resolve() == Path(loaded.path).resolve():
+        from hemascope.errors import HemascopeError
+
+        raise HemascopeError(f"{args.out} is the attribute model's own folder: write the copy "
+                             "to another folder (the input model is never overwritten)")
+    fit = fit_table_offsets(loaded, args.data, images=args.images, tta=args.tta,
+                            min_cells=args.min_cells)
+    for path, reason in fit.errors.items():
+        print(f"skipped {path}: {reason}", file=sys.stderr)
+    write_offset_model(loaded.path, fit, args.out, source=str(args.data))
+    summary = {"out": args.out, "offsets": fit.offsets, "n_cells": fit.n_cells,
+               "macro_f1_before": fit.macro_f1_before, "macro_f1_after": fit.macro_f1_after,
+               "skipped": sorted(fit.errors)}
+    if args.json:
+        emit_json(summary, args.json)
+    else:
+        print("offsets per value (macro-F1 on these same cells, before -> after; in-sample, "
+              "so optimistic):")
+        for name, off in fit.offsets.items():
+            n = fit.n_cells[name]
+            score = (f"{fit.macro_f1_before[name]:.3f} -> {fit.macro_f1_after[name]:.3f}"
+                     if name in fit.macro_f1_before else "no labelled cell")
+            kept = "" if n >= args.min_cells else f", kept (fewer than {args.min_cells} cells)"
+            print(f"  {name:<26} {' '.join(f'{v:+.1f}' for v in off):<28} {n} cells{kept}; {score}")
+        print(f"wrote {args.out}; use it with --attributes/--model {args.out}")
     return 0
 
 

@@ -158,21 +158,8 @@ def write_calibrated(det, offsets: dict, out, *, source: str) -> Path:
     Raises:
         HemascopeError: ``out`` is the detector's own folder.
     """
-    import shutil
-
-    from hemascope.io.atomic import write_json
-    from hemascope.models.artifact import read_config
+    from hemascope.models.artifact import copy_with_config
 
     check_calibrated_out(det, out)
-    src, dst = Path(det.path), Path(out)
-    dst.mkdir(parents=True, exist_ok=True)
-    for f in src.iterdir():
-        if f.is_file() and f.name not in ("config.json", "MODEL_CARD.md"):
-            tmp = dst / (f.name + ".part")
-            shutil.copyfile(f, tmp)
-            tmp.replace(dst / f.name)
-    cfg = read_config(src)
-    cfg["box_offsets"] = offsets
-    cfg["box_offsets_source"] = source
-    write_json(dst / "config.json", cfg)
-    return dst
+    return copy_with_config(det.path, out, {"box_offsets": offsets, "box_offsets_source": source},
+                            what="detector")

@@ -113,6 +113,27 @@ def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: i
         DatasetError / AnnotationError: unreadable table, missing columns, unknown values
             (the file and line are named), or no readable image.
     """
+    loaded, truth, probs, errors = table_probabilities(csv, model=model, images=images,
+                                                       batch_size=batch_size, tta=tta,
+                                                       progress=progress)
+    attrs = loaded.model.attributes
+    pred = {k: [attrs[k][j] for j in p.argmax(1)] for k, p in probs.items()}
+    return AttributeEvaluation(attribute_report(truth, pred, attrs), errors)
+
+
+def table_probabilities(csv=None, *, model="default", images=None, batch_size: int = 64,
+                        tta: int = 1, adjusted: bool = True, progress=None):
+    """An attribute model's value probabilities for the readable cells of a WBCAtt table.
+
+    Returns ``(loaded model, truth, probabilities, errors)``: ``truth`` maps attribute ->
+    the table's value per cell (``""`` where unknown), ``probabilities`` attribute ->
+    ``(N, n values)`` in the same order, ``errors`` path -> why a row was skipped.
+    ``adjusted`` as in :func:`hemascope.attributes.attribute_probabilities`.
+
+    Raises:
+        DatasetError / AnnotationError: unreadable table, missing columns, unknown values
+            (the file and line are named), or no readable image.
+    """
     from hemascope.attributes.predict import attribute_probabilities, load_attribute_model
     from hemascope.data.tables import read_wbcatt_any
     from hemascope.errors import DatasetError, ImageReadError
@@ -130,7 +151,7 @@ def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: i
     loaded = model if isinstance(model, LoadedModel) else load_attribute_model(model)
     attrs = loaded.model.attributes
     truth: dict[str, list[str]] = {k: [] for k in attrs}
-    pred: dict[str, list[str]] = {k: [] for k in attrs}
+    probs: dict[str, list[np.ndarray]] = {k: [] for k in attrs}
     errors = {p.path: p.message for p in ds.problems}
     wrap = progress or (lambda it: it)
     for start in wrap(range(0, len(ds.samples), batch_size)):
@@ -143,13 +164,14 @@ def evaluate_attributes(csv=None, *, model="default", images=None, batch_size: i
                 errors[s.path] = e.reason
         if not arrays:
             continue
-        probs = attribute_probabilities(loaded, arrays, batch_size=batch_size, tta=tta)
-        for k, values in attrs.items():
+        p = attribute_probabilities(loaded, arrays, batch_size=batch_size, tta=tta,
+                                    adjusted=adjusted)
+        for k in attrs:
             truth[k] += [s.attributes.get(k, "") for s in batch]
-            pred[k] += [values[j] for j in probs[k].argmax(1)]
+            probs[k].append(p[k])
     if not any(truth.values()):
         raise DatasetError(f"no readable image with attributes in {path}")
-    return AttributeEvaluation(attribute_report(truth, pred, attrs), errors)
+    return loaded, truth, {k: np.concatenate(v) for k, v in probs.items()}, errors
 
 
 def agreement(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence[str]],

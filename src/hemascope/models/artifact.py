@@ -102,6 +102,36 @@ def save_artifact(out_dir: str | Path, model: torch.nn.Module, config: dict[str,
     return out
 
 
+def copy_with_config(src: str | Path, out: str | Path, updates: dict[str, Any], *,
+                     what: str = "model") -> Path:
+    """A copy of the model folder ``src`` at ``out`` (weights and any sub-folders, each file
+    written atomically) whose ``config.json`` has ``updates`` merged in; the model card is
+    left behind, as it describes ``src``.
+
+    Raises:
+        HemascopeError: ``out`` is ``src`` itself (an input model is never overwritten).
+        ModelError: ``src`` holds no readable config.
+    """
+    import shutil
+
+    src, dst = Path(src), Path(out)
+    if dst.resolve() == src.resolve():
+        raise HemascopeError(f"{out} is the {what}'s own folder: write the copy to another "
+                             "folder (the input model is never overwritten)")
+    cfg = {**read_config(src), **updates}
+    text = json_text(cfg)
+    for f in sorted(src.rglob("*")):
+        if not f.is_file() or f.name in (CONFIG, "MODEL_CARD.md") and f.parent == src:
+            continue
+        target = dst / f.relative_to(src)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(target.name + ".part")
+        shutil.copyfile(f, tmp)
+        tmp.replace(target)
+    write_text(dst / CONFIG, text)
+    return dst
+
+
 def read_config(path: str | Path) -> dict[str, Any]:
     p = Path(path) / CONFIG
     try:

@@ -81,15 +81,21 @@ def _subset(d: dict, rows: np.ndarray) -> dict:
     return {k: v[rows] for k, v in d.items()}
 
 
-def main() -> None:
+def offsets_parser(name: str) -> argparse.ArgumentParser:
+    """The options of the attribute-offset benchmarks."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", default="default")
-    ap.add_argument("--tta", type=int, default=1)
-    ap.add_argument("--halves", type=int, default=5, help="seeded random cuts of validation")
+    ap.add_argument("--halves", type=int, default=5, help="seeded random cuts in halves")
     ap.add_argument("--cache", type=Path, help="keep the softmax of val/test here (npz)")
     ap.add_argument("--boot", type=int, default=1000)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--name", default="attributes_bias")
+    ap.add_argument("--name", default=name)
+    return ap
+
+
+def main() -> None:
+    ap = offsets_parser("attributes_bias")
+    ap.add_argument("--tta", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
 

@@ -31,14 +31,13 @@ once and reported either way. Writes ``results/<name>.{json,md}``.
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from _common import machine, shared_data, write_results
-from attributes_bias import _probs
+from attributes_bias import _probs, offsets_parser
 from attributes_init import average_f1, paired_gap
 
 MIN_POSITIVE = 8
@@ -53,14 +52,7 @@ def _rows_of(table: Path, keep: list[str]) -> np.ndarray:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--model", default="default")
-    ap.add_argument("--halves", type=int, default=5)
-    ap.add_argument("--cache", type=Path, help="softmax of val/test kept here (npz)")
-    ap.add_argument("--boot", type=int, default=1000)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--name", default="attributes_offsets_reannotators")
-    args = ap.parse_args()
+    args = offsets_parser("attributes_offsets_reannotators").parse_args()
     torch.set_num_threads(args.threads)
 
     from hemascope.attributes import load_attribute_model

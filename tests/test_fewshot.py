@@ -27,6 +27,22 @@ def new_lab(tmp_path_factory):
     return root
 
 
+@pytest.fixture
+def graph_spy(monkeypatch):
+    """The embeddings every label propagation of the test builds its graph from, in order."""
+    import hemascope.adapt.propagate as propagate
+
+    seen = []
+    real = propagate.transductive_probs
+
+    def spy(probs, emb, labelled, labels, **kw):
+        seen.append(emb.copy())
+        return real(probs, emb, labelled, labels, **kw)
+
+    monkeypatch.setattr(propagate, "transductive_probs", spy)
+    return seen
+
+
 def test_wilcoxon_exact_values():
     assert wilcoxon_signed_rank([1, 2, 3], [1, 2, 3]) == 1.0
     # 5 positive differences: the most extreme of 2^5 patterns on each side
@@ -211,8 +227,7 @@ def test_propagated_predictions_see_only_the_shot_labels(tiny_model, new_lab, tm
 
 
 def test_views_average_the_transductive_embeddings_over_flips(tiny_model, new_lab, tmp_path,
-                                                             monkeypatch):
-    import hemascope.adapt.propagate as propagate
+                                                             graph_spy):
     from hemascope.adapt.shot import embed_all
     from hemascope.errors import HemascopeError
 
@@ -227,14 +242,7 @@ def test_views_average_the_transductive_embeddings_over_flips(tiny_model, new_la
     assert np.allclose(four[0], four_f[0], atol=1e-4)  # the average over flips does not
     assert np.allclose(four[1], four_f[1], atol=1e-4)
     assert np.allclose(np.exp(four[1].numpy()).sum(1), 1, atol=1e-5)  # log of mean softmax
-    seen = []
-    real = propagate.transductive_probs
-
-    def spy(probs, emb, labelled, labels, **kw):
-        seen.append(emb.copy())
-        return real(probs, emb, labelled, labels, **kw)
-
-    monkeypatch.setattr(propagate, "transductive_probs", spy)
+    seen = graph_spy
     for views in (1, 4):
         run_fewshot(target, base, FewShotConfig(shots=6, seed=2, mode="none", shot_epochs=0,
                                                 views=views, threads=1))
@@ -440,10 +448,9 @@ def test_fine_tuning_epochs_shrink_to_the_image_budget(tiny_model, new_lab, tmp_
     assert cfg["training"]["fewshot"]["max_image_passes"] == 12
 
 
-def test_an_attribute_embedding_can_join_the_propagation_graph(tiny_model, new_lab, monkeypatch):
+def test_an_attribute_embedding_can_join_the_propagation_graph(tiny_model, new_lab, graph_spy):
     """--propagate-with: the graph reads the classifier's and the attribute model's embeddings
     side by side, each centred and of unit length; the shots' labels are all it is told."""
-    import hemascope.adapt.propagate as propagate
     from hemascope.adapt.fewshot import join_embeddings
     from hemascope.attributes.predict import attribute_embeddings, load_attribute_model
 
@@ -452,14 +459,7 @@ def test_an_attribute_embedding_can_join_the_propagation_graph(tiny_model, new_l
     assert joined.shape == (7, 8)
     assert np.allclose(np.linalg.norm(joined[:, :5], axis=1), 1)
     assert np.allclose(np.linalg.norm(joined[:, 5:], axis=1), 1)
-    seen = []
-    real = propagate.transductive_probs
-
-    def spy(probs, emb, labelled, labels, **kw):
-        seen.append(emb.copy())
-        return real(probs, emb, labelled, labels, **kw)
-
-    monkeypatch.setattr(propagate, "transductive_probs", spy)
+    seen = graph_spy
     base = load_classifier(tiny_model)
     target = load_target(new_lab, base)
     for using in ("none", "default"):

@@ -142,7 +142,7 @@ def table_probabilities(csv=None, *, model="default", images=None, batch_size: i
 
     path = Path(csv) if csv else default_wbcatt_test()
     if not path.exists():
-        raise DatasetError(f"{path} does not exist (give --csv and --images)")
+        raise DatasetError(f"attribute table {path} does not exist")
     ds = read_wbcatt_any(path, image_root=images)
     bad = [p for p in ds.problems if p.kind == "unknown_attribute_value"]
     if bad:

@@ -470,3 +470,14 @@ def test_an_attribute_embedding_can_join_the_propagation_graph(tiny_model, new_l
     block, expect = seen[1][:, seen[0].shape[1]:], join_embeddings(attr)
     gaps = np.linalg.norm(block[:, None] - expect[None], axis=2)  # rows: shots first, then the rest
     assert gaps.min(1).max() < 1e-4
+
+
+def test_propagate_with_a_classifier_folder_fails_before_training(tiny_model, new_lab, monkeypatch):
+    import hemascope.adapt.fewshot as fewshot
+    from hemascope.models.artifact import ModelError
+
+    monkeypatch.setattr(fewshot, "fit_and_predict", lambda *a, **k: pytest.fail("trained"))
+    base = load_classifier(tiny_model)
+    with pytest.raises(ModelError, match="not an attribute model"):
+        run_fewshot(load_target(new_lab, base), base,
+                    FewShotConfig(shots=6, threads=1, propagate_with=str(tiny_model)))

@@ -254,6 +254,10 @@ def run_fewshot(target: TargetData, base: LoadedModel, cfg: FewShotConfig, *,
                              f"one of {BATCHNORMS}, predict one of {PREDICTS} and pseudo_from "
                              f"one of {PSEUDO_FROM}")
     torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+    if cfg.propagate_with not in ("", "none"):  # a wrong folder fails now, not after training
+        from hemascope.attributes.predict import load_attribute_model
+
+        load_attribute_model(cfg.propagate_with)
     t0 = time.time()
     n = len(target.labels)
     if unlabelled is not None:

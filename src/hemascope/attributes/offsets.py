@@ -27,6 +27,7 @@ class OffsetFit:
     macro_f1_before: dict[str, float]  # on the fitting cells themselves (in-sample)
     macro_f1_after: dict[str, float]
     errors: dict[str, str]  # unreadable rows
+    tta: int = 1  # flips/rotations averaged when fitting
 
 
 def fit_table_offsets(model, csv, *, images=None, tta: int = 1, min_cells: int = MIN_CELLS,
@@ -53,7 +54,7 @@ def fit_table_offsets(model, csv, *, images=None, tta: int = 1, min_cells: int =
             k = len(values)
             before[name] = macro_f1(t[known], probs[name][known].argmax(1), k)
             after[name] = macro_f1(t[known], apply_value_bias(probs[name][known], bias).argmax(1), k)
-    return OffsetFit(offsets, counts, before, after, errors)
+    return OffsetFit(offsets, counts, before, after, errors, tta)
 
 
 def write_offset_model(model_path, fit: OffsetFit, out, *, source: str) -> Path:
@@ -67,5 +68,6 @@ def write_offset_model(model_path, fit: OffsetFit, out, *, source: str) -> Path:
 
     return copy_with_config(model_path, out, {"value_bias": fit.offsets,
                                               "value_bias_source": source,
-                                              "value_bias_cells": fit.n_cells},
+                                              "value_bias_cells": fit.n_cells,
+                                              "value_bias_tta": fit.tta},
                             what="attribute model")

@@ -271,17 +271,12 @@ def _register_offsets(verbs) -> None:
 def _adapt_offsets(args: argparse.Namespace) -> int:
     from hemascope.attributes import load_attribute_model
     from hemascope.attributes.offsets import fit_table_offsets, write_offset_model
-    from pathlib import Path
-
     from hemascope.io.atomic import check_output_folder
+    from hemascope.models.artifact import refuse_own_folder
 
     check_output_folder(args.out, not_inside=[args.data] + ([args.images] if args.images else []))
     loaded = load_attribute_model(args.model)
-    if Path(args.out).resolve() == Path(loaded.path).resolve():
-        from hemascope.errors import HemascopeError
-
-        raise HemascopeError(f"{args.out} is the attribute model's own folder: write the copy "
-                             "to another folder (the input model is never overwritten)")
+    refuse_own_folder(loaded.path, args.out, "attribute model")
     fit = fit_table_offsets(loaded, args.data, images=args.images, tta=args.tta,
                             min_cells=args.min_cells)
     for path, reason in fit.errors.items():

@@ -144,11 +144,9 @@ def check_calibrated_out(det, out) -> None:
     Raises:
         HemascopeError: ``out`` is ``det.path``.
     """
-    from hemascope.errors import HemascopeError
+    from hemascope.models.artifact import refuse_own_folder
 
-    if Path(out).resolve() == Path(det.path).resolve():
-        raise HemascopeError(f"{out} is the detector's own folder: write the calibrated copy "
-                             "to another folder (the input model is never overwritten)")
+    refuse_own_folder(det.path, out, "detector")
 
 
 def write_calibrated(det, offsets: dict, out, *, source: str) -> Path:
@@ -160,6 +158,5 @@ def write_calibrated(det, offsets: dict, out, *, source: str) -> Path:
     """
     from hemascope.models.artifact import copy_with_config
 
-    check_calibrated_out(det, out)
     return copy_with_config(det.path, out, {"box_offsets": offsets, "box_offsets_source": source},
                             what="detector")

@@ -102,6 +102,14 @@ def save_artifact(out_dir: str | Path, model: torch.nn.Module, config: dict[str,
     return out
 
 
+def refuse_own_folder(src: str | Path, out: str | Path, what: str = "model") -> None:
+    """Raise :class:`HemascopeError` when ``out`` is the model folder ``src`` itself (an
+    input model is never overwritten); call it before any work."""
+    if Path(out).resolve() == Path(src).resolve():
+        raise HemascopeError(f"{out} is the {what}'s own folder: write the copy to another "
+                             "folder (the input model is never overwritten)")
+
+
 def copy_with_config(src: str | Path, out: str | Path, updates: dict[str, Any], *,
                      what: str = "model") -> Path:
     """A copy of the model folder ``src`` at ``out`` (weights and any sub-folders, each file
@@ -114,10 +122,8 @@ def copy_with_config(src: str | Path, out: str | Path, updates: dict[str, Any], 
     """
     import shutil
 
+    refuse_own_folder(src, out, what)
     src, dst = Path(src), Path(out)
-    if dst.resolve() == src.resolve():
-        raise HemascopeError(f"{out} is the {what}'s own folder: write the copy to another "
-                             "folder (the input model is never overwritten)")
     cfg = {**read_config(src), **updates}
     text = json_text(cfg)
     for f in sorted(src.rglob("*")):

@@ -83,7 +83,7 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="flips/rotations of each DATA image whose embeddings and softmax are "
                          "averaged for the transductive scores (--predict / --pseudo-from "
                          f"propagate) (default: {d.views})")
-    fs.add_argument("--propagate-with", default=d.propagate_with, metavar="none|default|DIR",
+    fs.add_argument("--propagate-with", default=d.propagate_with, metavar="default|none|DIR",
                     help="an attribute model whose embedding of the DATA images joins the "
                          "classifier's in label propagation's graph, linking cells of like "
                          f"morphology (default: {d.propagate_with})")

@@ -38,3 +38,30 @@ def test_classifier_head_embedding_and_reset():
     assert torch.allclose(m.forward_head(m.embed(x)), m(x))
     m.reset_classifier(2)
     assert m(x).shape == (3, 2) and m.num_classes == 2
+
+
+def test_a_model_copy_carries_its_files_and_merged_config_but_not_its_card(tmp_path):
+    import json
+
+    from hemascope.errors import HemascopeError
+    from hemascope.models.artifact import ARTIFACT_FORMAT, ModelError, copy_with_config
+
+    src = tmp_path / "model"
+    (src / "segmenter").mkdir(parents=True)
+    (src / "config.json").write_text(json.dumps({"format": ARTIFACT_FORMAT, "task": "x", "a": 1}))
+    (src / "model.safetensors").write_bytes(b"weights")
+    (src / "MODEL_CARD.md").write_text("describes the source")
+    (src / "segmenter" / "config.json").write_text("{}")
+    out = copy_with_config(src, tmp_path / "copy", {"a": 2, "b": [0.5]})
+    assert json.loads((out / "config.json").read_text()) == {"format": ARTIFACT_FORMAT,
+                                                             "task": "x", "a": 2, "b": [0.5]}
+    assert (out / "model.safetensors").read_bytes() == b"weights"
+    assert (out / "segmenter" / "config.json").read_text() == "{}"  # sub-folders travel
+    assert not (out / "MODEL_CARD.md").exists() and not list(out.rglob("*.part"))
+    with pytest.raises(HemascopeError, match="own folder"):
+        copy_with_config(src, src, {"a": 3})
+    assert json.loads((src / "config.json").read_text())["a"] == 1
+    (tmp_path / "bad").mkdir()
+    with pytest.raises(ModelError):
+        copy_with_config(tmp_path / "bad", tmp_path / "copy2", {})
+    assert not (tmp_path / "copy2").exists()

@@ -6,8 +6,10 @@ a nucleus counts as segmented). Given cells labelled by the lab's convention, fr
 per-value offsets (:func:`hemascope.attributes.bias.fit_value_bias`) move each head's
 boundaries to maximise macro-F1 on them; the model's weights are unchanged. On WBCAtt's
 own validation split they gave no gain to the shipped model
-(``benchmarks/results/attributes_bias.md``): they are for labels whose convention differs
-from WBCAtt's, not a free improvement.
+(``benchmarks/results/attributes_bias.md``). Fitted on 104 cells that other annotators
+re-labelled, they raised macro-F1 on 304 further such cells by 0.006, but not on cells
+drawn with the tables' mix of types (``benchmarks/results/attributes_offsets_reannotators.md``):
+fit them on cells sampled and labelled the way the lab will use the model.
 """
 
 from __future__ import annotations

@@ -250,8 +250,10 @@ def _register_offsets(verbs) -> None:
                     "copy of the attribute model that applies them; its weights are unchanged. "
                     "For labs that draw the line between values elsewhere than WBCAtt (where "
                     "'big' ends, when a nucleus counts as segmented). On WBCAtt's own "
-                    "validation split it gave the shipped model no gain. Score the result with "
-                    "`evaluate attributes` on other cells than --data.")
+                    "validation split it gave the shipped model no gain; towards other "
+                    "annotators it helped only on cells sampled like the fitting cells. Fit "
+                    "on cells sampled and labelled the way you will use the model, and score "
+                    "the result with `evaluate attributes` on other cells than --data.")
     of.add_argument("--data", required=True, metavar="CSV",
                     help="the lab's labelled cells: a WBCAtt-style table (path, label and "
                          "attribute columns) or a folder of such tables")

@@ -16,8 +16,9 @@ idea is that those describe a cell type in any lab.
 
 Where it came from: on the *base* model's embedding with no adaptation (no SHOT, no
 fine-tuning), label propagation alone over 20 seeds scored 0.64 / 0.61 at K = 10 / 25, the
-attribute embedding alone 0.60 / 0.61, and the two side by side 0.71 / 0.69 (an exploration
-script, not committed). Then seeds 0-4 at K = 10 with this script
+attribute embedding alone 0.60 / 0.61, and the two side by side 0.71 / 0.69 (then an
+uncommitted script; since committed as ``embedding_propagation_cellavision.py``, which
+gives the same numbers). Then seeds 0-4 at K = 10 with this script
 (``--seeds 0 1 2 3 4 --shots 10 --name propagate_with_cellavision_seeds0_4``).
 
 Seeds 20-24 were used by no earlier few-shot benchmark. Rule fixed before they ran

@@ -45,7 +45,8 @@ def _probs(loaded, csv: Path, tta: int, cache: Path | None):
     attrs = loaded.model.attributes
     truth = {k: np.array([v.index(s.attributes[k]) if s.attributes.get(k) else -1
                           for s in ds.samples]) for k, v in attrs.items()}
-    file = cache / f"{csv.stem}_tta{tta}.npz" if cache else None
+    weights = str(loaded.config.get("weights_sha256", "unknown"))[:12]  # no other model's cache
+    file = cache / f"{csv.stem}_tta{tta}_{weights}.npz" if cache else None
     if file is not None and file.exists():
         z = np.load(file)
         return {k: z[k] for k in attrs}, truth

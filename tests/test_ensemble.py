@@ -82,11 +82,18 @@ def test_tta_views_map_boxes_back_to_the_field():
     d = D([[2, 3, 12, 8]], [0.9], [1])
     img = np.zeros((20, 30, 3), np.uint8)
     img[3:8, 2:12] = 255
-    for h_flip, v_flip in VIEWS:
-        m = flip_image(img, horizontal=h_flip, vertical=v_flip)
+    shapes = set()
+    for h_flip, v_flip, transpose in VIEWS:
+        m = flip_image(img, horizontal=h_flip, vertical=v_flip, transpose=transpose)
+        shapes.add(m.shape)
         ys, xs = np.nonzero(m[..., 0])
         seen = D([[xs.min(), ys.min(), xs.max() + 1, ys.max() + 1]], [0.9], [1])
-        back = flip_detections(seen, 20, 30, horizontal=h_flip, vertical=v_flip)
+        back = flip_detections(seen, 20, 30, horizontal=h_flip, vertical=v_flip,
+                               transpose=transpose)
         np.testing.assert_allclose(back.boxes, d.boxes)
-    with pytest.raises(ValueError, match="views"):
-        detect_views(None, img, views=5)
+    assert shapes == {(20, 30, 3), (30, 20, 3)}  # the last four views are transposed
+    assert len({flip_image(img, horizontal=a, vertical=b, transpose=t).tobytes()
+                for a, b, t in VIEWS}) == 8  # eight distinct views of an asymmetric field
+    for bad in (3, 5, 9):
+        with pytest.raises(ValueError, match="views"):
+            detect_views(None, img, views=bad)

@@ -143,7 +143,7 @@ def predict_ensemble(models: Sequence[LoadedDetector], image: np.ndarray, *,
     is off.
 
     Raises:
-        ValueError: an unknown fusion or a number of views outside 1..4.
+        ValueError: an unknown fusion, or views not one of 1, 2, 4, 8 (:mod:`hemascope.detect.tta`).
     """
     from hemascope.detect.tta import detect_views
 

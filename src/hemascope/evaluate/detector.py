@@ -63,7 +63,7 @@ def evaluate_detector(models: Sequence[LoadedDetector], ds: DetectionSet, *,
     Args:
         transform: optional ``(image, boxes, index) -> image`` applied before prediction
             (interference-factor robustness tests).
-        views: mirror views per model (test-time augmentation, 1..4).
+        views: views per model (test-time augmentation: 1, 2, 4 mirrors or 8 with turns).
         balance: white-balance each field's background first (see :func:`detect_field`).
         box_offsets: apply each model's box-edge offsets (:mod:`hemascope.detect.calibrate`).
         fields: already decoded fields (skips decoding when evaluating several variants).

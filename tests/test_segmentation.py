@@ -114,6 +114,10 @@ def test_train_cv_predict_evaluate(cells_with_masks, tmp_path):
     assert table[0].startswith("path,nc_ratio,nucleus_lobes,background_px") and len(table) == 2
     nc = float(table[1].split(",")[1])  # nucleus / cell area of the cartoon cell
     assert 0 < nc < 1
+    shape = dict(zip(table[0].split(","), table[1].split(",")))
+    assert table[0].endswith(",cell_share,nucleus_solidity,nucleus_elongation,cell_solidity,"
+                             "cell_elongation")
+    assert 0 < float(shape["cell_share"]) < 1 and 0 < float(shape["nucleus_solidity"]) <= 1
     assert (tmp_path / "pred" / "x_overlay.png").is_file()
     # a classifier folder is not a segmentation model
     assert main(["segment", "predict", str(src), "--model", str(tmp_path / "nope"), "--out",

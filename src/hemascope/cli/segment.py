@@ -133,6 +133,12 @@ def add_adjust_options(p: argparse.ArgumentParser) -> None:
     p.set_defaults(centre=CENTRE_CELL)
 
 
+#: Measurements of :mod:`hemascope.segment.morphometry` that ``parts.csv`` adds after the
+#: pixel counts (its N:C and lobes come from the cell's outline, as ``analyze`` reports them).
+SHAPE_COLUMNS = ("cell_share", "nucleus_solidity", "nucleus_elongation", "cell_solidity",
+                 "cell_elongation")
+
+
 def _predict(args: argparse.Namespace) -> int:
     import numpy as np
 
@@ -142,6 +148,7 @@ def _predict(args: argparse.Namespace) -> int:
     from hemascope.io.masks import write_part_mask
     from hemascope.io.atomic import write_text
     from hemascope.pipeline.outputs import csv_text
+    from hemascope.segment.morphometry import MEASUREMENTS, measure_cell
     from hemascope.segment.outline import outline_from_parts
     from hemascope.segment.predict import load_segmenter, overlay_parts, segment_arrays
 
@@ -165,16 +172,20 @@ def _predict(args: argparse.Namespace) -> int:
         write_image(over, overlay_parts(img, mask))
         counts = np.bincount(mask.ravel(), minlength=len(classes))
         cell = outline_from_parts(mask, classes, min_area_fraction=0.002)
+        shape = ({k: round(float(v), 4) for k, v in zip(MEASUREMENTS, measure_cell(mask, classes))
+                  if k in SHAPE_COLUMNS} if {"nucleus", "cytoplasm"} <= set(classes) else {})
         rows.append({"path": str(f), "parts": str(parts), "overlay": str(over),
                      "pixels": {c: int(n) for c, n in zip(classes, counts) if n},
                      "nc_ratio": round(cell.nc_ratio, 4) if cell else None,
-                     "nucleus_lobes": len(cell.nucleus) if cell else 0})
+                     "nucleus_lobes": len(cell.nucleus) if cell else 0, "shape": shape})
     if rows:
-        header = ["path", "nc_ratio", "nucleus_lobes", *[f"{c}_px" for c in classes]]
+        header = ["path", "nc_ratio", "nucleus_lobes", *[f"{c}_px" for c in classes],
+                  *SHAPE_COLUMNS]
         guard_inputs(out / "parts.csv", files)
         write_text(out / "parts.csv", csv_text(header, [
             [r["path"], "" if r["nc_ratio"] is None else r["nc_ratio"], r["nucleus_lobes"],
-             *[r["pixels"].get(c, 0) for c in classes]] for r in rows]))
+             *[r["pixels"].get(c, 0) for c in classes],
+             *[r["shape"].get(k, "") for k in SHAPE_COLUMNS]] for r in rows]))
     if args.json:
         emit_json({"images": rows, "errors": errors}, args.json)
     else:

@@ -6,7 +6,7 @@ import torch
 
 from hemascope.adapt.fewshot import TargetData, load_target
 from hemascope.adapt.shot import (ShotConfig, adapt_source_free, centroid_pseudo_labels,
-                                  information_maximization)
+                                  information_maximization, shot_prior)
 from hemascope.cli import main
 from hemascope.errors import DatasetError, HemascopeError
 from hemascope.models.artifact import load_classifier
@@ -23,6 +23,25 @@ def test_information_maximization_prefers_confident_and_diverse():
     assert information_maximization(diverse) < information_maximization(unsure)
     # without the diversity term collapse costs nothing
     assert information_maximization(collapsed, 0.0) < 1e-3
+
+
+def test_diversity_prior_from_the_shots_rewards_the_labs_own_mix():
+    eye = torch.eye(3) * 10
+    balanced = eye.repeat(4, 1)  # 4 / 4 / 4
+    skewed = eye[[0] * 8 + [1] * 3 + [2]]  # 8 / 3 / 1
+    prior = shot_prior(np.array([0, 0, 0, 0, 0, 0, 1, 1, 2]), 3)
+    assert prior.sum().item() == pytest.approx(1.0) and prior.argmax() == 0 and prior.min() > 0
+    assert shot_prior(np.array([0, 0]), 3)[2] > 0  # a class with no shot keeps some weight
+    # uniform prior: the paper's term up to a constant, so it prefers the balanced mix
+    uniform = torch.full((3,), 1 / 3)
+    for logits in (balanced, skewed):
+        assert (information_maximization(logits, prior=uniform) - information_maximization(logits)
+                ).item() == pytest.approx(np.log(3), abs=1e-4)
+    assert information_maximization(balanced) < information_maximization(skewed)
+    # the shots' shares: the skewed mix that matches them is preferred
+    assert information_maximization(skewed, prior=prior) < information_maximization(balanced, prior=prior)
+    with pytest.raises(HemascopeError, match="--prior"):
+        ShotConfig(prior="data")
 
 
 def test_centroid_labels_follow_clusters_not_the_head():

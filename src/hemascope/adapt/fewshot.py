@@ -101,6 +101,11 @@ class FewShotConfig:
             (``benchmarks/results/shot_labels_pooled.md``).
         shot_max_images: images of a large folder drawn per SHOT epoch, so the run stays in
             minutes on a CPU.
+        shot_prior: what SHOT's diversity term pulls the mean prediction towards:
+            ``uniform`` (the paper: every class equally often) or ``shots``, the class
+            shares of the shots, which are drawn in proportion to the classes
+            (:func:`hemascope.adapt.shot.shot_prior`); uniform when SHOT runs without the
+            shots (``shot_labels`` off).
         predict: how the target's unlabelled images are labelled at the end. ``head``: the
             adapted model's own softmax. ``propagate`` (transductive): the mean of two
             opinions, (1) the softmax of the adapted model, averaged with the SHOT start's
@@ -157,6 +162,7 @@ class FewShotConfig:
     shot_epochs: int = 10
     shot_labels: bool = True
     shot_max_images: int = 500
+    shot_prior: str = "uniform"
     predict: str = "propagate"
     views: int = 4
     propagate_with: str = "default"
@@ -555,7 +561,7 @@ def source_free_base(base: LoadedModel, classes: list[str], images: np.ndarray,
 
     unlabelled = TargetData(list(classes), images, np.zeros(0, np.int64), [], {})
     shot = ShotConfig(epochs=cfg.shot_epochs, max_images=cfg.shot_max_images, seed=cfg.seed,
-                      threads=cfg.threads)
+                      threads=cfg.threads, prior=cfg.shot_prior)
     res = adapt_source_free(unlabelled, base, shot,
                             target_labelled=False, classes=list(classes), shots=shots)
     return LoadedModel(res.model, {**base.config, "classes": list(classes)}, base.path)

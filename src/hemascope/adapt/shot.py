@@ -23,7 +23,12 @@ kept, is a settled one (nothing is selected on target labels).
 The diversity term assumes every class is present in comparable numbers. It is weighted
 by ``diversity`` (1.0 in the paper); restrict the model to the classes the lab really has
 (a labelled target does this itself; ``classes=`` for an unlabelled one) so it does not
-push predictions onto classes the lab never sees.
+push predictions onto classes the lab never sees. With labelled shots drawn in proportion
+to the classes (as ``hemascope fewshot`` draws them), ``prior="shots"`` replaces the
+uniform target of that term by the shots' class shares: the term becomes the KL divergence
+of the mean prediction from that prior (the paper's term is this with a uniform prior,
+up to a constant), so a lab where most cells are neutrophils is not pushed towards equal
+numbers of every type.
 """
 
 from __future__ import annotations
@@ -56,6 +61,9 @@ class ShotConfig:
         pseudo_weight: weight of the centroid pseudo-label cross-entropy (beta = 0.3).
         max_images: images drawn per epoch from a large target folder, so one epoch stays
             in minutes on a CPU.
+        prior: what the diversity term pulls the mean prediction towards: ``uniform`` (the
+            paper) or ``shots``, the class shares of the labelled shots (add-half
+            smoothed; uniform when no shots are given).
     """
 
     epochs: int = 10
@@ -65,6 +73,7 @@ class ShotConfig:
     diversity: float = 1.0
     pseudo_weight: float = 0.3
     max_images: int = 2000
+    prior: str = "uniform"
     seed: int = 0
     threads: int = 0
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -82,12 +91,22 @@ class ShotConfig:
         return {"method": self.method, **asdict(self)}
 
 
-def information_maximization(logits: torch.Tensor, diversity: float = 1.0) -> torch.Tensor:
-    """Mean per-sample entropy minus ``diversity`` x entropy of the mean prediction."""
+def information_maximization(logits: torch.Tensor, diversity: float = 1.0,
+                             prior: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean per-sample entropy minus ``diversity`` x entropy of the mean prediction, or,
+    with a class ``prior``, plus ``diversity`` x KL(mean prediction || prior) (the same
+    term, up to a constant, when the prior is uniform)."""
     p = F.softmax(logits, dim=1)
     entropy = -(p * F.log_softmax(logits, dim=1)).sum(1).mean()
     mean = p.mean(0)
-    return entropy + diversity * (mean * torch.log(mean + 1e-6)).sum()
+    target = 0.0 if prior is None else torch.log(prior)
+    return entropy + diversity * (mean * (torch.log(mean + 1e-6) - target)).sum()
+
+
+def shot_prior(labels: np.ndarray, n_classes: int) -> torch.Tensor:
+    """Class shares of labelled shots, add-half smoothed so no class gets zero."""
+    counts = np.bincount(np.asarray(labels, np.int64), minlength=n_classes)[:n_classes] + 0.5
+    return torch.from_numpy(counts / counts.sum()).float()
 
 
 def centroid_pseudo_labels(features: torch.Tensor, probs: torch.Tensor, *,
@@ -168,6 +187,7 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
     history = []
     if shots is not None and len(shots[1]) == 0:
         shots = None
+    prior = shot_prior(shots[1], len(classes)) if cfg.prior == "shots" and shots is not None else None
     for epoch in range(cfg.epochs):
         pick = torch.randperm(len(target.images), generator=gen)[:n].numpy()
         x = target.images[pick]
@@ -186,7 +206,7 @@ def adapt_source_free(target: TargetData, base: LoadedModel, cfg: ShotConfig, *,
         for b in range(per_epoch):
             idx = order[b * bs:(b + 1) * bs]
             out = model(to_batch(x[idx], mean, std, aug=cfg.augment, generator=gen))
-            im = information_maximization(out, cfg.diversity)
+            im = information_maximization(out, cfg.diversity, prior)
             ce = F.cross_entropy(out, labels[idx])
             loss = im + cfg.pseudo_weight * ce
             if shots is not None:

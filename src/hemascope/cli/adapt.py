@@ -72,6 +72,10 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--shot-labels", action=argparse.BooleanOptionalAction, default=None,
                     help="let the shots take part in that SHOT run (semi-supervised; default: "
                          f"{'yes' if d.shot_labels else 'no'})")
+    fs.add_argument("--shot-prior", choices=("uniform", "shots"), default=d.shot_prior,
+                    help="what SHOT's diversity term pulls the mean prediction towards: every "
+                         "class equally often (uniform, the paper) or the class shares of the "
+                         f"shots, for labs where some types are rare (default: {d.shot_prior})")
     fs.add_argument("--predict", choices=PREDICTS, default=d.predict,
                     help="label the unlabelled DATA images with the adapted model's head, or "
                          "transductively: its softmax (and the SHOT start's) averaged with label "
@@ -425,7 +429,7 @@ def _fewshot(args: argparse.Namespace) -> int:
                         shot_labels=(FewShotConfig.shot_labels if args.shot_labels is None
                                      else args.shot_labels), predict=args.predict,
                         pseudo_from=args.pseudo_from, views=args.views,
-                        propagate_with=args.propagate_with)
+                        propagate_with=args.propagate_with, shot_prior=args.shot_prior)
     if args.ablation:
         from hemascope.adapt.ablation import ablation_markdown, run_ablation
 

@@ -42,7 +42,8 @@ _CHOICES = {
     "weights_dtype": ("float32", "float16"),
     "monitor": ("accuracy", "balanced_accuracy", "macro_f1", "macro_precision", "macro_recall"),
     "aggregate": ("concat", "max", "mean", "weighted", "attention"), "views": (1, 2, 4, 8),
-    "class_weights": ("none", "sqrt"),
+    "class_weights": ("none", "sqrt"), "prior": ("uniform", "shots"),
+    "shot_prior": ("uniform", "shots"),
 }
 
 

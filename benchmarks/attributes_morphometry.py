@@ -40,27 +40,23 @@ L2, STEPS, LR = 1e-3, 1500, 0.5
 
 
 def fit_softmax(x: np.ndarray, y: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """L2-penalised softmax regression by gradient descent (deterministic)."""
-    n, d = x.shape
-    w, b, onehot = np.zeros((d, k)), np.zeros(k), np.eye(k)[y]
-    for _ in range(STEPS):
-        z = x @ w + b
-        z -= z.max(1, keepdims=True)
-        p = np.exp(z)
-        p /= p.sum(1, keepdims=True)
-        g = (p - onehot) / n
-        w -= LR * (x.T @ g + L2 * w)
-        b -= LR * g.sum(0)
-    return w, b
+    """L2-penalised softmax regression by gradient descent (deterministic): the concept
+    bottleneck's fitter with no L1 term."""
+    from hemascope.explain.concepts import fit_concept_bottleneck
+
+    m = fit_concept_bottleneck(x, y, concepts=[str(i) for i in range(x.shape[1])],
+                               classes=[str(i) for i in range(k)], l1=0.0, l2=L2, lr=LR,
+                               steps=STEPS)
+    return m.weights, m.bias
 
 
 def features(cells, split: str, cache: Path | None):
     """``(truth, log-probabilities, measurements)`` of a WBCAtt split's cells."""
-    from hemascope.attributes.predict import attribute_probabilities, load_attribute_model
+    from hemascope.attributes.predict import attribute_probabilities
     from hemascope.data.tables import read_wbcatt_any
     from hemascope.io.image import read_image
     from hemascope.segment.morphometry import measure_cells
-    from hemascope.segment.predict import load_segmenter, segment_arrays
+    from hemascope.segment.predict import segment_arrays
 
     att, seg = cells
     ds = read_wbcatt_any(shared_data() / "wbcatt" / f"pbc_attr_v1_{split}.csv")

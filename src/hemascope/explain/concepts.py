@@ -81,8 +81,9 @@ class ConceptBottleneck:
 
 def fit_concept_bottleneck(x: np.ndarray, y: np.ndarray, *, concepts: Sequence[str],
                            classes: Sequence[str], l1: float = 1e-3, lr: float = 0.5,
-                           steps: int = 2000) -> ConceptBottleneck:
-    """Proximal-gradient (ISTA) fit of an L1-penalised softmax regression; deterministic."""
+                           steps: int = 2000, l2: float = 0.0) -> ConceptBottleneck:
+    """Proximal-gradient (ISTA) fit of an L1-penalised softmax regression (plus an ``l2``
+    penalty on the weights, none by default); deterministic."""
     x = np.asarray(x, float)
     y = np.asarray(y, int)
     n, d = x.shape
@@ -96,7 +97,7 @@ def fit_concept_bottleneck(x: np.ndarray, y: np.ndarray, *, concepts: Sequence[s
         p = np.exp(z)
         p /= p.sum(1, keepdims=True)
         g = (p - onehot) / n
-        w -= lr * (x.T @ g)
+        w -= lr * (x.T @ g + l2 * w)
         b -= lr * g.sum(0)
         w = np.sign(w) * np.maximum(np.abs(w) - lr * l1, 0.0)  # soft threshold: exact zeros
     return ConceptBottleneck(list(concepts), list(classes), w, b)

@@ -13,7 +13,8 @@ shots in proportion to the classes, so their class shares estimate the lab's mix
 the mean prediction from them).
 
 Two targets, each run twice per seed with ``hemascope fewshot`` defaults and the same
-shots, ``--shot-prior uniform`` and ``--shot-prior shots``; scored on every non-shot cell:
+shots, ``--shot-prior uniform`` and ``--shot-prior shots`` (arm ``shares``); scored on
+every non-shot cell:
 
 - **a simulated imbalanced lab**: 200 cells of the default classifier's own PBC *test*
   split (never trained on), in Raabin-WBC's training-set proportions (neutrophil 122,
@@ -48,7 +49,7 @@ from _common import machine, paired_tables, pbc_test_sample, shared_data, write_
 RAABIN_MIX = {"neutrophil": 122, "lymphocyte": 48, "eosinophil": 15, "monocyte": 11, "basophil": 4}
 #: The seeds the decision rule was fixed with (a run on fewer cannot meet it).
 RULE_SEEDS = {"simulated imbalanced lab": (0, 1, 2), "CellaVision": (25, 26, 27, 28, 29)}
-ARMS = {"uniform": {"shot_prior": "uniform"}, "shots": {"shot_prior": "shots"}}
+ARMS = {"uniform": {"shot_prior": "uniform"}, "shares": {"shot_prior": "shots"}}
 
 
 def simulated_lab(root: Path) -> Path:
@@ -87,8 +88,13 @@ def main() -> None:
                     default=["simulated", "cellavision"], help="which targets, in this order")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--name", default="fewshot_prior")
+    ap.add_argument("--tables-only", action="store_true",
+                    help="re-write results/<name>.md (and the JSON's summaries) from the runs "
+                         "in results/<name>.json; measures nothing")
     args = ap.parse_args()
     torch.set_num_threads(args.threads or 2)
+    if args.tables_only:
+        return tables_only(args)
 
     base = load_classifier("default")
     t0 = time.time()
@@ -112,13 +118,31 @@ def main() -> None:
                                 "per_class_recall": {c: v["recall"] for c, v in
                                                      res.report.to_dict()["per_class"].items()}}
                 print(f"{name} K={k} seed={seed}: accuracy {row['uniform']['accuracy']:.3f} -> "
-                      f"{row['shots']['accuracy']:.3f}, macro-F1 {row['uniform']['macro_f1']:.3f} "
-                      f"-> {row['shots']['macro_f1']:.3f}", flush=True)
+                      f"{row['shares']['accuracy']:.3f}, macro-F1 {row['uniform']['macro_f1']:.3f} "
+                      f"-> {row['shares']['macro_f1']:.3f}", flush=True)
                 runs.append(row)
                 results[name] = {"runs": runs, "n_cells": len(target.labels), "shots": k,
                                  "seeds": seeds, "classes": target.classes}
                 done = which == args.targets[-1] and seed == seeds[-1]
                 report(results, args, t0, complete=done)
+
+
+def tables_only(args) -> None:
+    """Re-write the tables from a results file. The first run stored the second arm under
+    ``shots``, the key that also holds K, so its rows lost K: they get it back from the
+    target's entry and the arm its current name."""
+    import json
+
+    from _common import RESULTS
+
+    saved = json.loads((RESULTS / f"{args.name}.json").read_text())
+    for r in saved["targets"].values():
+        for row in r["runs"]:
+            if isinstance(row.get("shots"), dict):
+                row["shares"], row["shots"] = row.pop("shots"), r["shots"]
+    for key in ("sim_seeds", "cv_seeds", "targets"):
+        setattr(args, key, saved["args"][key])
+    report(saved["targets"], args, time.time(), complete=saved["complete"])
 
 
 def report(results: dict, args, t0: float, *, complete: bool) -> None:
@@ -136,10 +160,10 @@ def report(results: dict, args, t0: float, *, complete: bool) -> None:
         recall = {arm: {c: float(np.mean([run[arm]["per_class_recall"][c] for run in r["runs"]]))
                         for c in r["classes"]} for arm in ARMS}
         lines += ["Mean recall per class: " + "; ".join(
-            f"{c} {recall['uniform'][c]:.2f} -> {recall['shots'][c]:.2f}" for c in r["classes"]), ""]
+            f"{c} {recall['uniform'][c]:.2f} -> {recall['shares'][c]:.2f}" for c in r["classes"]), ""]
         r["recall"], r["summary"] = recall, summary
-        acc = np.mean([x["shots"]["accuracy"] - x["uniform"]["accuracy"] for x in r["runs"]])
-        f1 = np.mean([x["shots"]["macro_f1"] - x["uniform"]["macro_f1"] for x in r["runs"]])
+        acc = np.mean([x["shares"]["accuracy"] - x["uniform"]["accuracy"] for x in r["runs"]])
+        f1 = np.mean([x["shares"]["macro_f1"] - x["uniform"]["macro_f1"] for x in r["runs"]])
         decision[name] = {"accuracy_gain": float(acc), "macro_f1_gain": float(f1)}
     sim, cv = decision.get("simulated imbalanced lab"), decision.get("CellaVision")
     met = None
@@ -152,9 +176,12 @@ def report(results: dict, args, t0: float, *, complete: bool) -> None:
                   f"CellaVision accuracy {cv['accuracy_gain']:+.4f} (must not fall), macro-F1 "
                   f"{cv['macro_f1_gain']:+.4f} (at most -0.01); the rule's seeds "
                   f"{'all' if full else 'not all'} run: {'met' if met else 'not met'}."]
-    lines += [f"{(time.time() - t0) / 60:.0f} min in all (2 threads)."]
+    run_minutes = sum(row[a]["seconds"] for r in results.values() for row in r["runs"]
+                      for a in ARMS) / 60
+    lines += [f"{run_minutes:.0f} min of few-shot runs in all (2 threads)."]
     write_results(args.name, {"targets": results, "decision": {**decision, "met": met},
-                              "complete": complete, "args": vars(args),
+                              "complete": complete, "run_minutes": run_minutes,
+                              "args": {k: v for k, v in vars(args).items() if k != "tables_only"},
                               "raabin_mix": RAABIN_MIX, "machine": machine()}, "\n".join(lines))
 
 

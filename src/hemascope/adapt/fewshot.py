@@ -105,7 +105,10 @@ class FewShotConfig:
             ``uniform`` (the paper: every class equally often) or ``shots``, the class
             shares of the shots, which are drawn in proportion to the classes
             (:func:`hemascope.adapt.shot.shot_prior`); uniform when SHOT runs without the
-            shots (``shot_labels`` off).
+            shots (``shot_labels`` off). ``shots`` did not meet the rule fixed before its
+            run: on CellaVision (fresh seeds 25-29, K = 10) it lowered accuracy by 0.009
+            and macro-F1 by 0.041, losing basophils (recall 0.90 -> 0.70)
+            (``benchmarks/results/fewshot_prior.md``). So ``uniform`` is the default.
         predict: how the target's unlabelled images are labelled at the end. ``head``: the
             adapted model's own softmax. ``propagate`` (transductive): the mean of two
             opinions, (1) the softmax of the adapted model, averaged with the SHOT start's

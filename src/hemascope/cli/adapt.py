@@ -75,7 +75,8 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--shot-prior", choices=("uniform", "shots"), default=d.shot_prior,
                     help="what SHOT's diversity term pulls the mean prediction towards: every "
                          "class equally often (uniform, the paper) or the class shares of the "
-                         f"shots, for labs where some types are rare (default: {d.shot_prior})")
+                         "shots (measured worse on CellaVision: it loses rare types; "
+                         f"default: {d.shot_prior})")
     fs.add_argument("--predict", choices=PREDICTS, default=d.predict,
                     help="label the unlabelled DATA images with the adapted model's head, or "
                          "transductively: its softmax (and the SHOT start's) averaged with label "

@@ -39,7 +39,6 @@ CellaVision first (``--targets cellavision simulated``), then the simulated lab'
 from __future__ import annotations
 
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
@@ -97,7 +96,6 @@ def main() -> None:
         return tables_only(args)
 
     base = load_classifier("default")
-    t0 = time.time()
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         loaders = {"simulated": lambda: ("simulated imbalanced lab", load_target(
@@ -124,7 +122,7 @@ def main() -> None:
                 results[name] = {"runs": runs, "n_cells": len(target.labels), "shots": k,
                                  "seeds": seeds, "classes": target.classes}
                 done = which == args.targets[-1] and seed == seeds[-1]
-                report(results, args, t0, complete=done)
+                report(results, args, complete=done)
 
 
 def tables_only(args) -> None:
@@ -142,10 +140,10 @@ def tables_only(args) -> None:
                 row["shares"], row["shots"] = row.pop("shots"), r["shots"]
     for key in ("sim_seeds", "cv_seeds", "targets"):
         setattr(args, key, saved["args"][key])
-    report(saved["targets"], args, time.time(), complete=saved["complete"])
+    report(saved["targets"], args, complete=saved["complete"])
 
 
-def report(results: dict, args, t0: float, *, complete: bool) -> None:
+def report(results: dict, args, *, complete: bool) -> None:
     """Write the tables of what has been measured so far, and the rule's verdict when
     every target has been measured."""
     lines = ["## SHOT's diversity prior in `hemascope fewshot`: uniform vs the shots' class shares", ""]

@@ -51,6 +51,10 @@ from hemascope.models.artifact import LoadedModel
 from hemascope.train.classifier import to_batch
 
 
+#: What SHOT's diversity term can pull the mean prediction towards (``ShotConfig.prior``).
+PRIORS = ("uniform", "shots")
+
+
 @dataclass
 class ShotConfig:
     """One SHOT run (defaults: the paper's loss weights; SGD with momentum, cosine to zero).

@@ -12,6 +12,7 @@ from hemascope.cli._common import Formatter, add_json_option, emit_json, number
 def register(groups: argparse._SubParsersAction) -> None:
     from hemascope.adapt.fewshot import (BATCHNORMS, MODES, PREDICTS, PSEUDO_FROM, STAINS,
                                          FewShotConfig)
+    from hemascope.adapt.shot import PRIORS
     from hemascope.data import FORMATS
 
     d = FewShotConfig()
@@ -72,7 +73,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     fs.add_argument("--shot-labels", action=argparse.BooleanOptionalAction, default=None,
                     help="let the shots take part in that SHOT run (semi-supervised; default: "
                          f"{'yes' if d.shot_labels else 'no'})")
-    fs.add_argument("--shot-prior", choices=("uniform", "shots"), default=d.shot_prior,
+    fs.add_argument("--shot-prior", choices=PRIORS, default=d.shot_prior,
                     help="what SHOT's diversity term pulls the mean prediction towards: every "
                          "class equally often (uniform, the paper) or the class shares of the "
                          "shots (measured worse on CellaVision: it loses rare types; "

@@ -195,10 +195,14 @@ def audit_labels(features: np.ndarray, labels: np.ndarray, classes: list[str], *
 #: What describes each cell: the base classifier's embedding alone, or joined with the
 #: shipped attribute model's (as ``hemascope fewshot`` builds its graph by default).
 FEATURES = ("classifier", "classifier+attributes")
+#: The defaults, chosen by the rule of ``benchmarks/audit_labels.py`` on its dev runs
+#: (CellaVision, 10 % of labels flipped): mean F1 0.623 against 0.559-0.579 for the
+#: classifier's embedding alone (``benchmarks/results/audit_labels.md``).
+DEFAULT_FEATURES, DEFAULT_VIEWS, DEFAULT_METHOD = "classifier+attributes", 4, "confident"
 
 
-def audit_features(base, images: np.ndarray, *, features: str = "classifier+attributes",
-                   views: int = 4, attributes: str = "default") -> np.ndarray:
+def audit_features(base, images: np.ndarray, *, features: str = DEFAULT_FEATURES,
+                   views: int = DEFAULT_VIEWS, attributes: str = "default") -> np.ndarray:
     """Per-cell features for :func:`audit_labels`: the base model's embedding (batch-norm
     statistics re-estimated on ``images``, ``views`` flips/rotations averaged), with
     ``features="classifier+attributes"`` joined (:func:`hemascope.adapt.fewshot.join_embeddings`)
@@ -223,8 +227,8 @@ def audit_features(base, images: np.ndarray, *, features: str = "classifier+attr
     return join_embeddings(emb, extra)
 
 
-def audit_target(base, target, *, method: str = "confident", folds: int = 5, seed: int = 0,
-                 features: str = "classifier+attributes", views: int = 4,
+def audit_target(base, target, *, method: str = DEFAULT_METHOD, folds: int = 5, seed: int = 0,
+                 features: str = DEFAULT_FEATURES, views: int = DEFAULT_VIEWS,
                  attributes: str = "default") -> LabelAudit:
     """Audit a labelled target set (:func:`hemascope.adapt.fewshot.load_target`) with the
     features of :func:`audit_features`."""

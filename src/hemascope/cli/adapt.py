@@ -126,6 +126,41 @@ def register(groups: argparse._SubParsersAction) -> None:
     add_json_option(sg)
     sg.set_defaults(handler=_suggest)
 
+    from hemascope.adapt.audit import (DEFAULT_FEATURES, DEFAULT_METHOD, DEFAULT_VIEWS,
+                                       FEATURES, METHODS)
+
+    au = groups.add_parser(
+        "audit", formatter_class=Formatter, help="find labels of a labelled set that look wrong",
+        description="Flag the images of a labelled set (class folders or table) whose label "
+                    "looks wrong, before fine-tuning on them or scoring with them. Every image "
+                    "gets class probabilities from a model that never saw its label (a softmax "
+                    "regression on the base model's embeddings, fitted on the other folds of a "
+                    "stratified split); confident learning (Northcutt et al. 2021) flags those "
+                    "more probably of another class than the model is, on average, of their "
+                    "own. Writes a CSV of every image, suspects first, with the class each more "
+                    "likely belongs to. The flags are a model's opinion: look at the cells.")
+    au.add_argument("--data", required=True, help="labelled set (class folders or table)")
+    au.add_argument("--out", required=True, help="CSV to write")
+    au.add_argument("--base", default="default", help="model whose embeddings describe the cells")
+    au.add_argument("--format", default="auto", choices=FORMATS, help="layout of --data")
+    au.add_argument("--rule", default=DEFAULT_METHOD, choices=METHODS,
+                    help="confident: confident learning's per-class thresholds; argmax: every "
+                         "image whose most probable class is not its label (flags more)")
+    au.add_argument("--features", default=DEFAULT_FEATURES, choices=FEATURES,
+                    help="the classifier's embedding alone, or joined with the attribute "
+                         "model's (--attributes)")
+    au.add_argument("--attributes", default="default",
+                    help="attribute model for --features classifier+attributes")
+    au.add_argument("--views", type=int, default=DEFAULT_VIEWS, choices=(1, 2, 4, 8),
+                    help="flips/rotations of each image averaged in its embedding")
+    au.add_argument("--folds", type=number(int, 2), default=5, help="cross-validation folds")
+    au.add_argument("--seed", type=int, default=0, help="seed of the fold split")
+    au.add_argument("--gallery", default=None, metavar="PNG",
+                    help="also draw the suspects (label -> suggested) into this image "
+                         "(needs matplotlib)")
+    add_json_option(au)
+    au.set_defaults(handler=_audit)
+
     from hemascope.adapt.uda import METHODS, UdaConfig
 
     u = UdaConfig()
@@ -519,6 +554,68 @@ def _suggest(args: argparse.Namespace) -> int:
     else:
         print(f"{args.out}: {len(rows)} of {len(cells.images)} cells to label first "
               f"(clusters of {min(sizes)}-{max(sizes)} cells)")
+    return 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    import csv
+    import io
+    from pathlib import Path
+
+    import numpy as np
+
+    from hemascope.adapt.audit import audit_target
+    from hemascope.adapt.fewshot import load_target
+    from hemascope.io.atomic import guard_inputs, write_text
+    from hemascope.models.artifact import load_classifier
+
+    guard_inputs(args.out, [args.data])
+    if args.gallery:
+        guard_inputs(args.gallery, [args.data])
+    base = load_classifier(args.base)
+    target = load_target(args.data, base, format=args.format)
+    for path, reason in target.errors.items():
+        print(f"skipping unreadable image {path}: {reason}", file=sys.stderr)
+    audit = audit_target(base, target, method=args.rule, folds=args.folds, seed=args.seed,
+                         features=args.features, views=args.views, attributes=args.attributes)
+    p_label, p_suggested = audit.label_probability(), audit.suggested_probability()
+    fields = ["path", "label", "verdict", "suggested", "label_probability",
+              "suggested_probability"]
+    rows = []
+    for i in audit.order():
+        verdict = ("suspect" if audit.suspect[i] else "ok") if audit.audited[i] else "not audited"
+        rows.append({"path": target.keys[i], "label": target.classes[target.labels[i]],
+                     "verdict": verdict,
+                     "suggested": target.classes[audit.suggested[i]] if audit.suspect[i] else "",
+                     "label_probability": "" if np.isnan(p_label[i]) else round(float(p_label[i]), 4),
+                     "suggested_probability": ("" if np.isnan(p_suggested[i])
+                                               else round(float(p_suggested[i]), 4))})
+    buf = io.StringIO()
+    table = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    table.writeheader()
+    table.writerows(rows)
+    write_text(args.out, buf.getvalue())
+    suspects = [r for r in rows if r["verdict"] == "suspect"]
+    skipped = sorted({target.classes[c] for c in target.labels[~audit.audited]})
+    if args.gallery:
+        from hemascope.report.plots import error_gallery
+
+        shown = [i for i in audit.order() if audit.suspect[i]][:48]
+        caps = [f"{target.classes[target.labels[i]]} -> {target.classes[audit.suggested[i]]}\n"
+                f"{Path(target.keys[i]).name}" for i in shown]
+        error_gallery([target.images[i] for i in shown], caps, args.gallery,
+                      title=f"{len(suspects)} suspect labels of {len(rows)} ({args.rule} rule)")
+    summary = {"out": args.out, "images": len(rows), "suspects": len(suspects),
+               "confusions": audit.confusions(), "not_audited_classes": skipped,
+               "rule": args.rule, "unreadable": len(target.errors)}
+    if args.json:
+        emit_json(summary, args.json)
+    else:
+        print(f"{args.out}: {len(suspects)} of {len(rows)} labels look wrong"
+              + (f" ({', '.join(f'{k}: {n}' for k, n in audit.confusions().items())})"
+                 if suspects else ""))
+        if skipped:
+            print(f"not audited (fewer than 2 images): {', '.join(skipped)}")
     return 0
 
 

@@ -493,3 +493,45 @@ def test_adapt_offsets_writes_a_copy_that_applies_them(wbcatt, att_model, tmp_pa
                  "--model", str(att_model), "--out", str(att_model)]) != 0
     assert "own folder" in capsys.readouterr().err
     assert (att_model / "config.json").read_bytes() == before
+
+
+def test_audit_flags_wrong_attribute_labels(wbcatt, att_model, tmp_path, capsys):
+    """hemascope audit --what attributes: nucleus shapes written against the cell type are
+    the least probable labels of that attribute, and the CSV lists every known label."""
+    rows = []
+    for part in ("val", "test"):
+        with open(wbcatt / "wbcatt" / f"pbc_attr_v1_{part}.csv", newline="") as fh:
+            rows += list(csv.DictReader(fh))
+    wrong = {}
+    for r in rows:
+        if r["label"] == "Lymphocyte" and len(wrong) < 3:
+            r["nucleus_shape"] = "segmented-multilobed"
+            wrong[r["path"]] = r
+    table = tmp_path / "lab.csv"
+    with open(table, "w", newline="") as fh:
+        w = csv.DictWriter(fh, HEADER)
+        w.writeheader()
+        w.writerows(rows)
+    out = tmp_path / "audit.csv"
+    assert main(["audit", "--what", "attributes", "--data", str(table), "--images",
+                 str(wbcatt / "pbc"), "--attributes", str(att_model), "--out", str(out),
+                 "--json", str(tmp_path / "s.json")]) == 0
+    got = list(csv.DictReader(out.open()))
+    assert len(got) == 32 * 11
+    nucleus = sorted((r for r in got if r["attribute"] == "nucleus_shape"),
+                     key=lambda r: float(r["label_probability"]))
+    assert {r["path"] for r in nucleus[:3]} == set(wrong)
+    suspects = [r for r in got if r["verdict"] == "suspect"]
+    assert got[:len(suspects)] == suspects
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["cells"] == 32 and summary["suspects"] == len(suspects)
+    # an unknown attribute value is an error naming the file
+    rows[1]["nucleus_shape"] = "star-shaped"
+    with open(table, "w", newline="") as fh:
+        w = csv.DictWriter(fh, HEADER)
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["audit", "--what", "attributes", "--data", str(table), "--images",
+                 str(wbcatt / "pbc"), "--attributes", str(att_model), "--out",
+                 str(tmp_path / "a2.csv")]) == 1
+    assert "lab.csv" in capsys.readouterr().err

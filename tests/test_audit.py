@@ -141,3 +141,21 @@ def test_default_audit_finds_flips_in_cellavision(shared_data):
     assert found / audit.suspect.sum() >= 0.3
     hits = flipped[audit.suspect[flipped]]
     assert (audit.suggested[hits] == target.labels[hits]).mean() >= 0.8  # their true class
+
+
+def test_attribute_labels_audited_per_attribute():
+    from hemascope.adapt.audit import audit_attribute_labels
+
+    values = {"size": ["big", "small"], "vacuole": ["no", "yes"]}
+    probs = {"size": np.array([[0.9, 0.1], [0.8, 0.2], [0.1, 0.9], [0.2, 0.8], [0.95, 0.05]]),
+             "vacuole": np.array([[0.7, 0.3], [0.5, 0.5], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]])}
+    truth = {"size": ["big", "big", "small", "small", "small"],  # the last looks big
+             "vacuole": ["no", "", "no", "yes", "no"]}
+    audits = audit_attribute_labels(probs, truth, values)
+    assert np.flatnonzero(audits["size"].suspect).tolist() == [4]
+    assert audits["size"].suggested[4] == 0
+    v = audits["vacuole"]
+    # no value given: not audited; the last is below both thresholds, so it keeps its label
+    assert not v.audited[1] and not v.suspect.any()
+    assert v.thresholds.tolist() == pytest.approx([0.7, 0.7])
+    assert np.isnan(v.label_probability()[1])

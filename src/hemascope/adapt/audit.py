@@ -192,6 +192,34 @@ def audit_labels(features: np.ndarray, labels: np.ndarray, classes: list[str], *
                       suggested, method)
 
 
+def audit_attribute_labels(probs: dict[str, np.ndarray], truth: dict[str, list[str]],
+                           values: dict[str, list[str]], *, method: str = "confident"
+                           ) -> dict[str, LabelAudit]:
+    """Audit a table's attribute labels with an attribute model's value probabilities.
+
+    ``probs`` maps attribute -> ``(n, len(values[attribute]))`` from a model that never
+    trained on these cells (the shipped one trained on WBCAtt's train split only);
+    ``truth`` maps attribute -> each cell's value (``""`` where the table has none: not
+    audited). Thresholds come from the cells' own labels, per attribute, as for cell types.
+    Measured against WBCAtt's second annotators in ``benchmarks/audit_attributes.py``.
+    """
+    out = {}
+    for name, vals in values.items():
+        p = np.asarray(probs[name], np.float64)
+        labels = np.array([vals.index(v) if v else -1 for v in truth[name]], np.int64)
+        known = labels >= 0
+        suspect = np.zeros(len(labels), bool)
+        suggested = np.full(len(labels), -1, np.int64)
+        thresholds = np.ones(len(vals))
+        if known.any():
+            s_k, g_k, thresholds = find_label_issues(p[known], labels[known], method=method)
+            suspect[known], suggested[known] = s_k, g_k
+        rows = np.where(known[:, None], p, np.nan)
+        out[name] = LabelAudit(list(vals), labels, known, list(range(len(vals))), rows,
+                               thresholds, suspect, suggested, method)
+    return out
+
+
 #: What describes each cell: the base classifier's embedding alone, or joined with the
 #: shipped attribute model's (as ``hemascope fewshot`` builds its graph by default).
 FEATURES = ("classifier", "classifier+attributes")

@@ -138,11 +138,21 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "stratified split); confident learning (Northcutt et al. 2021) flags those "
                     "more probably of another class than the model is, on average, of their "
                     "own. Writes a CSV of every image, suspects first, with the class each more "
-                    "likely belongs to. The flags are a model's opinion: look at the cells.")
-    au.add_argument("--data", required=True, help="labelled set (class folders or table)")
+                    "likely belongs to. The flags are a model's opinion: look at the cells. "
+                    "--what attributes audits the 11 morphology attributes of a WBCAtt-style "
+                    "table instead, with the attribute model's probabilities (it must not "
+                    "have trained on these cells).")
+    au.add_argument("--data", required=True,
+                    help="labelled set (class folders or table; with --what attributes a "
+                         "WBCAtt-style table)")
+    au.add_argument("--what", default="types", choices=("types", "attributes"),
+                    help="audit the cell-type labels, or the attribute labels of a table")
+    au.add_argument("--images", default=None,
+                    help="image root of an attribute table (none: found from the table)")
     au.add_argument("--out", required=True, help="CSV to write")
     au.add_argument("--base", default="default", help="model whose embeddings describe the cells")
-    au.add_argument("--format", default="auto", choices=FORMATS, help="layout of --data")
+    au.add_argument("--format", default="auto", choices=FORMATS,
+                    help="layout of --data (--what types)")
     au.add_argument("--rule", default=DEFAULT_METHOD, choices=METHODS,
                     help="confident: confident learning's per-class thresholds; argmax: every "
                          "image whose most probable class is not its label (flags more)")
@@ -150,7 +160,8 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="the classifier's embedding alone, or joined with the attribute "
                          "model's (--attributes)")
     au.add_argument("--attributes", default="default",
-                    help="attribute model for --features classifier+attributes")
+                    help="attribute model: for --features classifier+attributes, and the one "
+                         "whose probabilities audit --what attributes")
     au.add_argument("--views", type=int, default=DEFAULT_VIEWS, choices=(1, 2, 4, 8),
                     help="flips/rotations of each image averaged in its embedding")
     au.add_argument("--folds", type=number(int, 2), default=5, help="cross-validation folds")
@@ -558,43 +569,65 @@ def _suggest(args: argparse.Namespace) -> int:
 
 
 def _audit(args: argparse.Namespace) -> int:
+    from hemascope.io.atomic import guard_inputs
+
+    inputs = [args.data] + ([args.images] if args.images else [])
+    guard_inputs(args.out, inputs)
+    if args.gallery:
+        guard_inputs(args.gallery, inputs)
+    return (_audit_attributes if args.what == "attributes" else _audit_types)(args)
+
+
+def _audit_rows(audit, keys, *, attribute: str | None = None) -> list[dict]:
+    """CSV rows of a :class:`hemascope.adapt.audit.LabelAudit`, suspects first."""
+    import numpy as np
+
+    p_label, p_suggested = audit.label_probability(), audit.suggested_probability()
+    rows = []
+    for i in audit.order():
+        if attribute and not audit.audited[i]:
+            continue  # the table gives no value for this attribute
+        verdict = ("suspect" if audit.suspect[i] else "ok") if audit.audited[i] else "not audited"
+        row = {"path": keys[i]} | ({"attribute": attribute} if attribute else {})
+        rows.append(row | {
+            "label": audit.classes[audit.labels[i]], "verdict": verdict,
+            "suggested": audit.classes[audit.suggested[i]] if audit.suspect[i] else "",
+            "label_probability": "" if np.isnan(p_label[i]) else round(float(p_label[i]), 4),
+            "suggested_probability": ("" if np.isnan(p_suggested[i])
+                                      else round(float(p_suggested[i]), 4))})
+    return rows
+
+
+def _write_audit(out: str, rows: list[dict]) -> None:
     import csv
     import io
-    from pathlib import Path
 
-    import numpy as np
+    from hemascope.io.atomic import write_text
+
+    buf = io.StringIO()
+    fields = list(rows[0]) if rows else ["path", "label", "verdict", "suggested",
+                                         "label_probability", "suggested_probability"]
+    table = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
+    table.writeheader()
+    table.writerows(rows)
+    write_text(out, buf.getvalue())
+
+
+def _audit_types(args: argparse.Namespace) -> int:
+    from pathlib import Path
 
     from hemascope.adapt.audit import audit_target
     from hemascope.adapt.fewshot import load_target
-    from hemascope.io.atomic import guard_inputs, write_text
     from hemascope.models.artifact import load_classifier
 
-    guard_inputs(args.out, [args.data])
-    if args.gallery:
-        guard_inputs(args.gallery, [args.data])
     base = load_classifier(args.base)
     target = load_target(args.data, base, format=args.format)
     for path, reason in target.errors.items():
         print(f"skipping unreadable image {path}: {reason}", file=sys.stderr)
     audit = audit_target(base, target, method=args.rule, folds=args.folds, seed=args.seed,
                          features=args.features, views=args.views, attributes=args.attributes)
-    p_label, p_suggested = audit.label_probability(), audit.suggested_probability()
-    fields = ["path", "label", "verdict", "suggested", "label_probability",
-              "suggested_probability"]
-    rows = []
-    for i in audit.order():
-        verdict = ("suspect" if audit.suspect[i] else "ok") if audit.audited[i] else "not audited"
-        rows.append({"path": target.keys[i], "label": target.classes[target.labels[i]],
-                     "verdict": verdict,
-                     "suggested": target.classes[audit.suggested[i]] if audit.suspect[i] else "",
-                     "label_probability": "" if np.isnan(p_label[i]) else round(float(p_label[i]), 4),
-                     "suggested_probability": ("" if np.isnan(p_suggested[i])
-                                               else round(float(p_suggested[i]), 4))})
-    buf = io.StringIO()
-    table = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
-    table.writeheader()
-    table.writerows(rows)
-    write_text(args.out, buf.getvalue())
+    rows = _audit_rows(audit, target.keys)
+    _write_audit(args.out, rows)
     suspects = [r for r in rows if r["verdict"] == "suspect"]
     skipped = sorted({target.classes[c] for c in target.labels[~audit.audited]})
     if args.gallery:
@@ -616,6 +649,48 @@ def _audit(args: argparse.Namespace) -> int:
                  if suspects else ""))
         if skipped:
             print(f"not audited (fewer than 2 images): {', '.join(skipped)}")
+    return 0
+
+
+def _audit_attributes(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from hemascope.adapt.audit import audit_attribute_labels
+    from hemascope.evaluate.attributes import table_cells
+
+    loaded, paths, truth, probs, errors = table_cells(args.data, model=args.attributes,
+                                                      images=args.images, adjusted=False)
+    for path, reason in errors.items():
+        print(f"skipping {path}: {reason}", file=sys.stderr)
+    audits = audit_attribute_labels(probs, truth, loaded.model.attributes, method=args.rule)
+    rows = [r for name, audit in audits.items() for r in _audit_rows(audit, paths, attribute=name)]
+    rows.sort(key=lambda r: r["verdict"] != "suspect")  # stable: each attribute's order kept
+    _write_audit(args.out, rows)
+    suspects = [r for r in rows if r["verdict"] == "suspect"]
+    per_attribute = {name: int(a.suspect.sum()) for name, a in audits.items()}
+    if args.gallery:
+        from hemascope.data.tables import read_wbcatt_any
+        from hemascope.io.image import read_image
+        from hemascope.report.plots import error_gallery
+
+        root = read_wbcatt_any(args.data, image_root=args.images).root
+        shown = sorted(suspects, key=lambda r: r["label_probability"])[:48]
+        caps = [f"{r['attribute']}: {r['label']} -> {r['suggested']}\n{Path(r['path']).name}"
+                for r in shown]
+        error_gallery([read_image(root / r["path"]) for r in shown], caps, args.gallery,
+                      title=f"{len(suspects)} suspect attribute labels ({args.rule} rule)")
+    summary = {"out": args.out, "cells": len(paths), "labels": len(rows),
+               "suspects": len(suspects), "per_attribute": per_attribute,
+               "confusions": {name: a.confusions() for name, a in audits.items()
+                              if a.suspect.any()},
+               "rule": args.rule, "unreadable": len(errors)}
+    if args.json:
+        emit_json(summary, args.json)
+    else:
+        print(f"{args.out}: {len(suspects)} of {len(rows)} attribute labels of {len(paths)} "
+              "cells look wrong"
+              + (f" ({', '.join(f'{k}: {n}' for k, n in per_attribute.items() if n)})"
+                 if suspects else ""))
     return 0
 
 

@@ -129,6 +129,18 @@ def table_probabilities(csv=None, *, model="default", images=None, batch_size: i
     the table's value per cell (``""`` where unknown), ``probabilities`` attribute ->
     ``(N, n values)`` in the same order, ``errors`` path -> why a row was skipped.
     ``adjusted`` as in :func:`hemascope.attributes.attribute_probabilities`.
+    :func:`table_cells` also gives the cells' paths.
+    """
+    loaded, _, truth, probs, errors = table_cells(csv, model=model, images=images,
+                                                  batch_size=batch_size, tta=tta,
+                                                  adjusted=adjusted, progress=progress)
+    return loaded, truth, probs, errors
+
+
+def table_cells(csv=None, *, model="default", images=None, batch_size: int = 64,
+                tta: int = 1, adjusted: bool = True, progress=None):
+    """:func:`table_probabilities` with the readable cells' paths (relative to the table's
+    image root) after the model: ``(loaded model, paths, truth, probabilities, errors)``.
 
     Raises:
         DatasetError / AnnotationError: unreadable table, missing columns, unknown values
@@ -152,6 +164,7 @@ def table_probabilities(csv=None, *, model="default", images=None, batch_size: i
     attrs = loaded.model.attributes
     truth: dict[str, list[str]] = {k: [] for k in attrs}
     probs: dict[str, list[np.ndarray]] = {k: [] for k in attrs}
+    paths: list[str] = []
     errors = {p.path: p.message for p in ds.problems}
     wrap = progress or (lambda it: it)
     for start in wrap(range(0, len(ds.samples), batch_size)):
@@ -166,12 +179,13 @@ def table_probabilities(csv=None, *, model="default", images=None, batch_size: i
             continue
         p = attribute_probabilities(loaded, arrays, batch_size=batch_size, tta=tta,
                                     adjusted=adjusted)
+        paths += [s.path for s in batch]
         for k in attrs:
             truth[k] += [s.attributes.get(k, "") for s in batch]
             probs[k].append(p[k])
     if not any(truth.values()):
         raise DatasetError(f"no readable image with attributes in {path}")
-    return loaded, truth, {k: np.concatenate(v) for k, v in probs.items()}, errors
+    return loaded, paths, truth, {k: np.concatenate(v) for k, v in probs.items()}, errors
 
 
 def agreement(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence[str]],

@@ -31,6 +31,13 @@ def _row(kind, rel):
     return {"img_name": rel.split("/")[-1], "label": kind.capitalize(), **attrs, "path": rel}
 
 
+def _write_table(path, rows) -> None:
+    with open(path, "w", newline="") as fh:
+        w = csv.DictWriter(fh, HEADER)
+        w.writeheader()
+        w.writerows(rows)
+
+
 @pytest.fixture(scope="module")
 def wbcatt(tmp_path_factory):
     """WBCAtt-shaped tables over synthetic cells: 12 train, 4 val, 4 test per type."""
@@ -130,10 +137,7 @@ def test_bad_tables_and_models(wbcatt, tmp_path, tiny_model):
     bad = tmp_path / "bad.csv"
     rows = list(csv.DictReader(open(wbcatt / "wbcatt" / "pbc_attr_v1_test.csv")))
     rows[1]["nucleus_shape"] = "triangular"
-    with open(bad, "w", newline="") as fh:
-        w = csv.DictWriter(fh, HEADER)
-        w.writeheader()
-        w.writerows(rows)
+    _write_table(bad, rows)
     with pytest.raises(Exception, match="triangular"):
         from hemascope.evaluate.attributes import evaluate_attributes
 
@@ -453,10 +457,7 @@ def test_adapt_offsets_writes_a_copy_that_applies_them(wbcatt, att_model, tmp_pa
         if r["label"] == "Monocyte":
             r["cell_size"] = "small"
     lab = tmp_path / "lab.csv"
-    with open(lab, "w", newline="") as fh:
-        w = csv.DictWriter(fh, HEADER)
-        w.writeheader()
-        w.writerows(rows)
+    _write_table(lab, rows)
     out = tmp_path / "offsets"
     code = main(["adapt", "offsets", "--data", str(lab), "--images", str(wbcatt / "pbc"),
                  "--model", str(att_model), "--out", str(out), "--min-cells", "5",
@@ -508,10 +509,7 @@ def test_audit_flags_wrong_attribute_labels(wbcatt, att_model, tmp_path, capsys)
             r["nucleus_shape"] = "segmented-multilobed"
             wrong[r["path"]] = r
     table = tmp_path / "lab.csv"
-    with open(table, "w", newline="") as fh:
-        w = csv.DictWriter(fh, HEADER)
-        w.writeheader()
-        w.writerows(rows)
+    _write_table(table, rows)
     out = tmp_path / "audit.csv"
     assert main(["audit", "--what", "attributes", "--data", str(table), "--images",
                  str(wbcatt / "pbc"), "--attributes", str(att_model), "--out", str(out),
@@ -527,10 +525,7 @@ def test_audit_flags_wrong_attribute_labels(wbcatt, att_model, tmp_path, capsys)
     assert summary["cells"] == 32 and summary["suspects"] == len(suspects)
     # an unknown attribute value is an error naming the file
     rows[1]["nucleus_shape"] = "star-shaped"
-    with open(table, "w", newline="") as fh:
-        w = csv.DictWriter(fh, HEADER)
-        w.writeheader()
-        w.writerows(rows)
+    _write_table(table, rows)
     assert main(["audit", "--what", "attributes", "--data", str(table), "--images",
                  str(wbcatt / "pbc"), "--attributes", str(att_model), "--out",
                  str(tmp_path / "a2.csv")]) == 1

@@ -53,21 +53,20 @@ class LabelAudit:
     suggested: np.ndarray  # int (n,)
     method: str
 
-    def label_probability(self) -> np.ndarray:
-        """Each cell's out-of-fold probability of its own label (NaN where not audited)."""
+    def _probability_of(self, cls: np.ndarray, rows: np.ndarray) -> np.ndarray:
         out = np.full(len(self.labels), np.nan)
         col = {c: j for j, c in enumerate(self.audited_classes)}
-        for i in np.flatnonzero(self.audited):
-            out[i] = self.probs[i, col[int(self.labels[i])]]
+        for i in np.flatnonzero(rows):
+            out[i] = self.probs[i, col[int(cls[i])]]
         return out
+
+    def label_probability(self) -> np.ndarray:
+        """Each cell's out-of-fold probability of its own label (NaN where not audited)."""
+        return self._probability_of(self.labels, self.audited)
 
     def suggested_probability(self) -> np.ndarray:
         """Each suspect cell's probability of its suggested class (NaN elsewhere)."""
-        out = np.full(len(self.labels), np.nan)
-        col = {c: j for j, c in enumerate(self.audited_classes)}
-        for i in np.flatnonzero(self.suspect):
-            out[i] = self.probs[i, col[int(self.suggested[i])]]
-        return out
+        return self._probability_of(self.suggested, self.suspect)
 
     def order(self) -> np.ndarray:
         """Cell indices, suspects first, each group from the least probable label up; cells

@@ -6,9 +6,11 @@ unfairly. Confident learning (Northcutt, Jiang & Chuang, JAIR 2021) finds them w
 any clean reference:
 
 1. Every cell gets class probabilities from a model that never saw its label: the base
-   model embeds every cell (batch-norm statistics from the lab's own images, as
-   :mod:`hemascope.adapt.suggest` does), and a softmax regression on those embeddings is
-   fitted on the other folds of a stratified K-fold split and applied to the held-out one.
+   classifier embeds every cell (batch-norm statistics from the lab's own images, as
+   :mod:`hemascope.adapt.suggest` does; by default 4 flips/rotations averaged and joined
+   with the shipped attribute model's embedding, as ``hemascope fewshot`` builds its
+   graph), and a softmax regression on those features is fitted on the other folds of a
+   stratified K-fold split and applied to the held-out one.
 2. Each class gets a threshold: the mean probability of that class over the cells
    labelled with it (how sure the model is, on average, about that class's own cells).
 3. A cell is *suspect* when, among the classes whose probability reaches their threshold,
@@ -17,8 +19,11 @@ any clean reference:
 ``method="argmax"`` (the plain baseline) flags every cell whose most probable class is not
 its label. Classes with fewer than two images cannot be cross-validated: their cells are
 not audited and they are never suggested. The regression's L2 weight is ``1 / n`` on
-centred, unit-length embeddings (scikit-learn's default ``C = 1``). Pure numpy apart from
+centred, unit-length features (scikit-learn's default ``C = 1``). Pure numpy apart from
 the embedding.
+
+The same rule audits the attribute labels of a table (:func:`audit_attribute_labels`),
+where the attribute model's own probabilities are out of sample already.
 """
 
 from __future__ import annotations

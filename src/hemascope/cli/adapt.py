@@ -127,7 +127,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     sg.set_defaults(handler=_suggest)
 
     from hemascope.adapt.audit import (DEFAULT_FEATURES, DEFAULT_METHOD, DEFAULT_VIEWS,
-                                       FEATURES, METHODS)
+                                       FEATURES, METHODS as AUDIT_RULES)
 
     au = groups.add_parser(
         "audit", formatter_class=Formatter, help="find labels of a labelled set that look wrong",
@@ -153,7 +153,7 @@ def register(groups: argparse._SubParsersAction) -> None:
     au.add_argument("--base", default="default", help="model whose embeddings describe the cells")
     au.add_argument("--format", default="auto", choices=FORMATS,
                     help="layout of --data (--what types)")
-    au.add_argument("--rule", default=DEFAULT_METHOD, choices=METHODS,
+    au.add_argument("--rule", default=DEFAULT_METHOD, choices=AUDIT_RULES,
                     help="confident: confident learning's per-class thresholds; argmax: every "
                          "image whose most probable class is not its label (flags more)")
     au.add_argument("--features", default=DEFAULT_FEATURES, choices=FEATURES,

@@ -1,0 +1,118 @@
+"""Which boxes of an annotated smear set look wrong: a detector's confident disagreements.
+
+The label audit of single cells (:mod:`hemascope.adapt.audit`) carried over to boxes. A
+detector that never trained on the fields scores them; per class, its *threshold* is the
+mean score it gives the annotated cells of that class (the best same-class detection
+overlapping each annotated box by IoU >= 0.5, 0 where none does): how sure it is, on
+average, of real cells of that class. A score at or above the class's threshold is
+*confident*. Three kinds of issue:
+
+- ``missing``: a confident detection that overlaps no annotated box of any class (IoU <
+  0.3): a cell nobody boxed. Suggested class: the detection's.
+- ``class``: an annotated box whose overlapping confident detections (IoU >= 0.5) include
+  another class scored higher than any of its own class. Suggested class: that one.
+- ``unmatched``: an annotated box that no confident detection of any class even touches
+  (IoU >= 0.3): a box on no cell, or far from the cell it meant.
+
+Ground truth and detections use labels ``1..C`` (index into the detector's classes + 1).
+Pure numpy.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import numpy as np
+
+from hemascope.detect.ensemble import Detections, iou_matrix
+
+KINDS = ("missing", "class", "unmatched")
+MATCH_IOU, TOUCH_IOU = 0.5, 0.3
+
+
+@dataclass(frozen=True)
+class BoxIssue:
+    """One suspect box: ``field`` index, ``kind`` (one of :data:`KINDS`), the annotated
+    ``label`` (0 for a missing box), the ``suggested`` label (0 for an unmatched box), the
+    box (xyxy; the detection's for a missing box) and the detector's ``score`` for the
+    suggestion (for an unmatched box: the best score of any class touching it)."""
+
+    field: int
+    kind: str
+    label: int
+    suggested: int
+    box: tuple[float, float, float, float]
+    score: float
+
+
+def _best_scores(pred: Detections, truth: np.ndarray, n_classes: int, iou: float) -> np.ndarray:
+    """``(len(truth), n_classes + 1)``: per annotated box and class, the best score of that
+    class's detections overlapping it by at least ``iou`` (0 if none); column 0 unused."""
+    out = np.zeros((len(truth), n_classes + 1))
+    if not len(pred) or not len(truth):
+        return out
+    ious = iou_matrix(truth, pred.boxes)
+    labels = np.asarray(pred.labels, np.int64)
+    scores = np.asarray(pred.scores, float)
+    for k in range(1, n_classes + 1):
+        of_k = labels == k
+        if of_k.any():
+            s = np.where(ious[:, of_k] >= iou, scores[of_k][None, :], 0.0)
+            out[:, k] = s.max(1)
+    return out
+
+
+def score_thresholds(preds: Sequence[Detections],
+                     truths: Sequence[tuple[np.ndarray, np.ndarray]], n_classes: int, *,
+                     match_iou: float = MATCH_IOU) -> np.ndarray:
+    """``(n_classes + 1,)``: per class (index = label), the mean best same-class score over
+    its annotated boxes (1.0 for a class with no box: never confident)."""
+    total, count = np.zeros(n_classes + 1), np.zeros(n_classes + 1)
+    for pred, (boxes, labels) in zip(preds, truths):
+        labels = np.asarray(labels, np.int64)
+        best = _best_scores(pred, np.asarray(boxes, float).reshape(-1, 4), n_classes, match_iou)
+        np.add.at(total, labels, best[np.arange(len(labels)), labels])
+        np.add.at(count, labels, 1)
+    return np.where(count > 0, total / np.maximum(count, 1), 1.0)
+
+
+def find_box_issues(preds: Sequence[Detections], truths: Sequence[tuple[np.ndarray, np.ndarray]],
+                    n_classes: int, *, match_iou: float = MATCH_IOU, touch_iou: float = TOUCH_IOU,
+                    thresholds: np.ndarray | None = None) -> tuple[list[BoxIssue], np.ndarray]:
+    """The issues of every field (see the module docstring) and the class thresholds used
+    (computed from these fields unless given)."""
+    if len(preds) != len(truths):
+        raise ValueError("one prediction per annotated field is needed")
+    t = score_thresholds(preds, truths, n_classes, match_iou=match_iou) if thresholds is None \
+        else np.asarray(thresholds, float)
+    issues: list[BoxIssue] = []
+    for f, (pred, (boxes, labels)) in enumerate(zip(preds, truths)):
+        boxes = np.asarray(boxes, float).reshape(-1, 4)
+        labels = np.asarray(labels, np.int64)
+        pl = np.asarray(pred.labels, np.int64)
+        ps = np.asarray(pred.scores, float)
+        pb = np.asarray(pred.boxes, float).reshape(-1, 4)
+        sure = ps >= t[np.clip(pl, 0, n_classes)] - 1e-12
+        # missing: confident detections touching no annotated box
+        touching = (iou_matrix(pb, boxes).max(1) if len(boxes) else np.zeros(len(pb))) >= touch_iou
+        for i in np.flatnonzero(sure & ~touching):
+            issues.append(BoxIssue(f, "missing", 0, int(pl[i]), tuple(map(float, pb[i])), float(ps[i])))
+        if not len(boxes):
+            continue
+        close = _best_scores(pred, boxes, n_classes, match_iou)
+        near = _best_scores(pred, boxes, n_classes, touch_iou)
+        for j, c in enumerate(labels):
+            confident = close[j] >= t - 1e-12
+            confident[0] = False
+            if confident.any():
+                k = int(np.argmax(np.where(confident, close[j], -1.0)))
+                if k != c:
+                    issues.append(BoxIssue(f, "class", int(c), k, tuple(map(float, boxes[j])),
+                                           float(close[j, k])))
+                continue
+            touched = near[j, 1:] >= t[1:] - 1e-12
+            if not touched.any():
+                issues.append(BoxIssue(f, "unmatched", int(c), 0, tuple(map(float, boxes[j])),
+                                       float(near[j, 1:].max())))
+    return issues, t

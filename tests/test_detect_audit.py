@@ -57,3 +57,47 @@ def test_empty_fields_and_given_thresholds():
     assert [x.kind for x in issues] == ["missing"]
     with pytest.raises(ValueError, match="one prediction"):
         find_box_issues([pred, pred], [empty], 1)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+def test_audit_cli_finds_a_deleted_white_cell(shared_data, tmp_path, capsys):
+    """Six CBC test fields copied as a VOC set, one white cell's box deleted: the shipped
+    detector (trained on CBC's train split) reports it missing."""
+    import csv
+    import json
+    import re
+    import shutil
+
+    from hemascope.cli import main
+
+    src = shared_data / "cbc" / "Testing"
+    names = sorted(p.stem for p in (src / "Annotations").glob("*.xml"))[:6]
+    root = tmp_path / "voc"
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    deleted = None
+    for n in names:
+        shutil.copy(src / "Images" / f"{n}.jpg", root / "JPEGImages" / f"{n}.jpg")
+        xml = (src / "Annotations" / f"{n}.xml").read_text()
+        if deleted is None:
+            obj = next(m for m in re.finditer(r"<object>.*?</object>", xml, re.S)
+                       if "<name>WBC</name>" in m.group(0))
+            deleted = [float(re.search(f"<{k}>([0-9.]+)</{k}>", obj.group(0)).group(1))
+                       for k in ("xmin", "ymin", "xmax", "ymax")]
+            xml = xml.replace(obj.group(0), "")
+            deleted_in = n
+        (root / "Annotations" / f"{n}.xml").write_text(xml)
+    out = tmp_path / "boxes.csv"
+    assert main(["audit", "--what", "boxes", "--data", str(root), "--out", str(out),
+                 "--json", str(tmp_path / "s.json")]) == 0
+    rows = list(csv.DictReader(out.open()))
+    found = [r for r in rows if r["kind"] == "missing" and r["suggested"] == "WBC"
+             and deleted_in in r["image"]]
+    assert found
+    box = [float(found[0][k]) for k in ("x0", "y0", "x1", "y1")]
+    from hemascope.detect.ensemble import iou_matrix
+    assert iou_matrix(np.array([box]), np.array([deleted]))[0, 0] >= 0.5
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["fields"] == 6 and sum(summary["issues"].values()) == len(rows)
+    assert "WBC" in summary["thresholds"]

@@ -145,8 +145,9 @@ def register(groups: argparse._SubParsersAction) -> None:
     au.add_argument("--data", required=True,
                     help="labelled set (class folders or table; with --what attributes a "
                          "WBCAtt-style table)")
-    au.add_argument("--what", default="types", choices=("types", "attributes"),
-                    help="audit the cell-type labels, or the attribute labels of a table")
+    au.add_argument("--what", default="types", choices=("types", "attributes", "boxes"),
+                    help="audit the cell-type labels, the attribute labels of a table, or the "
+                         "boxes of annotated smear fields (VOC, COCO, YOLO, CVAT)")
     au.add_argument("--images", default=None,
                     help="image root of an attribute table (none: found from the table)")
     au.add_argument("--out", required=True, help="CSV to write")
@@ -166,6 +167,13 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="flips/rotations of each image averaged in its embedding")
     au.add_argument("--folds", type=number(int, 2), default=5, help="cross-validation folds")
     au.add_argument("--seed", type=int, default=0, help="seed of the fold split")
+    from hemascope.detect.audit import DEFAULT_VIEWS as BOX_VIEWS
+
+    au.add_argument("--detector", default="default",
+                    help="detector for --what boxes (it must not have trained on these fields)")
+    au.add_argument("--split", default=None, help="only this split of the fields (--what boxes)")
+    au.add_argument("--tta", type=int, default=BOX_VIEWS, choices=(1, 2, 4),
+                    help="mirror views of each field fused (--what boxes)")
     au.add_argument("--gallery", default=None, metavar="PNG",
                     help="also draw the suspects (label -> suggested) into this image "
                          "(needs matplotlib)")
@@ -575,7 +583,8 @@ def _audit(args: argparse.Namespace) -> int:
     guard_inputs(args.out, inputs)
     if args.gallery:
         guard_inputs(args.gallery, inputs)
-    return (_audit_attributes if args.what == "attributes" else _audit_types)(args)
+    return {"types": _audit_types, "attributes": _audit_attributes,
+            "boxes": _audit_boxes}[args.what](args)
 
 
 def _audit_rows(audit, keys, *, attribute: str | None = None) -> list[dict]:
@@ -692,6 +701,70 @@ def _audit_attributes(args: argparse.Namespace) -> int:
               + (f" ({', '.join(f'{k}: {n}' for k, n in per_attribute.items() if n)})"
                  if suspects else ""))
     return 0
+
+
+def _audit_boxes(args: argparse.Namespace) -> int:
+    import csv
+    import io
+
+    from hemascope.cli.detect import load_field_set
+    from hemascope.detect.audit import KINDS, find_box_issues
+    from hemascope.detect.predict import load_detector, predict_ensemble
+    from hemascope.evaluate.detector import load_fields
+    from hemascope.io.atomic import write_text
+
+    det = load_detector(args.detector)
+    fields = load_fields(load_field_set(args), det.classes, split=args.split).fields
+    preds = []
+    for i, f in enumerate(fields, 1):
+        preds.append(predict_ensemble([det], f.image, views=args.tta))
+        if i % 20 == 0 or i == len(fields):
+            print(f"detected {i}/{len(fields)} fields", file=sys.stderr, flush=True)
+    issues, thresholds = find_box_issues(preds, [(f.boxes, f.labels) for f in fields],
+                                         len(det.classes))
+    name = ["", *det.classes]
+    issues = sorted(issues, key=lambda x: (KINDS.index(x.kind), -x.score))
+    buf = io.StringIO()
+    table = csv.writer(buf, lineterminator="\n")
+    table.writerow(["image", "kind", "label", "suggested", "score", "x0", "y0", "x1", "y1"])
+    for x in issues:
+        table.writerow([fields[x.field].name, x.kind, name[x.label], name[x.suggested],
+                        round(x.score, 4), *(round(v, 1) for v in x.box)])
+    write_text(args.out, buf.getvalue())
+    counts = {k: sum(1 for x in issues if x.kind == k) for k in KINDS}
+    if args.gallery:
+        from hemascope.report.plots import error_gallery
+
+        shown = issues[:48]
+        crops = [_box_crop(fields[x.field].image, x.box) for x in shown]
+        caps = [f"{x.kind}: {name[x.label] or '-'} -> {name[x.suggested] or '-'} "
+                f"({x.score:.2f})\n{fields[x.field].name}" for x in shown]
+        error_gallery(crops, caps, args.gallery,
+                      title=f"{len(issues)} suspect boxes in {len(fields)} fields")
+    summary = {"out": args.out, "fields": len(fields),
+               "boxes": int(sum(len(f.boxes) for f in fields)), "issues": counts,
+               "thresholds": {c: round(float(thresholds[k + 1]), 4)
+                              for k, c in enumerate(det.classes)}, "views": args.tta}
+    if args.json:
+        emit_json(summary, args.json)
+    else:
+        print(f"{args.out}: {len(issues)} suspect boxes in {len(fields)} fields "
+              f"({', '.join(f'{k} {n}' for k, n in counts.items())})")
+    return 0
+
+
+def _box_crop(image, box, *, margin: float = 0.5):
+    """The box with ``margin`` of its size around it, its outline drawn."""
+    import cv2
+
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    mx, my = (x1 - x0) * margin + 8, (y1 - y0) * margin + 8
+    a, b = int(max(0, x0 - mx)), int(max(0, y0 - my))
+    c, d = int(min(w, x1 + mx)), int(min(h, y1 + my))
+    crop = image[b:d, a:c].copy()
+    cv2.rectangle(crop, (int(x0) - a, int(y0) - b), (int(x1) - a, int(y1) - b), (0, 255, 0), 2)
+    return crop
 
 
 def _read_list(path: str) -> list[str]:

@@ -29,6 +29,9 @@ from hemascope.detect.ensemble import Detections, iou_matrix
 
 KINDS = ("missing", "class", "unmatched")
 MATCH_IOU, TOUCH_IOU = 0.5, 0.3
+#: Mirror views of each field for ``hemascope audit --what boxes``; see
+#: ``benchmarks/results/audit_boxes.md``.
+DEFAULT_VIEWS = 1
 
 
 @dataclass(frozen=True)

@@ -82,9 +82,13 @@ def score_thresholds(preds: Sequence[Detections],
 
 def find_box_issues(preds: Sequence[Detections], truths: Sequence[tuple[np.ndarray, np.ndarray]],
                     n_classes: int, *, match_iou: float = MATCH_IOU, touch_iou: float = TOUCH_IOU,
-                    thresholds: np.ndarray | None = None) -> tuple[list[BoxIssue], np.ndarray]:
+                    thresholds: np.ndarray | None = None, absent: float | None = None
+                    ) -> tuple[list[BoxIssue], np.ndarray]:
     """The issues of every field (see the module docstring) and the class thresholds used
-    (computed from these fields unless given)."""
+    (``(n_classes + 1,)``, index = label; computed from these fields unless given).
+
+    ``absent``: an annotated box is ``unmatched`` when no detection scored at least this
+    touches it (None: at least its class's threshold, as the module docstring says)."""
     if len(preds) != len(truths):
         raise ValueError("one prediction per annotated field is needed")
     t = score_thresholds(preds, truths, n_classes, match_iou=match_iou) if thresholds is None \
@@ -114,7 +118,8 @@ def find_box_issues(preds: Sequence[Detections], truths: Sequence[tuple[np.ndarr
                     issues.append(BoxIssue(f, "class", int(c), k, tuple(map(float, boxes[j])),
                                            float(close[j, k])))
                 continue
-            touched = near[j, 1:] >= t[1:] - 1e-12
+            bar = t[1:] if absent is None else np.full(n_classes, absent)
+            touched = near[j, 1:] >= bar - 1e-12
             if not touched.any():
                 issues.append(BoxIssue(f, "unmatched", int(c), 0, tuple(map(float, boxes[j])),
                                        float(near[j, 1:].max())))

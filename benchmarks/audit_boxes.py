@@ -149,7 +149,7 @@ def main() -> None:
     import torch
 
     from hemascope.data import load_dataset
-    from hemascope.detect.audit import KINDS, find_box_issues
+    from hemascope.detect.audit import KINDS, detector_thresholds, find_box_issues
     from hemascope.detect.predict import load_detector, predict_ensemble
     from hemascope.evaluate.detector import load_fields
 
@@ -164,7 +164,7 @@ def main() -> None:
         t = time.time()
         preds[split] = [predict_ensemble([det], f.image, views=VIEWS) for f in fields[split]]
         print(f"{split}: {time.time() - t:.0f} s", flush=True)
-    counting = np.array([1.0] + [float(det.config["count_thresholds"][c]) for c in det.classes])
+    counting = detector_thresholds(det.config, det.classes, "count")
 
     def audit(split, truths, variant):
         source, absent = VARIANTS[variant]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from hemascope.detect.audit import find_box_issues, score_thresholds
+from hemascope.detect.audit import detector_thresholds, find_box_issues, score_thresholds
 from hemascope.detect.ensemble import Detections
 
 
@@ -57,6 +57,22 @@ def test_empty_fields_and_given_thresholds():
     assert [x.kind for x in issues] == ["missing"]
     with pytest.raises(ValueError, match="one prediction"):
         find_box_issues([pred, pred], [empty], 1)
+
+
+def test_thresholds_from_a_detector_config():
+    config = {"count_thresholds": {"WBC": 0.5, "RBC": 0.6}}
+    assert detector_thresholds(config, ["WBC", "RBC"]).tolist() == [1.0, 0.5, 0.6]
+    assert detector_thresholds(config, ["WBC", "RBC"], "mean") is None
+    assert detector_thresholds(config, ["WBC", "RBC", "Platelets"]) is None  # incomplete
+    with pytest.raises(ValueError, match="thresholds"):
+        detector_thresholds(config, ["WBC"], "median")
+    # "absent": a weak detection touching a box is enough to keep it
+    truth = (np.array([[0, 0, 10, 10]], float), np.array([1]))
+    weak = _det([(0, 0, 10, 10, 0.1, 1), (50, 50, 60, 60, 0.9, 1)])
+    t = np.array([1.0, 0.5])
+    kinds = lambda absent: sorted(x.kind for x in find_box_issues(  # noqa: E731
+        [weak], [truth], 1, thresholds=t, absent=absent)[0])
+    assert kinds(None) == ["missing", "unmatched"] and kinds(0.05) == ["missing"]
 
 
 @pytest.mark.realdata

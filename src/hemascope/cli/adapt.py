@@ -167,13 +167,18 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="flips/rotations of each image averaged in its embedding")
     au.add_argument("--folds", type=number(int, 2), default=5, help="cross-validation folds")
     au.add_argument("--seed", type=int, default=0, help="seed of the fold split")
-    from hemascope.detect.audit import DEFAULT_VIEWS as BOX_VIEWS
+    from hemascope.detect.audit import (DEFAULT_THRESHOLDS, DEFAULT_VIEWS as BOX_VIEWS,
+                                        THRESHOLDS)
 
     au.add_argument("--detector", default="default",
                     help="detector for --what boxes (it must not have trained on these fields)")
     au.add_argument("--split", default=None, help="only this split of the fields (--what boxes)")
     au.add_argument("--tta", type=int, default=BOX_VIEWS, choices=(1, 2, 4),
                     help="mirror views of each field fused (--what boxes)")
+    au.add_argument("--thresholds", default=DEFAULT_THRESHOLDS, choices=THRESHOLDS,
+                    help="when a detection is confident (--what boxes): at the detector's "
+                         "counting thresholds, or at the mean score of the fields' annotated "
+                         "cells of its class (confident learning)")
     au.add_argument("--gallery", default=None, metavar="PNG",
                     help="also draw the suspects (label -> suggested) into this image "
                          "(needs matplotlib)")
@@ -708,7 +713,8 @@ def _audit_boxes(args: argparse.Namespace) -> int:
     import io
 
     from hemascope.cli.detect import load_field_set
-    from hemascope.detect.audit import KINDS, find_box_issues
+    from hemascope.detect.audit import (DEFAULT_ABSENT, KINDS, detector_thresholds,
+                                        find_box_issues)
     from hemascope.detect.predict import load_detector, predict_ensemble
     from hemascope.evaluate.detector import load_fields
     from hemascope.io.atomic import write_text
@@ -720,8 +726,9 @@ def _audit_boxes(args: argparse.Namespace) -> int:
         preds.append(predict_ensemble([det], f.image, views=args.tta))
         if i % 20 == 0 or i == len(fields):
             print(f"detected {i}/{len(fields)} fields", file=sys.stderr, flush=True)
-    issues, thresholds = find_box_issues(preds, [(f.boxes, f.labels) for f in fields],
-                                         len(det.classes))
+    issues, thresholds = find_box_issues(
+        preds, [(f.boxes, f.labels) for f in fields], len(det.classes), absent=DEFAULT_ABSENT,
+        thresholds=detector_thresholds(det.config, det.classes, args.thresholds))
     name = ["", *det.classes]
     issues = sorted(issues, key=lambda x: (KINDS.index(x.kind), -x.score))
     buf = io.StringIO()

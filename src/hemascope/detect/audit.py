@@ -1,21 +1,25 @@
 """Which boxes of an annotated smear set look wrong: a detector's confident disagreements.
 
 The label audit of single cells (:mod:`hemascope.adapt.audit`) carried over to boxes. A
-detector that never trained on the fields scores them; per class, its *threshold* is the
-mean score it gives the annotated cells of that class (the best same-class detection
-overlapping each annotated box by IoU >= 0.5, 0 where none does): how sure it is, on
-average, of real cells of that class. A score at or above the class's threshold is
-*confident*. Three kinds of issue:
+detector that never trained on the fields scores them, and a score at or above its class's
+threshold is *confident*. The thresholds are the detector's own counting thresholds (its
+config's ``count_thresholds``, chosen on validation fields to count cells) by default, or,
+as in confident learning, the mean score the detector gives the annotated cells of each
+class (the best same-class detection overlapping each annotated box by IoU >= 0.5, 0
+where none does: :func:`score_thresholds`). Three kinds of issue:
 
 - ``missing``: a confident detection that overlaps no annotated box of any class (IoU <
   0.3): a cell nobody boxed. Suggested class: the detection's.
 - ``class``: an annotated box whose overlapping confident detections (IoU >= 0.5) include
   another class scored higher than any of its own class. Suggested class: that one.
-- ``unmatched``: an annotated box that no confident detection of any class even touches
-  (IoU >= 0.3): a box on no cell, or far from the cell it meant.
+- ``unmatched``: an annotated box that no detection of any class even touches (IoU >= 0.3;
+  by default any detection the model outputs counts, ``absent``): a box on no cell, or
+  far from the cell it meant.
 
-Ground truth and detections use labels ``1..C`` (index into the detector's classes + 1).
-Pure numpy.
+``benchmarks/audit_boxes.py`` chose these defaults on CBC's val split: the mean-score
+thresholds for every kind flagged half of the real red cells as ``unmatched``, because the
+detector scores half of them below their mean. Ground truth and detections use labels
+``1..C`` (index into the detector's classes + 1). Pure numpy.
 """
 
 from __future__ import annotations
@@ -29,9 +33,24 @@ from hemascope.detect.ensemble import Detections, iou_matrix
 
 KINDS = ("missing", "class", "unmatched")
 MATCH_IOU, TOUCH_IOU = 0.5, 0.3
-#: Mirror views of each field for ``hemascope audit --what boxes``; see
-#: ``benchmarks/results/audit_boxes.md``.
-DEFAULT_VIEWS = 1
+#: Defaults of ``hemascope audit --what boxes`` (``benchmarks/results/audit_boxes.md``):
+#: mirror views per field, where the thresholds come from, and the bar below which a
+#: touching detection does not count for ``unmatched`` (the detectors' own output floor).
+DEFAULT_VIEWS, DEFAULT_THRESHOLDS, DEFAULT_ABSENT = 1, "count", 0.05
+THRESHOLDS = ("count", "mean")
+
+
+def detector_thresholds(config: dict, classes: Sequence[str], how: str = DEFAULT_THRESHOLDS
+                        ) -> np.ndarray | None:
+    """The thresholds array (index = label) from a detector's ``count_thresholds`` with
+    ``how="count"``, or None (:func:`score_thresholds` on the fields) with ``"mean"`` or
+    when the config has none."""
+    if how not in THRESHOLDS:
+        raise ValueError(f"thresholds must be one of {THRESHOLDS} (got {how!r})")
+    table = config.get("count_thresholds") or {}
+    if how == "mean" or not all(c in table for c in classes):
+        return None
+    return np.array([1.0] + [float(table[c]) for c in classes])
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,5 @@
 """``hemascope fewshot`` (adapt a classifier to a new lab with K labelled images), ``suggest``
-(which cells to label) and ``adapt`` (no labels)."""
+(which cells to label), ``audit`` (which labels look wrong) and ``adapt`` (no labels)."""
 
 from __future__ import annotations
 
@@ -141,7 +141,9 @@ def register(groups: argparse._SubParsersAction) -> None:
                     "likely belongs to. The flags are a model's opinion: look at the cells. "
                     "--what attributes audits the 11 morphology attributes of a WBCAtt-style "
                     "table instead, with the attribute model's probabilities (it must not "
-                    "have trained on these cells).")
+                    "have trained on these cells); --what boxes lists the boxes of annotated "
+                    "smear fields that a detector disputes: cells with no box, boxes of "
+                    "another class, boxes on nothing.")
     au.add_argument("--data", required=True,
                     help="labelled set (class folders or table; with --what attributes a "
                          "WBCAtt-style table)")

@@ -513,7 +513,8 @@ def test_audit_flags_wrong_attribute_labels(wbcatt, att_model, tmp_path, capsys)
     out = tmp_path / "audit.csv"
     assert main(["audit", "--what", "attributes", "--data", str(table), "--images",
                  str(wbcatt / "pbc"), "--attributes", str(att_model), "--out", str(out),
-                 "--json", str(tmp_path / "s.json")]) == 0
+                 "--gallery", str(tmp_path / "g.png"), "--json", str(tmp_path / "s.json")]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
     got = list(csv.DictReader(out.open()))
     assert len(got) == 32 * 11
     nucleus = sorted((r for r in got if r["attribute"] == "nucleus_shape"),

@@ -674,8 +674,8 @@ def _audit_attributes(args: argparse.Namespace) -> int:
     from hemascope.adapt.audit import audit_attribute_labels
     from hemascope.evaluate.attributes import table_cells
 
-    loaded, paths, truth, probs, errors = table_cells(args.data, model=args.attributes,
-                                                      images=args.images, adjusted=False)
+    loaded, root, paths, truth, probs, errors = table_cells(args.data, model=args.attributes,
+                                                            images=args.images, adjusted=False)
     for path, reason in errors.items():
         print(f"skipping {path}: {reason}", file=sys.stderr)
     audits = audit_attribute_labels(probs, truth, loaded.model.attributes, method=args.rule)
@@ -685,11 +685,9 @@ def _audit_attributes(args: argparse.Namespace) -> int:
     suspects = [r for r in rows if r["verdict"] == "suspect"]
     per_attribute = {name: int(a.suspect.sum()) for name, a in audits.items()}
     if args.gallery:
-        from hemascope.data.tables import read_wbcatt_any
         from hemascope.io.image import read_image
         from hemascope.report.plots import error_gallery
 
-        root = read_wbcatt_any(args.data, image_root=args.images).root
         shown = sorted(suspects, key=lambda r: r["label_probability"])[:48]
         caps = [f"{r['attribute']}: {r['label']} -> {r['suggested']}\n{Path(r['path']).name}"
                 for r in shown]

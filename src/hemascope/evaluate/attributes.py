@@ -131,16 +131,17 @@ def table_probabilities(csv=None, *, model="default", images=None, batch_size: i
     ``adjusted`` as in :func:`hemascope.attributes.attribute_probabilities`.
     :func:`table_cells` also gives the cells' paths.
     """
-    loaded, _, truth, probs, errors = table_cells(csv, model=model, images=images,
-                                                  batch_size=batch_size, tta=tta,
-                                                  adjusted=adjusted, progress=progress)
+    loaded, _, _, truth, probs, errors = table_cells(csv, model=model, images=images,
+                                                     batch_size=batch_size, tta=tta,
+                                                     adjusted=adjusted, progress=progress)
     return loaded, truth, probs, errors
 
 
 def table_cells(csv=None, *, model="default", images=None, batch_size: int = 64,
                 tta: int = 1, adjusted: bool = True, progress=None):
-    """:func:`table_probabilities` with the readable cells' paths (relative to the table's
-    image root) after the model: ``(loaded model, paths, truth, probabilities, errors)``.
+    """:func:`table_probabilities` with the table's image root and the readable cells' paths
+    (relative to it) after the model: ``(loaded model, root, paths, truth, probabilities,
+    errors)``.
 
     Raises:
         DatasetError / AnnotationError: unreadable table, missing columns, unknown values
@@ -185,7 +186,8 @@ def table_cells(csv=None, *, model="default", images=None, batch_size: int = 64,
             probs[k].append(p[k])
     if not any(truth.values()):
         raise DatasetError(f"no readable image with attributes in {path}")
-    return loaded, paths, truth, {k: np.concatenate(v) for k, v in probs.items()}, errors
+    return (loaded, ds.root, paths, truth, {k: np.concatenate(v) for k, v in probs.items()},
+            errors)
 
 
 def agreement(a: Mapping[str, Sequence[str]], b: Mapping[str, Sequence[str]],

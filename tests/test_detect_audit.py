@@ -106,7 +106,8 @@ def test_audit_cli_finds_a_deleted_white_cell(shared_data, tmp_path, capsys):
         (root / "Annotations" / f"{n}.xml").write_text(xml)
     out = tmp_path / "boxes.csv"
     assert main(["audit", "--what", "boxes", "--data", str(root), "--out", str(out),
-                 "--json", str(tmp_path / "s.json")]) == 0
+                 "--gallery", str(tmp_path / "g.png"), "--json", str(tmp_path / "s.json")]) == 0
+    assert (tmp_path / "g.png").stat().st_size > 0
     rows = list(csv.DictReader(out.open()))
     found = [r for r in rows if r["kind"] == "missing" and r["suggested"] == "WBC"
              and deleted_in in r["image"]]

@@ -120,7 +120,7 @@ def main() -> None:
     for s, target in sets.items():
         for v, (features, views) in VARIANTS.items():
             t = time.time()
-            feats[s, v] = audit_features(base, target.images, features=features, views=views)
+            feats[s, v] = audit_features(base, target.images, features=features, views=views)[0]
             print(f"{s}: {v} features in {time.time() - t:.1f} s", flush=True)
 
     def run(s: str, v: str, rule: str, rate: float, seed: int) -> dict:

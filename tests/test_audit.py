@@ -122,15 +122,16 @@ def test_audit_cli_flags_misfiled_cells(tiny_model, tmp_path, capsys):
 @pytest.mark.realdata
 @pytest.mark.slow
 def test_default_audit_finds_flips_in_cellavision(shared_data):
-    """The shipped models' default audit finds most of 10 labels flipped among CellaVision's
-    100 (benchmarks/audit_labels.py measures it over many seeds)."""
+    """The shipped models' audit (the fast features; the default adds minutes of SHOT) finds
+    most of 10 labels flipped among CellaVision's 100 (benchmarks/audit_labels.py measures
+    it over many seeds)."""
     from hemascope.adapt.audit import audit_features
     from hemascope.adapt.fewshot import load_target
     from hemascope.models.artifact import load_classifier
 
     base = load_classifier("default")
     target = load_target(shared_data / "cellavision", base)
-    x = audit_features(base, target.images)
+    x, _ = audit_features(base, target.images, features="classifier+attributes")
     rng = np.random.default_rng(7)
     flipped = rng.choice(len(target.labels), size=10, replace=False)
     noisy = target.labels.copy()
@@ -159,3 +160,22 @@ def test_attribute_labels_audited_per_attribute():
     assert not v.audited[1] and not v.suspect.any()
     assert v.thresholds.tolist() == pytest.approx([0.7, 0.7])
     assert np.isnan(v.label_probability()[1])
+
+
+def test_shot_features_and_their_fallback(tiny_model, synthetic_cells):
+    from hemascope.adapt.audit import audit_features
+    from hemascope.adapt.fewshot import load_target
+    from hemascope.models.artifact import load_classifier
+
+    base = load_classifier(tiny_model)
+    target = load_target(synthetic_cells, base)
+    x, used = audit_features(base, target.images, features="shot+attributes", views=1,
+                             classes=target.classes)
+    assert used == "shot+attributes" and len(x) == len(target.images) and np.isfinite(x).all()
+    said = []
+    x2, used = audit_features(base, target.images, features="shot+attributes", views=1,
+                              classes=[*target.classes, "basophil"], log=said.append)
+    assert used == "classifier+attributes" and "SHOT" in said[0]
+    assert not np.allclose(x, x2)
+    with pytest.raises(ValueError, match="features"):
+        audit_features(base, target.images, features="pixels")

@@ -57,6 +57,7 @@ class LabelAudit:
     suspect: np.ndarray  # bool (n,)
     suggested: np.ndarray  # int (n,)
     method: str
+    features: str = ""  # what described the cells (FEATURES), where known
 
     def _probability_of(self, cls: np.ndarray, rows: np.ndarray) -> np.ndarray:
         out = np.full(len(self.labels), np.nan)
@@ -224,21 +225,30 @@ def audit_attribute_labels(probs: dict[str, np.ndarray], truth: dict[str, list[s
     return out
 
 
-#: What describes each cell: the base classifier's embedding alone, or joined with the
-#: shipped attribute model's (as ``hemascope fewshot`` builds its graph by default).
-FEATURES = ("classifier", "classifier+attributes")
-#: The defaults, chosen by the rule of ``benchmarks/audit_labels.py`` on its dev runs
-#: (CellaVision, 10 % of labels flipped): mean F1 0.623 against 0.559-0.579 for the
-#: classifier's embedding alone (``benchmarks/results/audit_labels.md``).
-DEFAULT_FEATURES, DEFAULT_VIEWS, DEFAULT_METHOD = "classifier+attributes", 4, "confident"
+#: What describes each cell: the base classifier's embedding alone; joined with the
+#: shipped attribute model's (as ``hemascope fewshot`` builds its graph); or the embedding
+#: of the base model after SHOT on the set's images (no label read) joined with the
+#: attribute model's.
+FEATURES = ("classifier", "classifier+attributes", "shot+attributes")
+#: The defaults. ``benchmarks/audit_labels.py`` chose the rule and 4 views (and
+#: classifier+attributes over the classifier alone: dev F1 0.623 against 0.559-0.579);
+#: ``benchmarks/audit_labels_shot.py`` then SHOT's features (dev F1 0.689; rule: +0.02).
+DEFAULT_FEATURES, DEFAULT_VIEWS, DEFAULT_METHOD = "shot+attributes", 4, "confident"
 
 
 def audit_features(base, images: np.ndarray, *, features: str = DEFAULT_FEATURES,
-                   views: int = DEFAULT_VIEWS, attributes: str = "default") -> np.ndarray:
-    """Per-cell features for :func:`audit_labels`: the base model's embedding (batch-norm
-    statistics re-estimated on ``images``, ``views`` flips/rotations averaged), with
-    ``features="classifier+attributes"`` joined (:func:`hemascope.adapt.fewshot.join_embeddings`)
-    to the ``attributes`` model's embedding."""
+                   views: int = DEFAULT_VIEWS, attributes: str = "default",
+                   classes: list[str] | None = None, log=None) -> tuple[np.ndarray, str]:
+    """Per-cell features for :func:`audit_labels` and the kind actually used.
+
+    The base model's embedding has batch-norm statistics re-estimated on ``images`` and
+    ``views`` flips/rotations averaged. ``shot+attributes`` first adapts the base model to
+    ``images`` by SHOT (10 epochs, :func:`hemascope.adapt.fewshot.source_free_base`; only the
+    names of the set's ``classes`` are read, no label). SHOT keeps the base model's head, so
+    a set with a class the base lacks (or fewer than two classes) falls back to
+    ``classifier+attributes`` and says so through ``log``. The attribute model's embedding
+    is joined with :func:`hemascope.adapt.fewshot.join_embeddings`.
+    """
     import copy
 
     from hemascope.adapt.batchnorm import reestimate_batchnorm
@@ -247,24 +257,39 @@ def audit_features(base, images: np.ndarray, *, features: str = DEFAULT_FEATURES
     if features not in FEATURES:
         raise ValueError(f"features must be one of {FEATURES} (got {features!r})")
     mean, std = base.normalisation
-    model = copy.deepcopy(base.model)
-    reestimate_batchnorm(model, images, mean, std)
+    if features == "shot+attributes":
+        known = classes is not None and len(classes) >= 2 and set(classes) <= set(base.classes)
+        if known:
+            from hemascope.adapt.fewshot import FewShotConfig, source_free_base
+
+            model = source_free_base(base, list(classes), images, FewShotConfig()).model
+        else:
+            features = "classifier+attributes"
+            if log:
+                log("SHOT needs classes the base model has; the audit uses "
+                    "classifier+attributes features instead")
+    if features != "shot+attributes":
+        model = copy.deepcopy(base.model)
+        reestimate_batchnorm(model, images, mean, std)
     emb = embed_all(model, images, mean, std, views=views)[0].float().numpy()
     if features == "classifier":
-        return emb
+        return emb, features
     from hemascope.adapt.fewshot import join_embeddings
     from hemascope.attributes.predict import attribute_embeddings, load_attribute_model
 
     extra = attribute_embeddings(load_attribute_model(attributes), list(images), views=views)
-    return join_embeddings(emb, extra)
+    return join_embeddings(emb, extra), features
 
 
 def audit_target(base, target, *, method: str = DEFAULT_METHOD, folds: int = 5, seed: int = 0,
                  features: str = DEFAULT_FEATURES, views: int = DEFAULT_VIEWS,
-                 attributes: str = "default") -> LabelAudit:
+                 attributes: str = "default", log=None) -> LabelAudit:
     """Audit a labelled target set (:func:`hemascope.adapt.fewshot.load_target`) with the
     features of :func:`audit_features`."""
-    x = audit_features(base, target.images, features=features, views=views,
-                       attributes=attributes)
-    return audit_labels(x, target.labels, target.classes, method=method, folds=folds,
-                        seed=seed)
+    from dataclasses import replace
+
+    x, used = audit_features(base, target.images, features=features, views=views,
+                             attributes=attributes, classes=target.classes, log=log)
+    audit = audit_labels(x, target.labels, target.classes, method=method, folds=folds,
+                         seed=seed)
+    return replace(audit, features=used)

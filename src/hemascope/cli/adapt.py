@@ -160,8 +160,10 @@ def register(groups: argparse._SubParsersAction) -> None:
                     help="confident: confident learning's per-class thresholds; argmax: every "
                          "image whose most probable class is not its label (flags more)")
     au.add_argument("--features", default=DEFAULT_FEATURES, choices=FEATURES,
-                    help="the classifier's embedding alone, or joined with the attribute "
-                         "model's (--attributes)")
+                    help="what describes the cells: the classifier's embedding alone, joined "
+                         "with the attribute model's (--attributes), or the classifier's after "
+                         "SHOT on the set's images (no label read; minutes, not seconds) joined "
+                         "with the attribute model's")
     au.add_argument("--attributes", default="default",
                     help="attribute model: for --features classifier+attributes, and the one "
                          "whose probabilities audit --what attributes")
@@ -641,7 +643,8 @@ def _audit_types(args: argparse.Namespace) -> int:
     for path, reason in target.errors.items():
         print(f"skipping unreadable image {path}: {reason}", file=sys.stderr)
     audit = audit_target(base, target, method=args.rule, folds=args.folds, seed=args.seed,
-                         features=args.features, views=args.views, attributes=args.attributes)
+                         features=args.features, views=args.views, attributes=args.attributes,
+                         log=lambda s: print(s, file=sys.stderr, flush=True))
     rows = _audit_rows(audit, target.keys)
     _write_audit(args.out, rows)
     suspects = [r for r in rows if r["verdict"] == "suspect"]
@@ -656,7 +659,7 @@ def _audit_types(args: argparse.Namespace) -> int:
                       title=f"{len(suspects)} suspect labels of {len(rows)} ({args.rule} rule)")
     summary = {"out": args.out, "images": len(rows), "suspects": len(suspects),
                "confusions": audit.confusions(), "not_audited_classes": skipped,
-               "rule": args.rule, "unreadable": len(target.errors)}
+               "rule": args.rule, "features": audit.features, "unreadable": len(target.errors)}
     if args.json:
         emit_json(summary, args.json)
     else:

@@ -616,15 +616,16 @@ def _audit_rows(audit, keys, *, attribute: str | None = None) -> list[dict]:
     return rows
 
 
-def _write_audit(out: str, rows: list[dict]) -> None:
+def _write_audit(out: str, rows: list[dict], *, empty: list[str] | None = None) -> None:
+    """Rows as a CSV written atomically; ``empty``: the header when there is no row."""
     import csv
     import io
 
     from hemascope.io.atomic import write_text
 
     buf = io.StringIO()
-    fields = list(rows[0]) if rows else ["path", "label", "verdict", "suggested",
-                                         "label_probability", "suggested_probability"]
+    fields = list(rows[0]) if rows else empty or ["path", "label", "verdict", "suggested",
+                                                  "label_probability", "suggested_probability"]
     table = csv.DictWriter(buf, fieldnames=fields, lineterminator="\n")
     table.writeheader()
     table.writerows(rows)
@@ -711,16 +712,15 @@ def _audit_attributes(args: argparse.Namespace) -> int:
     return 0
 
 
-def _audit_boxes(args: argparse.Namespace) -> int:
-    import csv
-    import io
+BOX_FIELDS = ["image", "kind", "label", "suggested", "score", "x0", "y0", "x1", "y1"]
 
+
+def _audit_boxes(args: argparse.Namespace) -> int:
     from hemascope.cli.detect import load_field_set
     from hemascope.detect.audit import (DEFAULT_ABSENT, KINDS, detector_thresholds,
                                         find_box_issues)
     from hemascope.detect.predict import load_detector, predict_ensemble
     from hemascope.evaluate.detector import load_fields
-    from hemascope.io.atomic import write_text
 
     det = load_detector(args.detector)
     fields = load_fields(load_field_set(args), det.classes, split=args.split).fields
@@ -734,13 +734,11 @@ def _audit_boxes(args: argparse.Namespace) -> int:
         thresholds=detector_thresholds(det.config, det.classes, args.thresholds))
     name = ["", *det.classes]
     issues = sorted(issues, key=lambda x: (KINDS.index(x.kind), -x.score))
-    buf = io.StringIO()
-    table = csv.writer(buf, lineterminator="\n")
-    table.writerow(["image", "kind", "label", "suggested", "score", "x0", "y0", "x1", "y1"])
-    for x in issues:
-        table.writerow([fields[x.field].name, x.kind, name[x.label], name[x.suggested],
-                        round(x.score, 4), *(round(v, 1) for v in x.box)])
-    write_text(args.out, buf.getvalue())
+    _write_audit(args.out, [{"image": fields[x.field].name, "kind": x.kind,
+                             "label": name[x.label], "suggested": name[x.suggested],
+                             "score": round(x.score, 4),
+                             **dict(zip(("x0", "y0", "x1", "y1"), (round(v, 1) for v in x.box)))}
+                            for x in issues], empty=BOX_FIELDS)
     counts = {k: sum(1 for x in issues if x.kind == k) for k in KINDS}
     if args.gallery:
         from hemascope.report.plots import error_gallery

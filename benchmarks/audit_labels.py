@@ -68,6 +68,15 @@ def pbc_lab(root: Path, n: int = 400) -> Path:
     return root
 
 
+def audit_sets(base, root: Path) -> dict:
+    """The two labelled sets, read for ``base``: CellaVision, and the PBC lab written under
+    ``root``."""
+    from hemascope.adapt.fewshot import load_target
+
+    return {"CellaVision": load_target(shared_data() / "cellavision", base),
+            "PBC lab": load_target(pbc_lab(root), base)}
+
+
 def flip_labels(labels: np.ndarray, n_classes: int, rate: float, seed: int
                 ) -> tuple[np.ndarray, np.ndarray]:
     """``(noisy labels, flipped mask)``: ``round(rate * n)`` labels moved to another class."""
@@ -107,15 +116,13 @@ def main() -> None:
     import torch
 
     from hemascope.adapt.audit import audit_features, audit_labels
-    from hemascope.adapt.fewshot import load_target
     from hemascope.models.artifact import load_classifier
 
     torch.set_num_threads(2)
     start = time.time()
     base = load_classifier("default")
     tmp = tempfile.TemporaryDirectory()
-    sets = {"CellaVision": load_target(shared_data() / "cellavision", base),
-            "PBC lab": load_target(pbc_lab(Path(tmp.name)), base)}
+    sets = audit_sets(base, Path(tmp.name))
     feats = {}
     for s, target in sets.items():
         for v, (features, views) in VARIANTS.items():

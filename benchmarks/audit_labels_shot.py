@@ -6,7 +6,7 @@ AdaBN embedding, 4 views, joined with the attribute model's). ``hemascope fewsho
 its label-propagation graph from a better-clustered embedding: the base model after SHOT
 (source-free adaptation to all the lab's cells, no label read; 10 epochs). This script
 scores that embedding, joined with the attribute model's as before, on the same sets, flips
-and seeds as ``audit_labels.py`` (its ``flip_labels``, ``score`` and ``pbc_lab``), for the
+and seeds as ``audit_labels.py`` (its ``audit_sets``, ``flip_labels`` and ``score``), for the
 confident rule. SHOT sees no label, only which classes the set has.
 
 Last, the sets' own labels are audited with nothing flipped (added after the first run, to
@@ -29,8 +29,8 @@ from pathlib import Path
 
 import numpy as np
 
-from _common import RESULTS, machine, shared_data, write_results
-from audit_labels import DEV_RATE, DEV_SEEDS, RATES, REPORT_SEEDS, flip_labels, pbc_lab, score
+from _common import RESULTS, machine, write_results
+from audit_labels import DEV_RATE, DEV_SEEDS, RATES, REPORT_SEEDS, audit_sets, flip_labels, score
 
 MIN_GAIN = 0.02
 
@@ -55,15 +55,13 @@ def main() -> None:
     import torch
 
     from hemascope.adapt.audit import audit_labels
-    from hemascope.adapt.fewshot import load_target
     from hemascope.models.artifact import load_classifier
 
     torch.set_num_threads(2)
     start = time.time()
     base = load_classifier("default")
     tmp = tempfile.TemporaryDirectory()
-    sets = {"CellaVision": load_target(shared_data() / "cellavision", base),
-            "PBC lab": load_target(pbc_lab(Path(tmp.name)), base)}
+    sets = audit_sets(base, Path(tmp.name))
     feats, seconds = {}, {}
     for s, target in sets.items():
         t = time.time()

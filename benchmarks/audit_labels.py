@@ -23,7 +23,9 @@ with the shipped attribute model's embedding) x the rule (``confident``: confide
 variant with the highest mean F1 over *dev* runs: CellaVision, 10 % flips, seeds 100-104.
 Variants within 0.01 of the best count as tied; among them the cheaper features win
 (1 view < 4 views < with attributes), then ``confident``. The tables report *other* seeds
-(0-9), every rate and both sets; the PBC lab was not used for the choice.
+(0-9), every rate and both sets; the PBC lab was not used for the choice. (The rule and
+views it chose remain the defaults; its features were later replaced by SHOT-adapted ones,
+``audit_labels_shot.py``.)
 
 Last, the chosen default audits CellaVision's own labels (nothing flipped) and the PBC
 lab's: the cells it flags there are listed in the JSON. They are the model's disagreements,

@@ -68,13 +68,13 @@ class BoxIssue:
     score: float
 
 
-def _best_scores(pred: Detections, truth: np.ndarray, n_classes: int, iou: float) -> np.ndarray:
-    """``(len(truth), n_classes + 1)``: per annotated box and class, the best score of that
-    class's detections overlapping it by at least ``iou`` (0 if none); column 0 unused."""
-    out = np.zeros((len(truth), n_classes + 1))
-    if not len(pred) or not len(truth):
+def _best_scores(pred: Detections, ious: np.ndarray, n_classes: int, iou: float) -> np.ndarray:
+    """``(n truth boxes, n_classes + 1)``: per annotated box and class, the best score of that
+    class's detections overlapping it by at least ``iou`` (0 if none); column 0 unused.
+    ``ious``: ``(n truth boxes, len(pred))``."""
+    out = np.zeros((len(ious), n_classes + 1))
+    if not len(pred) or not len(ious):
         return out
-    ious = iou_matrix(truth, pred.boxes)
     labels = np.asarray(pred.labels, np.int64)
     scores = np.asarray(pred.scores, float)
     for k in range(1, n_classes + 1):
@@ -93,7 +93,8 @@ def score_thresholds(preds: Sequence[Detections],
     total, count = np.zeros(n_classes + 1), np.zeros(n_classes + 1)
     for pred, (boxes, labels) in zip(preds, truths):
         labels = np.asarray(labels, np.int64)
-        best = _best_scores(pred, np.asarray(boxes, float).reshape(-1, 4), n_classes, match_iou)
+        ious = iou_matrix(np.asarray(boxes, float).reshape(-1, 4), pred.boxes)
+        best = _best_scores(pred, ious, n_classes, match_iou)
         np.add.at(total, labels, best[np.arange(len(labels)), labels])
         np.add.at(count, labels, 1)
     return np.where(count > 0, total / np.maximum(count, 1), 1.0)
@@ -121,13 +122,14 @@ def find_box_issues(preds: Sequence[Detections], truths: Sequence[tuple[np.ndarr
         pb = np.asarray(pred.boxes, float).reshape(-1, 4)
         sure = ps >= t[np.clip(pl, 0, n_classes)] - 1e-12
         # missing: confident detections touching no annotated box
-        touching = (iou_matrix(pb, boxes).max(1) if len(boxes) else np.zeros(len(pb))) >= touch_iou
+        ious = iou_matrix(boxes, pb)  # (boxes, detections), once per field
+        touching = (ious.max(0) if len(boxes) else np.zeros(len(pb))) >= touch_iou
         for i in np.flatnonzero(sure & ~touching):
             issues.append(BoxIssue(f, "missing", 0, int(pl[i]), tuple(map(float, pb[i])), float(ps[i])))
         if not len(boxes):
             continue
-        close = _best_scores(pred, boxes, n_classes, match_iou)
-        near = _best_scores(pred, boxes, n_classes, touch_iou)
+        close = _best_scores(pred, ious, n_classes, match_iou)
+        near = _best_scores(pred, ious, n_classes, touch_iou)
         for j, c in enumerate(labels):
             confident = close[j] >= t - 1e-12
             confident[0] = False

@@ -61,13 +61,14 @@ def test_folder_errors(tmp_path, make):
         read_class_folders(target)
 
 
-def _cellavision(tmp_path, rows):
+def _cellavision(tmp_path, rows, *, table="labels.csv", header="image ID,class"):
+    tmp_path.mkdir(parents=True, exist_ok=True)
     for i in (1, 2, 3):
         cell = make_cell("neutrophil", seed=i, size=16)
         write_image(tmp_path / f"{i:03d}.bmp", cell.image)
         write_image(tmp_path / f"{i:03d}.png", np.where(cell.mask == 1, 255,
                                                         np.where(cell.mask == 2, 128, 0)).astype(np.uint8))
-    (tmp_path / "labels.csv").write_text("image ID,class\n" + rows)
+    (tmp_path / table).write_text(f"{header}\n" + rows)
     return tmp_path
 
 
@@ -75,6 +76,49 @@ def test_cellavision_reader(tmp_path):
     ds = read_cellavision(_cellavision(tmp_path, "1,1\n2,2\n3,5\n"))
     assert ds.class_counts() == {"basophil": 1, "lymphocyte": 1, "neutrophil": 1}
     assert all(s.mask and s.mask.endswith(".png") for s in ds.samples)
+
+
+def test_zheng_published_layout(tmp_path):
+    """github.com/zxaoyou/segmentation_WBC: ``Dataset 1/`` (NNN.bmp + NNN.png) with ``Class
+    Labels of Dataset 1.csv`` (``image ID,class label``) beside it, found from the folder,
+    the table or the root; a root with two sets asks for one."""
+    from hemascope.classify import expand_paths
+    from hemascope.data import detect_format, load_dataset
+
+    rows = "1,2\n2,1\n3,5\n"
+    folder = tmp_path / "Dataset 1"
+    _cellavision(folder, rows, header="image ID,class label")
+    (folder / "labels.csv").rename(tmp_path / "Class Labels of Dataset 1.csv")
+    for given in (folder, tmp_path / "Class Labels of Dataset 1.csv", tmp_path):
+        assert detect_format(given) == "csv"
+        ds = load_dataset(given)
+        assert ds.format == "cellavision" and ds.root == folder
+        assert ds.class_counts() == {"basophil": 1, "lymphocyte": 1, "neutrophil": 1}
+        assert all(s.mask for s in ds.samples)
+    # the masks beside the images are not cells to classify
+    assert [f.name for f in expand_paths([tmp_path])] == ["001.bmp", "002.bmp", "003.bmp"]
+    _cellavision(tmp_path / "Dataset 2", rows, table="../Class Labels of Dataset 2.csv",
+                 header="image ID,class label")
+    with pytest.raises(DatasetError, match="2 labelled sets"):
+        load_dataset(tmp_path)
+    assert len(load_dataset(tmp_path / "Dataset 2")) == 3
+
+
+def test_expand_paths_leaves_out_paired_masks(tmp_path):
+    from hemascope.classify import expand_paths
+
+    img = make_cell("lymphocyte", size=16).image
+    write_image(tmp_path / "a" / "001.bmp", img)
+    write_image(tmp_path / "a" / "001.png", np.zeros((16, 16), np.uint8))  # its mask
+    write_image(tmp_path / "a" / "002.jpg", img)
+    write_image(tmp_path / "a" / "002.png", img)  # a colour copy, not a mask: kept
+    write_image(tmp_path / "b" / "images" / "c.png", img)
+    write_image(tmp_path / "b" / "masks" / "c.png", np.zeros((16, 16), np.uint8))
+    write_image(tmp_path / "b" / "masks" / "lonely.png", np.zeros((16, 16), np.uint8))
+    names = [f.relative_to(tmp_path).as_posix() for f in expand_paths([tmp_path])]
+    assert names == ["a/001.bmp", "a/002.jpg", "a/002.png", "b/images/c.png", "b/masks/lonely.png"]
+    # a mask named as a file is read as given
+    assert expand_paths([tmp_path / "a" / "001.png"]) == [tmp_path / "a" / "001.png"]
 
 
 def test_cellavision_bad_rows_reported(tmp_path):

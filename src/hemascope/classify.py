@@ -16,6 +16,7 @@ import torch
 from hemascope.data.preprocess import letterbox_resize
 from hemascope.errors import DatasetError, ImageReadError
 from hemascope.io.image import is_image_file, read_image
+from hemascope.io.masks import paired_masks
 from hemascope.models.artifact import LoadedModel, load_classifier
 
 
@@ -51,6 +52,10 @@ class ClassifyResult:
 def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     """Files as given, folders expanded recursively to their images (sorted).
 
+    In a folder, the part masks of its images (``NAME.png`` beside ``NAME.bmp``, or
+    ``masks/`` beside ``images/``: :func:`hemascope.io.masks.paired_masks`) are not images
+    to read and are left out; a mask named as a file is kept.
+
     Raises:
         DatasetError: a path that does not exist, or no image at all.
     """
@@ -59,7 +64,12 @@ def expand_paths(paths: Iterable[str | Path]) -> list[Path]:
     for p in map(Path, paths):
         if not p.exists():
             raise DatasetError(f"no such file or folder: {p}")
-        found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f)) if p.is_dir() else [p]
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file() and is_image_file(f))
+            masks = paired_masks(found)
+            found = [f for f in found if f not in masks]
+        else:
+            found = [p]
         for f in found:  # a file named twice (or also inside a folder given) counts once
             if f.resolve() not in seen:
                 seen.add(f.resolve())

@@ -9,7 +9,9 @@ format         recognised by
 ``cvat``       an XML file whose root is ``<annotations>``, or a folder with ``annotations.xml``
 ``coco``       a COCO ``.json`` file, or a folder with exactly one (also under ``annotations/``)
 ``csv``        a label table (``labels.csv`` of CellaVision, WBCAtt tables, any path/label CSV),
-               or a folder holding CellaVision's ``labels.csv`` or WBCAtt's split tables
+               or a folder holding CellaVision's ``labels.csv`` or WBCAtt's split tables, or
+               a folder in Zheng et al.'s published layout (``Dataset 1/`` with ``Class
+               Labels of Dataset 1.csv`` beside it; or the root holding both)
 ``folder``     any other folder: ``root/<class>/**/image``
 ``image``      a single image file
 =============  ==========================================================================
@@ -61,7 +63,7 @@ def detect_format(path: str | Path) -> str:
         return "voc"
     if (p / "annotations.xml").is_file():
         return "cvat"
-    if (p / "labels.csv").is_file() or list(p.glob("*_train.csv")):
+    if _label_tables(p):
         return "csv"
     if _coco_files(p):
         return "coco"
@@ -127,11 +129,26 @@ def _load_csv(p: Path, *, vocabulary, image_root) -> ClassificationSet:
 
     if p.is_file():
         return tables.read_label_csv(p, image_root=image_root, vocabulary=vocabulary)
-    if (p / "labels.csv").is_file():
-        return tables.read_cellavision(p, vocabulary=vocabulary)
+    if table := tables.cellavision_table(p):
+        return tables.read_cellavision(p, vocabulary=vocabulary, csv_path=table)
     if list(p.glob("*_train.csv")):
         return tables.read_wbcatt_folder(p, image_root=image_root, vocabulary=vocabulary)
-    raise DatasetError(f"{p} holds no label table (labels.csv or *_train.csv)")
+    sets = tables.zheng_sets(p)
+    if len(sets) == 1:
+        return tables.read_cellavision(sets[0], vocabulary=vocabulary)
+    if sets:
+        raise DatasetError(f"{p} holds {len(sets)} labelled sets ("
+                           + ", ".join(repr(str(s)) for s in sets) + "): give one of them")
+    raise DatasetError(f"{p} holds no label table (labels.csv, Class Labels of {p.name}.csv "
+                       "beside it, or *_train.csv)")
+
+
+def _label_tables(p: Path) -> bool:
+    """Whether the folder ``p`` is read through a label table (see :func:`_load_csv`)."""
+    from hemascope.data import tables
+
+    return bool(tables.cellavision_table(p) or list(p.glob("*_train.csv"))
+                or tables.zheng_sets(p))
 
 
 def _subdirs(p: Path) -> list[Path]:

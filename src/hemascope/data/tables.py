@@ -4,8 +4,10 @@ Three shapes are recognised from the header:
 
 * **WBCAtt** (Tsutsui et al. 2023): ``img_name,label,<11 attributes>,path`` with ``path``
   relative to the folder that holds ``PBC_dataset_normal_DIB``.
-* **CellaVision** (Zheng et al. 2018): ``image ID,class`` with numeric classes 1-5 and
-  images ``NNN.bmp`` plus masks ``NNN.png`` beside the CSV.
+* **CellaVision** (Zheng et al. 2018): ``image ID,class`` (or ``image ID,class label``, as
+  published) with numeric classes 1-5 and images ``NNN.bmp`` plus masks ``NNN.png``: beside
+  the CSV (``labels.csv``), or, in the published layout, in the folder ``Dataset 1/`` beside
+  ``Class Labels of Dataset 1.csv`` (the same for ``Dataset 2``, the CellaVision cells).
 * **generic**: any CSV with a path-like column (``path``, ``file``, ``filename``,
   ``image``...) and a label-like column (``label``, ``class``, ``category``...).
 """
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +35,10 @@ PATH_COLUMNS = ("path", "file", "filename", "file_name", "image", "image_path", 
 LABEL_COLUMNS = ("label", "class", "class_name", "category", "cell_type", "type", "target")
 _MAX_CSV_BYTES = 200 * 1024 * 1024
 _CELLAVISION_SUFFIXES = (".bmp", ".jpg", ".jpeg", ".tif", ".tiff")
+#: The published name of a Zheng et al. table, beside the folder of its images
+#: (github.com/zxaoyou/segmentation_WBC: ``Class Labels of Dataset 1.csv`` + ``Dataset 1/``).
+_ZHENG_TABLE = re.compile(r"class labels of (.+)\.csv", re.IGNORECASE)
+_CELLAVISION_CLASS_COLUMNS = ("class", "class label")
 
 
 def read_table(path: str | Path) -> tuple[list[str], list[dict[str, str]]]:
@@ -73,7 +80,7 @@ def table_kind(header: Sequence[str]) -> str:
     cols = {h.strip().lower() for h in header}
     if {"label", "path"} <= cols and set(taxonomy.ATTRIBUTES) <= cols:
         return "wbcatt"
-    if {"image id", "class"} <= cols:
+    if "image id" in cols and cols & set(_CELLAVISION_CLASS_COLUMNS):
         return "cellavision"
     return "generic"
 
@@ -98,33 +105,70 @@ def read_label_csv(path: str | Path, *, image_root: str | Path | None = None,
     if kind == "wbcatt":
         return read_wbcatt(path, image_root=image_root, vocabulary=vocabulary, _rows=rows)
     if kind == "cellavision":
-        return read_cellavision(Path(path).parent, vocabulary=vocabulary, csv_path=path,
-                                _rows=rows)
+        return read_cellavision(_cellavision_images(Path(path)), vocabulary=vocabulary,
+                                csv_path=path, _rows=rows)
     return _read_generic(Path(path), header, rows, image_root=image_root, vocabulary=vocabulary,
                          path_column=path_column, label_column=label_column)
 
 
+def cellavision_table(folder: str | Path) -> Path | None:
+    """The label table of a folder of ``NNN.bmp`` + ``NNN.png`` cells, if it has one: its own
+    ``labels.csv``, or the published ``Class Labels of <folder name>.csv`` beside it (or in
+    it)."""
+    folder = Path(folder)
+    published = f"Class Labels of {folder.name}.csv"
+    return next((p for p in (folder / "labels.csv", folder.parent / published, folder / published)
+                 if p.is_file()), None)
+
+
+def zheng_sets(folder: str | Path) -> list[Path]:
+    """Folders of the published Zheng et al. layout inside ``folder``: each ``X/`` with a
+    ``Class Labels of X.csv`` beside it (the repository's root holds ``Dataset 1`` and
+    ``Dataset 2``)."""
+    folder = Path(folder)
+    found = []
+    for table in sorted(folder.glob("*.csv")):
+        m = _ZHENG_TABLE.fullmatch(table.name)
+        if m and (folder / m[1]).is_dir():
+            found.append(folder / m[1])
+    return found
+
+
+def _cellavision_images(csv_path: Path) -> Path:
+    """Where a CellaVision table's images are: the folder ``X/`` beside a published
+    ``Class Labels of X.csv``, else the table's own folder."""
+    m = _ZHENG_TABLE.fullmatch(csv_path.name)
+    if m and (csv_path.parent / m[1]).is_dir():
+        return csv_path.parent / m[1]
+    return csv_path.parent
+
+
 def read_cellavision(root: str | Path, *, vocabulary: str | None = None,
                      csv_path: str | Path | None = None, _rows=None) -> ClassificationSet:
-    """CellaVision folder: ``labels.csv`` + ``NNN.bmp`` images + ``NNN.png`` masks."""
+    """CellaVision folder: ``NNN.bmp`` images + ``NNN.png`` masks, labelled by a table.
+
+    The table is ``csv_path``, else the folder's :func:`cellavision_table` (``labels.csv``,
+    or the published ``Class Labels of <folder>.csv`` beside it).
+    """
     root = Path(root)
-    csv_path = Path(csv_path) if csv_path else root / "labels.csv"
+    csv_path = Path(csv_path) if csv_path else cellavision_table(root) or root / "labels.csv"
     if _rows is None:
         header, _rows = read_table(csv_path)
         if table_kind(header) != "cellavision":
-            raise AnnotationError(csv_path, "not a CellaVision labels.csv (expected columns "
-                                  "'image ID' and 'class')")
+            raise AnnotationError(csv_path, "not a CellaVision label table (expected columns "
+                                  "'image ID' and 'class' or 'class label')")
     mapper = LabelMapper(vocabulary)
     samples, problems, seen = [], [], set()
     for i, row in enumerate(_rows, start=2):
         row = {k.lower(): v for k, v in row.items()}
         where = f"{csv_path.name}:{i}"
+        cls = next(row[c] for c in _CELLAVISION_CLASS_COLUMNS if c in row)
         try:
-            ident, code = int(row["image id"]), int(row["class"])
+            ident, code = int(row["image id"]), int(cls)
         except ValueError:
             problems.append(Problem(where, "malformed_annotation",
                                     f"image ID / class must be integers, got {row['image id']!r}, "
-                                    f"{row['class']!r}"))
+                                    f"{cls!r}"))
             continue
         if code not in CELLAVISION_CLASSES:
             problems.append(Problem(where, "unknown_label", f"unknown CellaVision class code "
@@ -135,7 +179,8 @@ def read_cellavision(root: str | Path, *, vocabulary: str | None = None,
                       if (root / f"{ident:03d}{s}").is_file()), None)
         if image is None:
             problems.append(Problem(f"{ident:03d}.bmp", "missing_image",
-                                    f"labels.csv line {i} names image {ident:03d} which is missing"))
+                                    f"{csv_path.name} line {i} names image {ident:03d}, "
+                                    f"which is not in {root}"))
             continue
         label = mapper(CELLAVISION_CLASSES[code], path=image.name)
         if label is None:

@@ -8,11 +8,12 @@ Internally a part mask is a 2-D ``uint8`` array whose values index
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 
 from hemascope.errors import ImageReadError
-from hemascope.io.image import read_mask
+from hemascope.io.image import read_header, read_mask
 from hemascope.taxonomy import CELL_PARTS
 
 #: CellaVision convention (Zheng et al. 2018): grey value -> part index.
@@ -23,6 +24,40 @@ COARSE_PARTS = {"vacuole": "cytoplasm", "platelet": "background", "rbc": "backgr
 #: Colours used when writing indexed masks (viewable, still indices underneath).
 PALETTE = ((0, 0, 0), (95, 40, 140), (120, 170, 230), (255, 255, 255), (200, 110, 200),
            (220, 90, 90))
+
+
+#: Image modes a mask beside its image can have (one channel, maybe with a palette).
+MASK_MODES = frozenset({"1", "L", "P", "I", "I;16", "F"})
+
+
+def paired_masks(files: Iterable[str | Path]) -> set[Path]:
+    """The files that are part masks of other files in ``files``, by the two layouts of
+    :mod:`hemascope.segment.data`, so that a folder of images and masks yields only its
+    images:
+
+    * ``NAME.png`` with one channel beside ``NAME.bmp`` (or ``.jpg``, ``.tif``...) in the same
+      folder (CellaVision, Zheng et al. 2018); a colour PNG there is kept as an image;
+    * ``masks/NAME.*`` whose ``images/NAME.*`` is also in ``files``.
+    """
+    files = [Path(f) for f in files]
+    stems: dict[tuple[Path, str], set[str]] = {}
+    for f in files:
+        stems.setdefault((f.parent, f.stem), set()).add(f.suffix.lower())
+    out = set()
+    for f in files:
+        if f.parent.name.lower() == "masks" and (f.parent.parent / "images", f.stem) in stems:
+            out.add(f)
+        elif (f.suffix.lower() == ".png" and stems[(f.parent, f.stem)] - {".png"}
+              and _mask_mode(f)):
+            out.add(f)
+    return out
+
+
+def _mask_mode(path: Path) -> bool:
+    try:
+        return read_header(path).mode in MASK_MODES
+    except ImageReadError:
+        return False
 
 
 def read_part_mask(path: str | Path, *, convention: str = "auto") -> np.ndarray:

@@ -45,3 +45,18 @@ def test_stray_grey_values_of_lossy_masks_are_snapped():
     noisy[:, :10] = 60  # 20 % of the pixels: not a CellaVision mask
     with pytest.raises(ImageReadError):
         decode_part_mask(noisy, convention="cellavision")
+
+
+@pytest.mark.parametrize("grey", [100, 150, 191])
+def test_black_grey_white_masks_with_another_grey(grey):
+    """Other releases of the convention (white nucleus, grey cytoplasm, black other) may
+    use another grey; one grey with black and white is read the same way."""
+    raw = np.zeros((50, 50), np.uint8)
+    raw[10:30, 10:30], raw[15:25, 15:25] = grey, 255
+    raw[0, 0] = 30  # a stray pixel
+    out = decode_part_mask(raw)
+    assert out[12, 12] == 2 and out[20, 20] == 1 and out[45, 45] == 0 and out[0, 0] == 0
+    two_greys = raw.copy()
+    two_greys[10:14, 10:30] = 60  # a second grey on 3 % of the pixels: ambiguous
+    with pytest.raises(ImageReadError, match="neither"):
+        decode_part_mask(two_greys)

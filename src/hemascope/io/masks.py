@@ -90,24 +90,44 @@ def decode_part_mask(raw: np.ndarray, *, convention: str = "auto",
             convention = "cellavision"
         elif max(values) < len(CELL_PARTS):
             convention = "indexed"
+        elif (grey := _cytoplasm_grey(uniq, counts, raw.size)) is not None:
+            return _snap(raw, {0: 0, grey: 2, 255: 1})
         else:
             raise ImageReadError(path, f"mask values {sorted(values)[:8]} fit neither the "
-                                 "CellaVision 0/128/255 nor the indexed 0..5 convention")
+                                 "CellaVision 0/128/255 (white nucleus, grey cytoplasm, black "
+                                 "other) nor the indexed 0..5 convention")
     if convention == "cellavision":
         bad = values - set(CELLAVISION_VALUES)
         if bad and (stray > 0.02 * raw.size or max(values) > 255):
             raise ImageReadError(path, f"CellaVision mask has values {sorted(bad)[:8]} "
                                  f"outside 0/128/255 on {stray} pixels")
-        greys = np.array(sorted(CELLAVISION_VALUES))
-        lut = np.array([CELLAVISION_VALUES[int(greys[np.abs(greys - v).argmin()])]
-                        for v in range(256)], np.uint8)
-        return lut[raw.astype(np.uint8)]
+        return _snap(raw, CELLAVISION_VALUES)
     if convention == "indexed":
         if max(values) >= len(CELL_PARTS):
             raise ImageReadError(path, f"indexed mask has value {max(values)}; parts are "
                                  f"0..{len(CELL_PARTS) - 1} ({', '.join(CELL_PARTS.classes)})")
         return raw.astype(np.uint8)
     raise ValueError(f"unknown mask convention {convention!r}")
+
+
+def _cytoplasm_grey(uniq: np.ndarray, counts: np.ndarray, size: int) -> int | None:
+    """The grey of a black / grey / white mask whose grey is not CellaVision's 128 (other
+    releases of the convention: white nucleus, grey cytoplasm, black other): the one value
+    strictly between 0 and 255 that, with 0 and 255, covers at least 98 % of the pixels."""
+    major = uniq[counts >= 0.002 * size]
+    greys = [int(v) for v in major if 0 < v < 255]
+    if uniq.max() > 255 or len(greys) != 1 or not {0, 255} <= set(major.tolist()):
+        return None
+    covered = counts[np.isin(uniq, [0, greys[0], 255])].sum()
+    return greys[0] if covered >= 0.98 * size else None
+
+
+def _snap(raw: np.ndarray, values: dict[int, int]) -> np.ndarray:
+    """Grey values -> part indices, each pixel by the nearest grey of ``values``."""
+    greys = np.array(sorted(values))
+    lut = np.array([values[int(greys[np.abs(greys - v).argmin()])] for v in range(256)],
+                   np.uint8)
+    return lut[raw.astype(np.uint8)]
 
 
 def write_part_mask(path: str | Path, mask: np.ndarray) -> Path:

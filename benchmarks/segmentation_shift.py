@@ -25,6 +25,11 @@ cells (the masks move with the pixels where the geometry changes):
 * ``hue -20 deg`` / ``+20 deg``: the HSV hue turned (another stain's tint);
 * ``buffer pH high``: the smear study's interference factor (`hemascope.interference`,
   severity 1): stained pixels bluer.
+* ``tight crop, 120 px`` and ``..., yellow background``: a square crop of the cell's box
+  with a 10 % margin, resized to 120 x 120 px, as the Jiangxi Tecom set (Zheng et al.
+  2018, Dataset 1: 300 cells of 120 x 120 px, "yellow" background, a rapid stain) crops
+  its cells; the second also brings the border colour to yellow (240, 225, 140) by
+  per-channel gains. Added 2026-12-08 as a measurement, not to choose anything.
 
 Each fold's U-Net is trained once with the shipped recipe (``SegmentationTrainConfig``
 defaults; ``--set KEY=VALUE`` changes it, e.g. ``min_scale=0 epochs=60`` for the recipe
@@ -125,6 +130,26 @@ def larger(image: np.ndarray, mask: np.ndarray, f: float = 1.4) -> tuple[np.ndar
     return np.ascontiguousarray(im[t:t + h, l:l + w]), np.ascontiguousarray(m[t:t + h, l:l + w])
 
 
+def tight_crop(image: np.ndarray, mask: np.ndarray, size: int = 120, margin: float = 0.1
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """A square crop of the cell's box (mask > 0) with ``margin`` of its side on each
+    side, kept inside the image, resized to ``size`` px."""
+    rows, cols = np.nonzero(mask)
+    h, w = mask.shape
+    side = round(max(np.ptp(rows), np.ptp(cols)) * (1 + 2 * margin))
+    side = min(side, h, w)
+    cy, cx = (rows.min() + rows.max()) // 2, (cols.min() + cols.max()) // 2
+    t = int(np.clip(cy - side // 2, 0, h - side))
+    l = int(np.clip(cx - side // 2, 0, w - side))
+    return _resize(image[t:t + side, l:l + side], mask[t:t + side, l:l + side], size / side)
+
+
+def yellow(image: np.ndarray, target=(240, 225, 140)) -> np.ndarray:
+    """Per-channel gains that bring the border colour to ``target`` (a yellow background)."""
+    gains = np.asarray(target, np.float32) / np.maximum(border_colour(image).astype(np.float32), 1)
+    return np.clip(image.astype(np.float32) * gains, 0, 255).astype(np.uint8)
+
+
 def turn_hue(image: np.ndarray, degrees: float) -> np.ndarray:
     """The image's HSV hue turned by ``degrees`` (another stain's tint)."""
     hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
@@ -191,6 +216,9 @@ def main() -> None:
         "hue -20 deg": lambda im, m: (turn_hue(im, -20), m),
         "hue +20 deg": lambda im, m: (turn_hue(im, 20), m),
         "buffer pH high": lambda im, m: (ph_high(im, np.zeros((0, 4)), severity=1.0, rng=None)[0], m),
+        "tight crop, 120 px": tight_crop,
+        "tight crop, 120 px, yellow background": lambda im, m: (
+            lambda c: (yellow(c[0]), c[1]))(tight_crop(im, m)),
     }
     pairs, _ = find_mask_pairs(data / "cellavision")
     base = SegmentationTrainConfig(threads=args.threads)

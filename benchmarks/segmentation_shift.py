@@ -193,11 +193,20 @@ def main() -> None:
                          "and fold match (to score other inference modes without retraining)")
     ap.add_argument("--render", action="store_true",
                     help="only rewrite results/<name>.md from results/<name>.json")
+    ap.add_argument("--baseline", default=None, metavar="NAME",
+                    help="with --render: apply the zoom decision rule (above) against "
+                         "results/NAME.json's margins rows and record it")
     args = ap.parse_args()
     if args.render:
         from _common import RESULTS
 
         payload = json.loads((RESULTS / f"{args.name}.json").read_text())
+        if args.baseline:
+            base = json.loads((RESULTS / f"{args.baseline}.json").read_text())
+            payload["decision"] = zoom_decision(base["iou"]["margins"],
+                                                payload["iou"]["margins"])
+            payload["decision"]["baseline"] = args.baseline
+            (RESULTS / f"{args.name}.json").write_text(json.dumps(payload, indent=1) + "\n")
         (RESULTS / f"{args.name}.md").write_text(render(payload) + "\n")
         return
 
@@ -299,6 +308,28 @@ WAYS = {"plain": "no adjustment",
               "fold's 20 shifted held-out cells (AdaBN, `segment.predict.adapt_batchnorm`)"}
 
 
+TIGHT, UNCHANGED = "tight crop, 120 px", "none"
+
+
+def zoom_decision(base: dict, new: dict) -> dict:
+    """The decision rule for training zoom up to 2x (module docstring), from two runs'
+    ``margins`` rows (shift -> part -> IoU)."""
+    others = [s for s in base if s not in (TIGHT, UNCHANGED) and s in new]
+
+    def mean(rows, part):
+        return float(np.mean([rows[s][part] for s in others]))
+
+    tight_gain = new[TIGHT]["cytoplasm"] - base[TIGHT]["cytoplasm"]
+    other_change = {p: mean(new, p) - mean(base, p) for p in ("nucleus", "cytoplasm")}
+    unchanged_change = {p: new[UNCHANGED][p] - base[UNCHANGED][p] for p in ("nucleus", "cytoplasm")}
+    met = (tight_gain >= 0.01 and min(other_change.values()) >= -0.003
+           and min(unchanged_change.values()) >= -0.005)
+    return {"tight_crop_cytoplasm_gain": round(tight_gain, 4),
+            "other_rows_mean_change": {p: round(v, 4) for p, v in other_change.items()},
+            "unchanged_change": {p: round(v, 4) for p, v in unchanged_change.items()},
+            "other_rows": others, "met": bool(met)}
+
+
 def render(payload: dict) -> str:
     """The markdown table of a results payload (also re-renders a saved JSON: ``--render``)."""
     iou = payload["iou"]
@@ -330,6 +361,15 @@ def render(payload: dict) -> str:
     lines += ["", f"One U-Net per fold ({recipe}), run " + "; ".join(
         f"{m}: {WAYS[m]}" for m in modes) + ". Targets on unseen labs: nucleus >= 0.90, "
         f"cytoplasm >= 0.80.{took}"]
+    if d := payload.get("decision"):
+        lines += ["", f"Decision rule for training zoom up to 2x (module docstring), against "
+                  f"`{d['baseline']}`: tight-crop cytoplasm {d['tight_crop_cytoplasm_gain']:+.4f} "
+                  f"(needs >= +0.01); other shifted rows, mean change nucleus "
+                  f"{d['other_rows_mean_change']['nucleus']:+.4f}, cytoplasm "
+                  f"{d['other_rows_mean_change']['cytoplasm']:+.4f} (each >= -0.003); unchanged "
+                  f"cells nucleus {d['unchanged_change']['nucleus']:+.4f}, cytoplasm "
+                  f"{d['unchanged_change']['cytoplasm']:+.4f} (each >= -0.005): "
+                  f"**{'met' if d['met'] else 'not met'}**."]
     return "\n".join(lines)
 
 
